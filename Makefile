@@ -1,0 +1,46 @@
+# Quick start: `make run` (demo image) and `make test` (whole suite). See README.md.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST := $(BIN)/python -m pytest
+export CONTAINERS_CONF ?= $(CURDIR)/tests/containers.conf
+
+.PHONY: setup system-deps run test test-fast lint typecheck bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $@
+
+# System tools the tests drive for real (podman+runc, skopeo, umoci, registry, apt, gpgv).
+system-deps:
+	@sh .ci/system-deps
+
+run: setup
+	$(BIN)/distill lock base -o out/base.lock
+	$(BIN)/distill fetch out/base.lock
+
+lint: setup
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
+
+typecheck: setup
+	$(BIN)/mypy
+
+# Offline and quick: no network, no containers.
+test-fast: setup
+	$(PYTEST) -q -m "not network and not container" -p no:cacheprovider
+
+# Everything, slow tests included. pytest exits 5 when it collected nothing: that fails too.
+test: setup system-deps lint typecheck
+	$(PYTEST) -q -n 2 --dist loadfile -p no:cacheprovider
+
+bench: setup
+	$(BIN)/python benchmarks/run.py
+
+clean:
+	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,227 @@
+"""Verified Debian archive indices: InRelease (OpenPGP-checked) → Packages (hash-checked).
+
+Nothing unverified is parsed or cached: the InRelease signature is checked with gpgv against
+the Debian archive keyring, and only the text gpgv says is signed is read; every Packages
+file is checked against the size and SHA256 that signed text names before it is cached.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+import os
+import pickle
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+
+import requests
+
+from distill.cache import BlobCache
+from distill.debian.control import parse_stanza
+from distill.debian.mirror import Mirrors, discover_mirrors
+from distill.debian.model import BinaryPackage
+from distill.debian.packages import parse_packages_index
+from distill.download import DownloadRequest, fetch_blob, fetch_bytes, make_session
+from distill.errors import DistillError
+
+KEYRING_ENV = "DISTILL_KEYRING"
+DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+COMPONENT = "main"
+# Bump when BinaryPackage or the parser changes, so cached parsed indices are not reused.
+_INDEX_FORMAT = "1"
+
+
+@dataclass(frozen=True, slots=True)
+class IndexFile:
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Release:
+    pocket: str
+    date: datetime
+    valid_until: datetime | None
+    acquire_by_hash: bool
+    files: dict[str, IndexFile] = field(default_factory=dict)  # path → hash, from SHA256:
+
+
+@dataclass(frozen=True, slots=True)
+class PocketIndex:
+    pocket: str
+    date: datetime
+    packages: tuple[BinaryPackage, ...]
+
+
+def pockets_for(suite: str) -> tuple[str, ...]:
+    return (suite, f"{suite}-updates", f"{suite}-security")
+
+
+def keyring_path() -> Path:
+    path = Path(os.environ.get(KEYRING_ENV, DEFAULT_KEYRING))
+    if not path.is_file():
+        raise DistillError(
+            f"archive keyring {path} not found",
+            hint=f"install debian-archive-keyring, or set {KEYRING_ENV} to a keyring file",
+        )
+    return path
+
+
+def _gpgv() -> str:
+    gpgv = shutil.which("gpgv")
+    if gpgv is None:
+        raise DistillError(
+            "gpgv not found: InRelease signatures cannot be checked",
+            hint="install gpgv (apt-get install gpgv)",
+        )
+    return gpgv
+
+
+def verify_inrelease(data: bytes, name: str, keyring: Path | None = None) -> str:
+    """Return the signed text of an InRelease file, or refuse it.
+
+    Like apt: at least one good signature from the keyring and no bad one. A missing key for
+    one of several signatures is tolerated (older keyrings lack the newest release key).
+    """
+    keyring = keyring or keyring_path()
+    with tempfile.TemporaryDirectory(prefix="distill-gpgv-") as tmp:
+        signed = Path(tmp, "InRelease")
+        signed.write_bytes(data)
+        out = Path(tmp, "signed.txt")
+        proc = subprocess.run(
+            [
+                _gpgv(),
+                "--status-fd",
+                "1",
+                "--keyring",
+                str(keyring),
+                "--output",
+                str(out),
+                str(signed),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        status = [ln.split()[1:] for ln in proc.stdout.splitlines() if ln.startswith("[GNUPG:]")]
+        words = [s[0] for s in status if s]
+        # BADSIG means altered data: fatal. A signature by an unknown, expired or revoked
+        # key is worthless but harmless when another one is good (apt's rule).
+        bad = "BADSIG" in words
+        good = words.count("VALIDSIG")
+        if bad or not good or not out.is_file():
+            detail = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else "no signature"
+            raise DistillError(
+                f"signature check failed for {name}: {detail}",
+                hint="the file was altered or not signed by a key in the Debian archive keyring "
+                f"({keyring}); check the mirror, or the keyring's age",
+            )
+        return out.read_text(encoding="utf-8", errors="replace")
+
+
+def _parse_date(value: str, what: str) -> datetime:
+    try:
+        return parsedate_to_datetime(value).astimezone(UTC)
+    except (TypeError, ValueError) as exc:
+        raise DistillError(f"bad {what} date {value!r} in InRelease") from exc
+
+
+def parse_release(text: str, pocket: str) -> Release:
+    fields = parse_stanza(text)
+    if "date" not in fields:
+        raise DistillError(f"InRelease of {pocket} has no Date field")
+    files: dict[str, IndexFile] = {}
+    for line in fields.get("sha256", "").splitlines():
+        parts = line.split()
+        if len(parts) == 3:
+            files[parts[2]] = IndexFile(parts[0], int(parts[1]))
+    valid_until = fields.get("valid-until")
+    return Release(
+        pocket=pocket,
+        date=_parse_date(fields["date"], "Date"),
+        valid_until=_parse_date(valid_until, "Valid-Until") if valid_until else None,
+        acquire_by_hash=fields.get("acquire-by-hash", "no").strip().lower() == "yes",
+        files=files,
+    )
+
+
+def fetch_release(
+    mirror: str, pocket: str, session: requests.Session, *, now: datetime | None = None
+) -> Release:
+    url = f"{mirror}/dists/{pocket}/InRelease"
+    text = verify_inrelease(fetch_bytes(url, session=session), f"{pocket}/InRelease")
+    release = parse_release(text, pocket)
+    now = now or datetime.now(UTC)
+    if release.valid_until is not None and now > release.valid_until:
+        raise DistillError(
+            f"{pocket}/InRelease expired at {release.valid_until:%Y-%m-%d %H:%M} UTC",
+            hint="the mirror is out of date (or replays an old index); use a current mirror",
+        )
+    return release
+
+
+def _packages_request(mirror: str, release: Release, arch: str) -> DownloadRequest:
+    path = f"{COMPONENT}/binary-{arch}/Packages.xz"
+    entry = release.files.get(path)
+    if entry is None:
+        raise DistillError(
+            f"{release.pocket} has no {path}",
+            hint=f"is {arch!r} an architecture of this suite? (e.g. amd64, arm64)",
+        )
+    if release.acquire_by_hash:
+        base = f"{mirror}/dists/{release.pocket}/{COMPONENT}/binary-{arch}"
+        url = f"{base}/by-hash/SHA256/{entry.sha256}"
+    else:
+        url = f"{mirror}/dists/{release.pocket}/{path}"
+    return DownloadRequest(
+        url=url, sha256=entry.sha256, size=entry.size, name=f"{release.pocket}/{path}"
+    )
+
+
+def _load_packages(blob: Path, sha256: str, pocket: str, cache: BlobCache) -> list[BinaryPackage]:
+    # Parsing 65k stanzas costs about a second; the parsed form is keyed by the verified hash
+    # of the index it came from, so it can never disagree with it.
+    key = hashlib.sha256(f"{_INDEX_FORMAT}:{pocket}:{sha256}".encode()).hexdigest()
+    cached = cache.get_derived("packages", key)
+    if cached is not None:
+        try:
+            packages: list[BinaryPackage] = pickle.loads(cached)
+            return packages
+        except Exception:  # a stale or damaged entry: parse again below
+            pass
+    try:
+        text = lzma.decompress(blob.read_bytes()).decode("utf-8", errors="replace")
+    except lzma.LZMAError as exc:
+        raise DistillError(f"{pocket} Packages.xz does not decompress: {exc}") from exc
+    packages = parse_packages_index(text, pocket)
+    cache.put_derived("packages", key, pickle.dumps(packages, protocol=pickle.HIGHEST_PROTOCOL))
+    return packages
+
+
+def load_indices(
+    suite: str,
+    arch: str,
+    mirrors: Mirrors | None = None,
+    *,
+    pockets: tuple[str, ...] | None = None,
+    session: requests.Session | None = None,
+    cache: BlobCache | None = None,
+) -> list[PocketIndex]:
+    """Verified package indices of every pocket of a suite, for one architecture."""
+    mirrors = mirrors or discover_mirrors()
+    session = session or make_session()
+    cache = cache or BlobCache()
+    result = []
+    for pocket in pockets or pockets_for(suite):
+        mirror = mirrors.for_pocket(pocket)
+        release = fetch_release(mirror, pocket, session)
+        request = _packages_request(mirror, release, arch)
+        blob = fetch_blob(request, cache, session=session)
+        packages = _load_packages(blob, request.sha256, pocket, cache)
+        result.append(PocketIndex(pocket, release.date, tuple(packages)))
+    return result

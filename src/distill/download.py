@@ -1,0 +1,529 @@
+"""Verified, resumable, parallel downloads into the blob cache.
+
+Modelled on pip's downloader: bytes are streamed to a partial file in the cache's tmp dir
+and hashed on the way, transient failures (connection trouble, 5xx, a truncated body) are
+retried with exponential backoff, resuming with ``Range`` where the server allows it, and
+nothing reaches the cache before its size and sha256 check out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import random
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import requests
+import urllib3.exceptions
+from requests.adapters import HTTPAdapter
+
+from distill import __version__
+from distill.cache import BlobCache, is_sha256
+from distill.errors import DistillError
+
+USER_AGENT = f"distill/{__version__} python-requests/{requests.__version__}"
+CONNECT_TIMEOUT = 15.0
+READ_TIMEOUT = 60.0
+CHUNK_SIZE = 1 << 16
+DEFAULT_MAX_BYTES = 64 << 20
+DEFAULT_JOBS = 8
+
+# Worth another try: the server or something in between is having a bad moment.
+_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
+_GONE_STATUSES = frozenset({404, 410})
+# What a dropped or stalled connection looks like, depending on where in requests/urllib3
+# it surfaces; reading ``resp.raw`` directly raises the urllib3 ones unwrapped.
+_NETWORK_ERRORS: tuple[type[Exception], ...] = (
+    requests.RequestException,
+    urllib3.exceptions.HTTPError,
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+)
+
+ProgressCallback = Callable[[int], None]
+"""Called with the number of bytes just received; negative when a restart discards bytes."""
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    attempts: int = 4
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+
+    def delay(self, retry_number: int, retry_after: float | None = None) -> float:
+        """Seconds to wait before retry ``retry_number`` (0-based)."""
+        if retry_after is not None:
+            return min(retry_after, self.max_delay)
+        backoff = min(self.base_delay * 2.0**retry_number, self.max_delay)
+        # Jitter keeps parallel jobs that failed together from retrying in lockstep.
+        return backoff * random.uniform(0.8, 1.0)
+
+
+DEFAULT_RETRY = RetryPolicy()
+
+
+@dataclass(frozen=True)
+class DownloadRequest:
+    url: str
+    sha256: str
+    size: int | None
+    name: str  # what the user calls it, e.g. "libc6_2.41-12_amd64.deb"
+
+
+def make_session(jobs: int = DEFAULT_JOBS) -> requests.Session:
+    """A session with distill's User-Agent and enough pooled connections per host for
+    ``jobs`` parallel downloads. Proxies come from the environment, as requests does."""
+    session = requests.Session()
+    session.headers["User-Agent"] = USER_AGENT
+    # Retries are ours (with resume); urllib3's own would restart bodies from zero.
+    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(jobs, 1), max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+class _Transient(Exception):
+    """A failed attempt that deserves another one."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retry_after = retry_after
+
+
+class _Cancelled(Exception):
+    """Another download of the same batch failed; stop quietly."""
+
+
+class _Partial:
+    """What has been received so far: the open file, its length and running hash."""
+
+    def __init__(self, fh: BinaryIO, progress_cb: ProgressCallback | None) -> None:
+        self.fh = fh
+        self.progress_cb = progress_cb
+        self.size = 0
+        self.hasher = hashlib.sha256()
+        self.validator: str | None = None  # for If-Range: ETag or Last-Modified
+        self.resumed = False
+
+    def append(self, chunk: bytes) -> None:
+        self.fh.write(chunk)
+        self.hasher.update(chunk)
+        self.size += len(chunk)
+        if self.progress_cb is not None:
+            self.progress_cb(len(chunk))
+
+    def restart(self) -> None:
+        self.fh.seek(0)
+        self.fh.truncate()
+        if self.progress_cb is not None and self.size:
+            self.progress_cb(-self.size)
+        self.size = 0
+        self.hasher = hashlib.sha256()
+        self.resumed = False
+
+
+def fetch_blob(
+    req: DownloadRequest,
+    cache: BlobCache,
+    session: requests.Session | None = None,
+    progress_cb: ProgressCallback | None = None,
+    *,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> Path:
+    """The cached blob for ``req``, downloading and verifying it first if needed."""
+    return _fetch_blob(req, cache, session, progress_cb, retry, None)
+
+
+def _fetch_blob(
+    req: DownloadRequest,
+    cache: BlobCache,
+    session: requests.Session | None,
+    progress_cb: ProgressCallback | None,
+    retry: RetryPolicy,
+    stop: threading.Event | None,
+) -> Path:
+    if not is_sha256(req.sha256):
+        raise DistillError(
+            f"{req.name} has an invalid sha256 {req.sha256!r}: {req.url}",
+            hint="the lock file looks damaged; re-lock to regenerate it",
+        )
+    cached = cache.get(req.sha256, req.size)
+    if cached is not None:
+        return cached
+    part = cache.tmp_path(req.sha256[:12] + "-")
+    done = False
+    try:
+        with _session_for(session) as sess:
+            try:
+                with part.open("wb") as fh:
+                    partial = _Partial(fh, progress_cb)
+                    _download(req, partial, sess, retry, stop)
+            except OSError as exc:
+                raise DistillError(
+                    f"could not write {req.name} to {part} while fetching {req.url}: "
+                    f"{exc.strerror or exc}",
+                    hint="check free space and permissions of the cache directory "
+                    "(DISTILL_CACHE_DIR moves it)",
+                ) from exc
+        _verify(req, partial)
+        path = cache.put_file(part, req.sha256, req.size)
+        done = True
+        return path
+    finally:
+        if not done:
+            part.unlink(missing_ok=True)
+
+
+def _verify(req: DownloadRequest, partial: _Partial) -> None:
+    if req.size is not None and partial.size != req.size:
+        raise _size_mismatch(req, partial.size)
+    actual = partial.hasher.hexdigest()
+    if actual != req.sha256.lower():
+        raise DistillError(
+            f"hash mismatch for {req.name}: expected {req.sha256.lower()}, got {actual} "
+            f"(from {req.url})",
+            hint="the mirror may be out of sync (caught mid-update) or something between "
+            "altered the file; try again later or use another mirror. Nothing was cached.",
+        )
+
+
+def _size_mismatch(req: DownloadRequest, got: int) -> DistillError:
+    return DistillError(
+        f"size mismatch for {req.name}: expected {req.size} bytes, got "
+        f"{'more than ' if req.size is not None and got > req.size else ''}{got} "
+        f"(from {req.url})",
+        hint="the mirror may be out of sync (caught mid-update); try again later or use "
+        "another mirror. Nothing was cached.",
+    )
+
+
+def _download(
+    req: DownloadRequest,
+    partial: _Partial,
+    session: requests.Session,
+    retry: RetryPolicy,
+    stop: threading.Event | None,
+) -> None:
+    last: _Transient | None = None
+    for attempt in range(max(retry.attempts, 1)):
+        if last is not None:
+            _sleep(retry.delay(attempt - 1, last.retry_after), stop)
+        if req.size is not None and partial.size == req.size:
+            # A previous attempt got every byte before failing; a Range past the end
+            # would only earn a 416.
+            return
+        try:
+            _attempt(req, partial, session, stop)
+        except _Transient as exc:
+            last = exc
+            continue
+        last_chance = attempt == retry.attempts - 1
+        if partial.resumed and not last_chance and partial.hasher.hexdigest() != req.sha256.lower():
+            # Spliced from two versions of the file despite If-Range: fetch it whole.
+            partial.restart()
+            last = _Transient("content changed while resuming")
+            continue
+        return
+    assert last is not None
+    raise DistillError(
+        f"could not download {req.name} after {retry.attempts} attempts ({last.reason}): {req.url}",
+        hint="the network or the mirror is having trouble; try again, or use another mirror "
+        "(check http_proxy/https_proxy if you are behind a proxy)",
+    )
+
+
+def _attempt(
+    req: DownloadRequest,
+    partial: _Partial,
+    session: requests.Session,
+    stop: threading.Event | None,
+) -> None:
+    # Identity encoding: the bytes on disk must be the bytes that were hashed upstream.
+    headers = {"Accept-Encoding": "identity"}
+    if partial.size:
+        headers["Range"] = f"bytes={partial.size}-"
+        if partial.validator:
+            headers["If-Range"] = partial.validator
+    with _get(session, req.url, req.name, headers) as resp:
+        if resp.status_code == 416 and partial.size:
+            partial.restart()
+            raise _Transient("server refused to resume (HTTP 416)")
+        _check_status(resp, req.name, gone_hint=_GONE_HINT)
+        if resp.status_code == 206:
+            if _range_start(resp.headers.get("Content-Range")) != partial.size:
+                partial.restart()
+                raise _Transient("server resumed at the wrong offset")
+            partial.resumed = partial.size > 0
+        else:
+            # A full body: the server ignored our Range (or the file changed); start over.
+            if partial.size:
+                partial.restart()
+            partial.validator = _validator(resp)
+        expected_len = _content_length(resp)
+        received = 0
+        try:
+            for chunk in resp.raw.stream(CHUNK_SIZE, decode_content=False):
+                if stop is not None and stop.is_set():
+                    raise _Cancelled
+                partial.append(chunk)
+                received += len(chunk)
+                if req.size is not None and partial.size > req.size:
+                    raise _size_mismatch(req, partial.size)
+        except _NETWORK_ERRORS as exc:
+            raise _Transient(f"connection lost after {partial.size} bytes: {exc}") from exc
+        # urllib3 2 raises on a short body by itself; 1.x (still allowed by requests) does not.
+        if expected_len is not None and received < expected_len:
+            raise _Transient(f"body truncated at {received} of {expected_len} bytes")
+
+
+_GONE_HINT = (
+    "the mirror has moved on since this was locked (Debian removes superseded versions); "
+    "re-lock to pick up current versions, or use a snapshot mirror"
+)
+
+
+def fetch_bytes(
+    url: str,
+    session: requests.Session | None = None,
+    *,
+    name: str | None = None,
+    max_size: int = DEFAULT_MAX_BYTES,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> bytes:
+    """A small file (e.g. InRelease) in memory, with the same retry policy as blobs.
+    Refuses bodies larger than ``max_size`` bytes."""
+    label = name or url.rstrip("/").rsplit("/", 1)[-1] or url
+    last: _Transient | None = None
+    with _session_for(session) as sess:
+        for attempt in range(max(retry.attempts, 1)):
+            if last is not None:
+                _sleep(retry.delay(attempt - 1, last.retry_after), None)
+            try:
+                return _attempt_bytes(sess, url, label, max_size)
+            except _Transient as exc:
+                last = exc
+    assert last is not None
+    raise DistillError(
+        f"could not download {label} after {retry.attempts} attempts ({last.reason}): {url}",
+        hint="the network or the mirror is having trouble; try again, or use another mirror "
+        "(check http_proxy/https_proxy if you are behind a proxy)",
+    )
+
+
+def _attempt_bytes(session: requests.Session, url: str, label: str, max_size: int) -> bytes:
+    with _get(session, url, label, {}) as resp:
+        _check_status(
+            resp,
+            label,
+            gone_hint="check the mirror URL and the suite name; the mirror may not carry it",
+        )
+        declared = _content_length(resp)
+        if declared is not None and declared > max_size:
+            raise _too_large(label, url, max_size)
+        body = bytearray()
+        try:
+            for chunk in resp.iter_content(CHUNK_SIZE):
+                body += chunk
+                if len(body) > max_size:
+                    raise _too_large(label, url, max_size)
+        except _NETWORK_ERRORS as exc:
+            raise _Transient(f"connection lost after {len(body)} bytes: {exc}") from exc
+        encoded = "Content-Encoding" in resp.headers
+        if declared is not None and not encoded and len(body) < declared:
+            raise _Transient(f"body truncated at {len(body)} of {declared} bytes")
+        return bytes(body)
+
+
+def _too_large(label: str, url: str, max_size: int) -> DistillError:
+    return DistillError(
+        f"{label} is larger than the {max_size} bytes allowed: {url}",
+        hint="this does not look like the file distill expected; check the mirror URL",
+    )
+
+
+@contextmanager
+def _get(
+    session: requests.Session, url: str, label: str, headers: dict[str, str]
+) -> Iterator[requests.Response]:
+    try:
+        resp = session.get(
+            url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)
+        )
+    except requests.exceptions.SSLError as exc:
+        # A certificate problem will not fix itself between attempts.
+        raise DistillError(
+            f"TLS error fetching {label}: {url}: {exc}",
+            hint="check the system's CA certificates and the mirror URL, or a proxy that "
+            "intercepts TLS",
+        ) from exc
+    except (requests.ConnectionError, requests.Timeout) as exc:
+        raise _Transient(f"could not connect: {exc}") from exc
+    except requests.RequestException as exc:
+        raise DistillError(
+            f"cannot fetch {label}: {url}: {exc}",
+            hint="check the mirror URL (it must start with http:// or https://)",
+        ) from exc
+    try:
+        yield resp
+    finally:
+        resp.close()
+
+
+def _check_status(resp: requests.Response, label: str, *, gone_hint: str) -> None:
+    code = resp.status_code
+    if code in (200, 206):
+        return
+    url = resp.url
+    if code in _GONE_STATUSES:
+        raise DistillError(f"{label} is gone from the mirror (HTTP {code}): {url}", hint=gone_hint)
+    if code in _RETRY_STATUSES or code >= 500:
+        raise _Transient(f"HTTP {code}", _retry_after(resp))
+    raise DistillError(
+        f"HTTP {code} {resp.reason or ''} fetching {label}: {url}".replace("  ", " "),
+        hint="the server refused the request; check the mirror URL and any proxy settings "
+        "(http_proxy/https_proxy)",
+    )
+
+
+def _retry_after(resp: requests.Response) -> float | None:
+    value = resp.headers.get("Retry-After", "").strip()
+    # The HTTP-date form is rare from mirrors; falling back to our backoff is fine then.
+    return float(value) if value.isdigit() else None
+
+
+def _validator(resp: requests.Response) -> str | None:
+    etag = resp.headers.get("ETag")
+    # RFC 9110 forbids weak validators in If-Range.
+    if etag and not etag.startswith("W/"):
+        return etag
+    return resp.headers.get("Last-Modified")
+
+
+def _range_start(content_range: str | None) -> int | None:
+    # "bytes 1000-1999/2000"
+    if not content_range or not content_range.startswith("bytes "):
+        return None
+    first = content_range[6:].split("-", 1)[0].strip()
+    return int(first) if first.isdigit() else None
+
+
+def _content_length(resp: requests.Response) -> int | None:
+    value = resp.headers.get("Content-Length", "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def _sleep(seconds: float, stop: threading.Event | None) -> None:
+    if stop is None:
+        time.sleep(seconds)
+    elif stop.wait(seconds):
+        raise _Cancelled
+
+
+@contextmanager
+def _session_for(session: requests.Session | None) -> Iterator[requests.Session]:
+    if session is not None:
+        yield session
+        return
+    own = make_session(1)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
+def fetch_all(
+    reqs: Sequence[DownloadRequest],
+    cache: BlobCache,
+    jobs: int = DEFAULT_JOBS,
+    show_progress: bool | None = None,
+    *,
+    session: requests.Session | None = None,
+    retry: RetryPolicy = DEFAULT_RETRY,
+) -> dict[str, Path]:
+    """Fetch every request (``jobs`` at a time) and return their cache paths keyed by
+    sha256. The first failure stops the others and is raised. A progress bar is drawn on
+    stderr when it is a terminal, unless ``show_progress`` says otherwise."""
+    result: dict[str, Path] = {}
+    pending: dict[str, DownloadRequest] = {}
+    for req in reqs:
+        if req.sha256 in result or req.sha256 in pending:
+            continue
+        cached = cache.get(req.sha256, req.size) if is_sha256(req.sha256) else None
+        if cached is not None:
+            result[req.sha256] = cached
+        else:
+            pending[req.sha256] = req
+    if not pending:
+        return result
+    if show_progress is None:
+        show_progress = sys.stderr.isatty()
+    stop = threading.Event()
+    sess = session if session is not None else make_session(jobs)
+    pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(pending))))
+    try:
+        with _progress(list(pending.values()), show_progress) as on_bytes:
+            futures = {
+                pool.submit(_fetch_blob, req, cache, sess, on_bytes, retry, stop): sha
+                for sha, req in pending.items()
+            }
+            done, _ = wait(futures, return_when=FIRST_EXCEPTION)
+            for fut in done:
+                exc = fut.exception()
+                if exc is not None:
+                    raise exc
+            for fut, sha in futures.items():
+                result[sha] = fut.result()
+    finally:
+        # On the first error (or Ctrl-C) the queued jobs are dropped and the running ones
+        # notice the event at their next chunk or backoff, deleting their partial files.
+        stop.set()
+        pool.shutdown(wait=True, cancel_futures=True)
+        if session is None:
+            sess.close()
+    return result
+
+
+@contextmanager
+def _progress(reqs: Sequence[DownloadRequest], show: bool) -> Iterator[ProgressCallback | None]:
+    if not show:
+        yield None
+        return
+    # Imported here: rich is only needed when someone is watching.
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    sizes = [r.size for r in reqs if r.size is not None]
+    total = sum(sizes) if sizes else None
+    noun = "file" if len(reqs) == 1 else "files"
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"Downloading {len(reqs)} {noun}", total=total)
+
+        def on_bytes(n: int) -> None:
+            progress.advance(task, n)
+
+        yield on_bytes

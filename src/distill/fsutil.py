@@ -1,0 +1,60 @@
+"""Writing outputs so that a failure leaves nothing behind: temp name, then rename."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from distill.errors import DistillError
+
+
+def _unwritable(path: Path, exc: OSError) -> DistillError:
+    return DistillError(
+        f"cannot write {path}: {exc.strerror or exc}",
+        hint="check that the directory exists and is writable",
+    )
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, *, directory: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of ``path``; on success it replaces ``path`` at once."""
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+        if directory:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=parent))
+        else:
+            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+            os.close(fd)
+            tmp = Path(name)
+    except OSError as exc:
+        raise _unwritable(path, exc) from exc
+    try:
+        yield tmp
+        if directory and path.is_dir():
+            # A directory cannot be replaced atomically: move the old one aside first.
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=parent))
+            os.replace(path, old / "x")
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            if not directory:
+                os.chmod(tmp, 0o644)
+            os.replace(tmp, path)
+    except BaseException as exc:
+        if directory:
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _unwritable(path, exc) from exc
+        raise
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
