@@ -6,13 +6,16 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.table import Table
 
 from distill import __version__, log
 from distill.errors import DistillError
+
+if TYPE_CHECKING:
+    from distill.registry.auth import Credentials
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,17 +41,54 @@ def cli(ctx: click.Context, debug: bool, quiet: bool) -> None:
 
 def _spec_options(func: F) -> F:
     func = click.option(
-        "--arch", "archs", multiple=True,
+        "--arch",
+        "archs",
+        multiple=True,
         help="Architecture (amd64, arm64); repeat for several. Default: host.",
     )(func)
     func = click.option("--suite", help="Debian suite: trixie (default) or bookworm.")(func)
     return func
 
 
+def _parse_creds(
+    ctx: click.Context, param: click.Parameter, value: str | None
+) -> Credentials | None:
+    from distill.registry.auth import Credentials
+
+    return None if value is None else Credentials.parse(value, "given with --creds")
+
+
+def _registry_options(func: F) -> F:
+    """``--tls-verify/--no-tls-verify`` and ``--creds``, for commands that read or write
+    ``docker://`` images; they arrive as ``tls_verify`` and ``credentials``."""
+    func = click.option(
+        "--creds",
+        "credentials",
+        metavar="USER:PASS",
+        callback=_parse_creds,
+        help="Registry credentials (docker:// images). Default: $DISTILL_REGISTRY_AUTH, "
+        "then the auth files of podman login and docker login.",
+    )(func)
+    func = click.option(
+        "--tls-verify/--no-tls-verify",
+        default=True,
+        show_default=True,
+        help="Use https with a verified certificate for docker:// images. Registries on "
+        "this machine may use plain http either way.",
+    )(func)
+    return func
+
+
 @cli.command()
 @click.argument("spec")
-@click.option("-o", "--output", type=click.Path(path_type=Path), default=Path("distill.lock"),
-              show_default=True, help="Where to write the lock.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    default=Path("distill.lock"),
+    show_default=True,
+    help="Where to write the lock.",
+)
 @_spec_options
 def lock(spec: str, output: Path, suite: str | None, archs: tuple[str, ...]) -> None:
     """Resolve SPEC (a spec file or preset) into a lockfile of exact .debs."""
@@ -58,8 +98,9 @@ def lock(spec: str, output: Path, suite: str | None, archs: tuple[str, ...]) -> 
 
     loaded = load_spec(spec, suite=suite, archs=archs)
     mirrors = discover_mirrors(loaded.mirror, loaded.security_mirror)
-    with log.complete_step(f"Resolving {loaded.name} ({loaded.suite}, "
-                           f"{', '.join(loaded.target_archs())})"):
+    with log.complete_step(
+        f"Resolving {loaded.name} ({loaded.suite}, {', '.join(loaded.target_archs())})"
+    ):
         result, resolutions = lock_spec(loaded, mirrors)
     for arch, resolution in resolutions.items():
         table = Table(title=f"{loaded.name} · {loaded.suite} · {arch}", title_justify="left")
@@ -104,7 +145,8 @@ def fetch(lockfile: Path, arch: str | None, jobs: int) -> None:
     "--output",
     required=True,
     metavar="TRANSPORT:PATH[:REF]",
-    help="oci:DIR, oci-archive:FILE or docker-archive:FILE, optionally with :REF (a tag).",
+    help="oci:DIR, oci-archive:FILE or docker-archive:FILE, optionally with :REF (a tag); "
+    "or docker://HOST/REPO[:TAG] to push to a registry.",
 )
 @click.option(
     "--lock",
@@ -121,6 +163,7 @@ def fetch(lockfile: Path, arch: str | None, jobs: int) -> None:
 )
 @click.option("-j", "--jobs", default=8, show_default=True, help="Parallel downloads/unpacks.")
 @_spec_options
+@_registry_options
 def build(
     spec: str,
     output: str,
@@ -129,22 +172,29 @@ def build(
     jobs: int,
     suite: str | None,
     archs: tuple[str, ...],
+    tls_verify: bool,
+    credentials: Credentials | None,
 ) -> None:
     """Build SPEC (a spec file or PRESET[:VARIANT]) into an OCI image.
 
     Variants: nonroot, debug, debug-nonroot. The image digest is printed on stdout.
     """
-    from distill.build import build_image
+    from distill.build import build_image, output_name, parse_output
     from distill.debian.lock import read_lock
     from distill.oci.layer import Compression
-    from distill.oci.layout import parse_destination
     from distill.spec import load_spec
 
     loaded = load_spec(spec, suite=suite, archs=archs)
-    destination = parse_destination(output)
+    destination = parse_output(output)
     locked = read_lock(lock_file) if lock_file is not None else None
     result = build_image(
-        loaded, locked, destination, compression=Compression(compression), jobs=jobs
+        loaded,
+        locked,
+        destination,
+        compression=Compression(compression),
+        jobs=jobs,
+        tls_verify=tls_verify,
+        credentials=credentials,
     )
     for arch in result.archs:
         table = Table(
@@ -152,8 +202,12 @@ def build(
             f"{len(arch.excluded)} excluded",
             title_justify="left",
         )
-        for column in ("layer", "packages", "files", "size", "compressed", "cache", "digest"):
-            table.add_column(column, justify="right" if column in ("size", "compressed") else None)
+        for column in ("layer", "packages", "files"):
+            table.add_column(column)
+        table.add_column("size", justify="right")
+        table.add_column("compressed", justify="right")
+        table.add_column("cache")
+        table.add_column("digest")
         for layer in arch.layers:
             blob = layer.blob
             table.add_row(
@@ -170,8 +224,10 @@ def build(
         log.info(f"{_human(total)} uncompressed; excluded: {' '.join(arch.excluded) or 'none'}")
         for note in arch.notes:
             log.info(f"  [dim]{note}[/]")
-    log.info(f"[green]wrote[/] {result.destination} ({result.layers_written} layers written, "
-             f"{result.layers_reused} reused)")
+    log.info(
+        f"[green]wrote[/] {output_name(result.destination)} "
+        f"({result.layers_written} layers written, {result.layers_reused} reused)"
+    )
     click.echo(result.digest)
 
 
@@ -187,6 +243,198 @@ def presets() -> None:
         first = text.splitlines()[0].lstrip("# ") if text.startswith("#") else ""
         table.add_row(name, first, " ".join(spec.packages))
     log.console.print(table, soft_wrap=False)
+
+
+@cli.command()
+@click.argument("image")
+@click.option(
+    "--format",
+    "sbom_format",
+    type=click.Choice(["spdx-json", "cyclonedx-json"]),
+    default="spdx-json",
+    show_default=True,
+    help="SPDX 2.3 or CycloneDX 1.6, as JSON.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    help="Write the SBOM here (atomically) instead of to stdout.",
+)
+@click.option("--platform", help="os/arch[/variant] of a multi-platform image (default: host).")
+@_registry_options
+def sbom(
+    image: str,
+    sbom_format: str,
+    output: Path | None,
+    platform: str | None,
+    tls_verify: bool,
+    credentials: Credentials | None,
+) -> None:
+    """Describe every package in IMAGE as an SBOM.
+
+    IMAGE is oci:DIR, oci-archive:FILE, docker-archive:FILE, containers-storage:NAME,
+    docker://HOST/REPO:TAG or a path to a layout or archive. SOURCE_DATE_EPOCH, when set,
+    is the document's creation time (else the image's), so the output is reproducible.
+    """
+    from distill.analyze.sbom import SbomFormat, image_sbom
+    from distill.fsutil import atomic_write_bytes
+
+    with log.complete_step(f"Cataloguing {image}"):
+        result = image_sbom(
+            image,
+            SbomFormat(sbom_format),
+            platform=platform,
+            tls_verify=tls_verify,
+            credentials=credentials,
+        )
+    for warning in result.catalog.warnings:
+        log.warn(warning)
+    counts: dict[str, int] = {}
+    for component in result.catalog.components:
+        counts[component.type.value] = counts.get(component.type.value, 0) + 1
+    found = ", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "no packages"
+    osr = result.catalog.os
+    log.info(f"{found}" + (f" on {osr.pretty_name or osr.distro}" if osr else ""))
+    if output is None:
+        sys.stdout.buffer.write(result.document)
+        sys.stdout.flush()
+    else:
+        atomic_write_bytes(output, result.document)
+        log.info(f"[green]wrote[/] {output}")
+
+
+@cli.command()
+@click.argument("image")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
+@click.option(
+    "--files",
+    "files",
+    is_flag=False,
+    flag_value="/",
+    default=None,
+    metavar="[PATH]",
+    help="Add a du-like tree of PATH (default /); put it after IMAGE or write --files=PATH.",
+)
+@click.option(
+    "--depth",
+    default=2,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Levels of the --files tree.",
+)
+@click.option("--platform", help="os/arch[/variant] of a multi-platform image (default: host).")
+@_registry_options
+def inspect(
+    image: str,
+    as_json: bool,
+    files: str | None,
+    depth: int,
+    platform: str | None,
+    tls_verify: bool,
+    credentials: Credentials | None,
+) -> None:
+    """Look inside IMAGE without running it: layers, config, OS, attack surface, waste.
+
+    IMAGE is oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE,
+    containers-storage:NAME, docker://HOST/REPO:TAG or a path to a layout or archive.
+    """
+    import json
+
+    from rich.console import Console
+
+    from distill.analyze.inspect import inspect_reference
+    from distill.analyze.render import render_inspect
+
+    with log.complete_step(f"Inspecting {image}"):
+        report = inspect_reference(
+            image,
+            platform=platform,
+            tls_verify=tls_verify,
+            credentials=credentials,
+            files=files,
+            depth=depth,
+        )
+    if as_json:
+        click.echo(json.dumps(report.to_json(), indent=2))
+    else:
+        render_inspect(report, Console())
+
+
+@cli.command()
+@click.argument("images", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON on stdout.")
+@click.option(
+    "--html",
+    "html_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write a self-contained HTML page (charts and tables) here.",
+)
+@click.option(
+    "--top",
+    default=20,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Executables listed per difference (largest first).",
+)
+@click.option(
+    "--count",
+    "patterns",
+    multiple=True,
+    metavar="GLOB",
+    help="Add a row counting executables whose path matches GLOB "
+    "(e.g. '/usr/lib/jvm/*/bin/*'; * stays within one directory); repeatable.",
+)
+@click.option(
+    "--vulnerabilities/--no-vulnerabilities",
+    default=True,
+    show_default=True,
+    help="Count CVEs with trivy's local database (never downloaded; n/a without one).",
+)
+@click.option("--platform", help="os/arch[/variant] of multi-platform images (default: host).")
+@_registry_options
+def compare(
+    images: tuple[str, ...],
+    as_json: bool,
+    html_file: Path | None,
+    top: int,
+    patterns: tuple[str, ...],
+    vulnerabilities: bool,
+    platform: str | None,
+    tls_verify: bool,
+    credentials: Credentials | None,
+) -> None:
+    """Set two or more IMAGES side by side: sizes, packages, executables, attack surface.
+
+    Ratios and the lists of executables one image has and another lacks are against the
+    first image. Each IMAGE is named as for `distill inspect`.
+    """
+    import json
+
+    from rich.console import Console
+
+    from distill.analyze.compare import compare_references
+    from distill.analyze.render import render_compare
+
+    with log.complete_step(f"Comparing {len(images)} images"):
+        comparison = compare_references(
+            images,
+            platform=platform,
+            tls_verify=tls_verify,
+            credentials=credentials,
+            top=top,
+            patterns=patterns,
+            vulnerabilities=vulnerabilities,
+        )
+    if html_file is not None:
+        from distill.analyze.report import write_html
+
+        write_html(comparison, html_file)
+        log.info(f"[green]wrote[/] {html_file}")
+    if as_json:
+        click.echo(json.dumps(comparison.to_json(), indent=2))
+    else:
+        render_compare(comparison, Console())
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -209,10 +457,10 @@ def main(argv: list[str] | None = None) -> None:
     except subprocess.CalledProcessError as exc:
         if debug:
             raise
-        log.console.print(f"[bold red]error:[/] {exc.cmd[0]} failed with exit code "
-                          f"{exc.returncode}")
+        log.console.print(
+            f"[bold red]error:[/] {exc.cmd[0]} failed with exit code {exc.returncode}"
+        )
         sys.exit(1)
     except KeyboardInterrupt:
         log.console.print("[red]interrupted[/]")
         sys.exit(130)
-

@@ -9,7 +9,8 @@ from contextlib import contextmanager
 
 from rich.console import Console
 
-console = Console(stderr=True, highlight=False)
+# soft_wrap: messages are never broken mid-path (pipes and logs get 80 columns otherwise).
+console = Console(stderr=True, highlight=False, soft_wrap=True)
 _quiet = False
 
 

@@ -259,8 +259,9 @@ FIELDS: dict[str, Field] = {
     "debug": Field(
         parse_bool,
         Merge.REPLACE,
-        "add busybox in /busybox with a shell, as the distroless `:debug` images do "
-        "(what the `:debug` variant sets)",
+        "add busybox in /busybox with a shell, as the distroless `:debug` images do; it "
+        "becomes the entrypoint only if the spec has none (the `:debug` variant always "
+        "makes `/busybox/sh` the entrypoint)",
     ),
 }
 
@@ -386,7 +387,9 @@ def _split_variant(ref: str) -> tuple[str, Variant | None]:
 def _apply_variant(spec: Spec, variant: Variant) -> Spec:
     values: dict[str, Any] = {"name": f"{spec.name}:{variant}"}
     if variant in (Variant.DEBUG, Variant.DEBUG_NONROOT):
-        values["debug"] = True
+        # The shell is the program, whatever the image runs otherwise; a spec extending
+        # `python3:debug` can still set its own entrypoint.
+        values.update(debug=True, entrypoint=DEBUG_ENTRYPOINT, cmd=None)
     if variant in (Variant.NONROOT, Variant.DEBUG_NONROOT):
         values.update(user=NONROOT_USER, workdir=NONROOT_HOME)
     return replace(spec, **values)
@@ -396,8 +399,7 @@ def _finish(spec: Spec) -> Spec:
     """What ``debug`` implies, applied once to the complete spec."""
     if not spec.debug or DEBUG_PACKAGE in spec.roots:
         return spec
-    # As distroless: a runtime image keeps its entrypoint (`--entrypoint sh` reaches the
-    # shell); one without a program starts the shell.
+    # `debug: true` in a spec adds the shell; it becomes the program only if there is none.
     return replace(
         spec,
         packages=(*spec.packages, DEBUG_PACKAGE),
@@ -453,3 +455,24 @@ def load_spec(ref: str, *, suite: str | None = None, archs: tuple[str, ...] = ()
 def spec_keys() -> list[str]:
     """Every key a spec may hold, in documentation order."""
     return list(FIELDS)
+
+
+def reference_markdown() -> str:
+    """The key reference of docs/spec.md, from FIELDS (a test keeps the two equal)."""
+    parts = []
+    for key, spec_field in FIELDS.items():
+        text = f"### `{key}`\n\n{spec_field.help[0].upper()}{spec_field.help[1:]}.\n"
+        if key != "extends":
+            text += f"\n*With `extends`:* {_MERGE_TEXT[spec_field.merge]}.\n"
+        if spec_field.example:
+            text += f"\n```yaml\n{spec_field.example}\n```\n"
+        parts.append(text)
+    return "\n".join(parts)
+
+
+_MERGE_TEXT = {
+    Merge.REPLACE: "this spec's value replaces the base's",
+    Merge.EXTEND: "the base's items come first, then this spec's (repeats dropped)",
+    Merge.UPDATE: "keys are merged; this spec's value wins for a key both set",
+    Merge.BY_NAME: "a user or group replaces the base's of the same name; others are added",
+}

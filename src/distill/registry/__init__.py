@@ -1,0 +1,9 @@
+"""Pull from and push to container registries (the OCI distribution API), daemonless.
+
+``reference``  parse ``docker://HOST[:PORT]/REPO[:TAG][@sha256:…]``
+``auth``       credentials (explicit, environment, auth files) and Basic/Bearer auth
+``transport``  scheme detection, authenticated and retried requests (internal)
+``client``     :class:`RegistryClient`: manifests and blobs, verified
+``stream``     :class:`BlobStream`: a blob checked against its digest as it streams
+``push``       :func:`push_image`: an image built by :mod:`distill.oci` to a registry
+"""

@@ -22,17 +22,18 @@ from distill.rootfs.tree import EntryKind, FsEntry
 BUSYBOX_DIR = "busybox"
 _BINARIES = ("usr/bin/busybox", "bin/busybox")
 _APPLET = re.compile(rb"[a-z0-9_.\[\]-]+")
+_TABLE_START = b"[\0[[\0"
 _MIN_APPLETS = 20  # a real table has hundreds; fewer means we found something else
 
 
 def busybox_applets(binary: bytes) -> list[str]:
     """The applet names compiled into a busybox binary, in its (sorted) table order."""
-    start = binary.find(b"\0[\0[[\0")
+    start = binary.find(_TABLE_START)
     while start != -1:
-        names = _table_at(binary, start + 1)
+        names = _table_at(binary, start)
         if names is not None:
             return names
-        start = binary.find(b"\0[\0[[\0", start + 1)
+        start = binary.find(_TABLE_START, start + 1)
     raise DistillError(
         "cannot find the applet table in the busybox binary",
         hint="the busybox-static package may be built unusually; report it with its version",

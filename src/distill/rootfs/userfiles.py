@@ -50,7 +50,7 @@ def _image_path(path: str) -> str:
     return relocate(path.strip("/"))
 
 
-def _missing(spec: FileSpec) -> DistillError:
+def missing_file(spec: FileSpec) -> DistillError:
     return DistillError(
         f"{spec.origin}: files: {spec.src} does not exist",
         hint="`src` is relative to the directory of the spec file that names it",
@@ -64,7 +64,7 @@ def _copy(
     try:
         info = src.lstat()
     except FileNotFoundError:
-        raise _missing(spec) from None
+        raise missing_file(spec) from None
     if stat.S_ISLNK(info.st_mode):
         return [FsEntry(dest, EntryKind.SYMLINK, 0o777, uid, gid, linkname=os.readlink(src))]
     if stat.S_ISREG(info.st_mode):
@@ -88,7 +88,7 @@ def file_entries(files: Sequence[FileSpec], accounts: Accounts, staging: Path) -
     result: list[FsEntry] = []
     for spec in files:
         if not os.path.lexists(spec.src):
-            raise _missing(spec)
+            raise missing_file(spec)
         dest = _image_path(spec.dest)
         if spec.into:
             dest = f"{dest}/{spec.src.name}" if dest else spec.src.name

@@ -1,0 +1,451 @@
+"""Which packages an image holds, read from the files package managers leave behind.
+
+The image is never unpacked: the filesystem view streams the layers once and hands over only the
+files ``wanted`` asks for (package databases, ``copyright`` files, language metadata, archives
+under a size cap), each with the index of the layer that last wrote it. From those:
+
+- Debian: ``var/lib/dpkg/status`` (only stanzas whose status says the files are on disk) and the
+  distroless ``var/lib/dpkg/status.d/`` (one control stanza per file, no ``Status`` line, so
+  installed), file lists from ``info/<pkg>.list`` or ``<pkg>.md5sums``, licences from the
+  machine-readable ``usr/share/doc/<pkg>/copyright``.
+- Alpine and Wolfi: ``lib/apk/db/installed``.
+- Python ``*.dist-info/METADATA`` and ``*.egg-info/PKG-INFO``, npm ``node_modules/**/package.json``,
+  Java archives (``pom.properties``, else the manifest; nested archives too, a few levels deep).
+
+Language metadata that an OS package installed is left to that OS package, as trivy does: the
+Debian ``python3-*`` packages would otherwise be listed twice.
+"""
+
+from __future__ import annotations
+
+import re
+import tarfile
+from collections.abc import Iterable, Iterator, Mapping
+from posixpath import basename, dirname, join, normpath
+
+from distill.analyze.fsview import FsView, NodeKind
+from distill.analyze.langpkgs import (
+    MAX_ARCHIVE_BYTES,
+    MAX_METADATA_BYTES,
+    is_archive,
+    language_components,
+    npm_package_dir,
+)
+from distill.analyze.packages import (
+    CapturedFile,
+    Catalog,
+    Component,
+    OsRelease,
+    PackageType,
+    make_purl,
+    text,
+)
+from distill.debian.control import parse_stanzas
+from distill.errors import DistillError
+
+__all__ = [
+    "CapturedFile",
+    "Catalog",
+    "Component",
+    "OsRelease",
+    "PackageType",
+    "build_catalog",
+    "catalog_view",
+    "dep5_licenses",
+    "parse_os_release",
+    "unaccounted_warning",
+    "want",
+    "wanted",
+]
+
+# Enough of an executable-bit file to tell an ELF binary or a script from anything else.
+EXEC_HEAD = 4
+
+DPKG_STATUS = "var/lib/dpkg/status"
+DPKG_STATUS_D = "var/lib/dpkg/status.d"
+DPKG_INFO = "var/lib/dpkg/info"
+APK_INSTALLED = "lib/apk/db/installed"
+OS_RELEASE_PATHS = ("etc/os-release", "usr/lib/os-release")
+_DOC = "usr/share/doc"
+# dpkg states in which the package's files are all on disk; the rest (not-installed,
+# config-files, half-installed, unpacked...) leave nothing or an unknown subset.
+_INSTALLED_STATES = frozenset({"installed", "triggers-pending", "triggers-awaited"})
+
+
+# --- what to capture -------------------------------------------------------------------------
+
+
+def wanted(path: str, size: int) -> bool:
+    """Whether the catalog needs this regular file's bytes (path relative, no leading slash)."""
+    if path in (DPKG_STATUS, APK_INSTALLED) or path in OS_RELEASE_PATHS:
+        return True
+    parent, name = dirname(path), basename(path)
+    if parent == DPKG_STATUS_D:
+        return True
+    if parent == DPKG_INFO:
+        return name.endswith((".list", ".md5sums"))
+    if name == "copyright":
+        return dirname(parent) == _DOC
+    if name == "METADATA":
+        return parent.endswith(".dist-info")
+    if path.endswith(".egg-info") or (name == "PKG-INFO" and parent.endswith(".egg-info")):
+        return size <= MAX_METADATA_BYTES  # old setuptools wrote .egg-info as a file, newer a dir
+    if name == "package.json":
+        return npm_package_dir(parent)
+    return is_archive(path) and size <= MAX_ARCHIVE_BYTES
+
+
+def want(path: str, member: tarfile.TarInfo) -> int:
+    """The filesystem view's hook: all of a wanted file, the head of an executable, or 0."""
+    if wanted(path, member.size):
+        return member.size
+    return EXEC_HEAD if member.mode & 0o111 else 0
+
+
+def is_executable(mode: int, head: bytes | None) -> bool:
+    """An ELF binary or a ``#!`` script that someone may run: what a package must account for."""
+    return bool(mode & 0o111) and head is not None and head.startswith((b"\x7fELF", b"#!"))
+
+
+# --- the catalog -----------------------------------------------------------------------------
+
+
+def build_catalog(
+    files: Mapping[str, CapturedFile],
+    *,
+    symlinks: Mapping[str, str] | None = None,
+    executables: int = 0,
+) -> Catalog:
+    """Every package in ``files`` (as captured with ``wanted``).
+
+    ``symlinks`` maps symlink paths to their targets, to follow ``usr/share/doc/<pkg>`` links
+    to another package's directory. ``executables`` is how many executables the image holds:
+    with no OS package database they are unaccounted for, which is said loudly, never hidden
+    behind an empty list.
+    """
+    links = symlinks or {}
+    os_release = read_os_release(files)
+    warnings: list[str] = []
+    os_components: list[Component] = []
+    databases: list[str] = []
+    for path, reader in ((DPKG_STATUS, _dpkg_status), (APK_INSTALLED, _apk_installed)):
+        if path in files:
+            databases.append(path)
+            os_components.extend(reader(files, links, os_release))
+    status_d = sorted(p for p in files if dirname(p) == DPKG_STATUS_D)
+    if status_d:
+        databases.append(DPKG_STATUS_D)
+        os_components.extend(_dpkg_status_d(files, status_d, links, os_release))
+
+    owned = {f for c in os_components for f in c.files}
+    lang: list[Component] = []
+    for path in sorted(files):
+        if path in owned:
+            continue
+        try:
+            lang.extend(language_components(path, files[path]))
+        except DistillError as exc:
+            warnings.append(exc.message)
+    if executables and not databases:
+        warnings.insert(0, unaccounted_warning(executables))
+    components = sorted(_dedupe(os_components + lang), key=_sort_key)
+    return Catalog(tuple(components), os_release, tuple(databases), tuple(warnings))
+
+
+def catalog_view(view: FsView) -> Catalog:
+    """The catalog of an image's merged filesystem, read with ``want`` as its hook."""
+    files: dict[str, CapturedFile] = {}
+    links: dict[str, str] = {}
+    executables = 0
+    for path, node in view.nodes.items():
+        if node.kind is NodeKind.SYMLINK:
+            links[path] = node.linkname
+        elif node.kind is NodeKind.FILE and node.content is not None:
+            if is_executable(node.mode, node.content[:EXEC_HEAD]):
+                executables += 1
+            if wanted(path, node.size):
+                files[path] = CapturedFile(node.content, node.layer, node.mode)
+    return build_catalog(files, symlinks=links, executables=executables)
+
+
+def unaccounted_warning(executables: int) -> str:
+    noun = "executable is" if executables == 1 else "executables are"
+    return f"no package database found: {executables} {noun} unaccounted for"
+
+
+def _sort_key(c: Component) -> tuple[str, str, str, str, str]:
+    return (c.type.value, c.name, c.version, c.arch, c.locations[0] if c.locations else "")
+
+
+def _dedupe(components: Iterable[Component]) -> Iterator[Component]:
+    """An OS package once (``status`` wins over a ``status.d`` copy); others once per place."""
+    seen: set[tuple[str, tuple[str, ...]]] = set()
+    for c in components:
+        key = (c.purl, () if c.type.is_os else c.locations)
+        if key not in seen:
+            seen.add(key)
+            yield c
+
+
+# --- os-release ------------------------------------------------------------------------------
+
+_ASSIGNMENT = re.compile(r"^([A-Z0-9_]+)=(.*)$")
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """``KEY=value`` lines with shell quoting, as os-release(5) specifies."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _ASSIGNMENT.match(line.strip())
+        if not match:
+            continue
+        key, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+            if line.strip()[len(key) + 1] == '"':
+                value = re.sub(r"\\([\\$\"`])", r"\1", value)
+        values[key] = value
+    return values
+
+
+def read_os_release(files: Mapping[str, CapturedFile]) -> OsRelease | None:
+    # etc/os-release is usually a symlink to usr/lib/os-release, so the file is often only there.
+    for path in OS_RELEASE_PATHS:
+        if path in files:
+            values = parse_os_release(text(files[path].data))
+            if values.get("ID"):
+                return OsRelease(
+                    id=values["ID"].lower(),
+                    version_id=values.get("VERSION_ID", ""),
+                    codename=values.get("VERSION_CODENAME", ""),
+                    pretty_name=values.get("PRETTY_NAME", ""),
+                )
+    return None
+
+
+# --- Debian ----------------------------------------------------------------------------------
+
+_SOURCE = re.compile(r"^\s*(\S+)(?:\s*\(\s*([^)\s]+)\s*\))?\s*$")
+
+
+def _first_line(value: str) -> str:
+    return value.split("\n", 1)[0].strip()
+
+
+def _stanzas(files: Mapping[str, CapturedFile], path: str) -> list[dict[str, str]]:
+    try:
+        return parse_stanzas(text(files[path].data), origin=path)
+    except DistillError as exc:
+        raise DistillError(
+            f"cannot read the package database {path}: {exc.message}",
+            hint="the image's dpkg database is damaged; the SBOM would be incomplete",
+        ) from exc
+
+
+def _dpkg_status(
+    files: Mapping[str, CapturedFile], links: Mapping[str, str], osr: OsRelease | None
+) -> Iterator[Component]:
+    status_layer = files[DPKG_STATUS].layer
+    for stanza in _stanzas(files, DPKG_STATUS):
+        words = stanza.get("status", "").split()
+        if len(words) != 3 or words[2] not in _INSTALLED_STATES:
+            continue
+        info, layer = _dpkg_info(files, stanza)
+        yield _deb_component(
+            stanza,
+            files,
+            links,
+            osr,
+            DPKG_STATUS,
+            layer if layer is not None else status_layer,
+            info,
+        )
+
+
+def _dpkg_info(
+    files: Mapping[str, CapturedFile], stanza: Mapping[str, str]
+) -> tuple[tuple[str, ...], int | None]:
+    """The package's file list from ``info/`` and the layer that wrote it.
+
+    ``status`` is rewritten by every layer that installs anything, so its layer says little;
+    the ``.list`` file is written once, by the layer that installed the package.
+    """
+    name, arch = _first_line(stanza.get("package", "")), _first_line(stanza.get("architecture", ""))
+    for key in (f"{name}:{arch}", name):
+        for suffix in (".list", ".md5sums"):
+            captured = files.get(f"{DPKG_INFO}/{key}{suffix}")
+            if captured is not None:
+                return _file_list(captured.data, suffix), captured.layer
+    return (), None
+
+
+def _file_list(data: bytes, suffix: str) -> tuple[str, ...]:
+    paths: list[str] = []
+    for line in text(data).splitlines():
+        # md5sums lines are "<md5>  <path>"; .list lines are absolute paths, "/." included.
+        path = line.split(None, 1)[1] if suffix == ".md5sums" and " " in line else line
+        path = path.strip().lstrip("/")
+        if path and path != ".":
+            paths.append(normpath(path))
+    return tuple(sorted(set(paths)))
+
+
+def _dpkg_status_d(
+    files: Mapping[str, CapturedFile],
+    paths: list[str],
+    links: Mapping[str, str],
+    osr: OsRelease | None,
+) -> Iterator[Component]:
+    for path in paths:
+        if path.endswith(".md5sums"):
+            continue
+        for stanza in _stanzas(files, path):
+            words = stanza.get("status", "").split()
+            if words and (len(words) != 3 or words[2] not in _INSTALLED_STATES):
+                continue  # distroless writes no Status; one that is there must say installed
+            name = _first_line(stanza.get("package", ""))
+            md5 = files.get(f"{path}.md5sums") or files.get(f"{DPKG_STATUS_D}/{name}.md5sums")
+            listed = _file_list(md5.data, ".md5sums") if md5 else ()
+            yield _deb_component(stanza, files, links, osr, path, files[path].layer, listed)
+
+
+def _deb_component(
+    stanza: Mapping[str, str],
+    files: Mapping[str, CapturedFile],
+    links: Mapping[str, str],
+    osr: OsRelease | None,
+    location: str,
+    layer: int,
+    listed: tuple[str, ...],
+) -> Component:
+    name = _first_line(stanza.get("package", ""))
+    version = _first_line(stanza.get("version", ""))
+    if not name or not version:
+        raise DistillError(
+            f"{location}: a package stanza has no Package or Version field",
+            hint="the image's dpkg database is damaged; the SBOM would be incomplete",
+        )
+    arch = _first_line(stanza.get("architecture", ""))
+    source_name, source_version = name, version
+    match = _SOURCE.match(_first_line(stanza.get("source", "")))
+    if match:
+        source_name, source_version = match.group(1), match.group(2) or version
+    upstream = ""
+    if source_name != name or source_version != version:
+        upstream = source_name if source_version == version else f"{source_name}@{source_version}"
+    namespace = osr.id if osr else "debian"
+    qualifiers = {"arch": arch, "distro": osr.distro if osr else "", "upstream": upstream}
+    copyright_path = _resolve(f"{_DOC}/{name}/copyright", links)
+    licenses: tuple[str, ...] = ()
+    locations = [location]
+    if copyright_path in files:
+        licenses = dep5_licenses(text(files[copyright_path].data))
+        locations.append(copyright_path)
+    return Component(
+        name=name,
+        version=version,
+        type=PackageType.DEB,
+        purl=make_purl(PackageType.DEB, name, version, namespace, qualifiers),
+        licenses=licenses,
+        source_name=source_name,
+        source_version=source_version,
+        arch=arch,
+        layer=layer,
+        locations=tuple(locations),
+        files=listed,
+        supplier=_first_line(stanza.get("maintainer", "")),
+    )
+
+
+def _resolve(path: str, links: Mapping[str, str], hops: int = 8) -> str:
+    """``path`` with the symlinks in ``links`` followed, a few hops deep: packages built from
+    one source often link ``usr/share/doc/<pkg>`` (or just its ``copyright``) to a sibling's."""
+    for _ in range(hops):
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            prefix = "/".join(parts[:depth])
+            target = links.get(prefix)
+            if target is not None:
+                base = "" if target.startswith("/") else dirname(prefix)
+                path = normpath(join(base, target.lstrip("/"), *parts[depth:]))
+                break
+        else:
+            return path
+    return path
+
+
+_LICENSE_LINE = re.compile(r"^License:[ \t]*(\S.*?)[ \t]*$", re.MULTILINE | re.IGNORECASE)
+_LICENSE_SPLIT = re.compile(r"\s*,\s*(?:and|or)?\s*|\s+(?:and|or)\s+", re.IGNORECASE)
+
+
+def dep5_licenses(copyright_text: str) -> tuple[str, ...]:
+    """The licence short names of a machine-readable (DEP-5) copyright file, in order.
+
+    A ``License:`` line may combine names (``GPL-2+ or Artistic``, ``MIT, and BSD-3-clause``):
+    each name is listed once. A free-form copyright file names no licence reliably, so it gives
+    nothing rather than a guess.
+    """
+    if not re.match(r"\s*Format:", copyright_text, re.IGNORECASE):
+        return ()
+    try:
+        stanzas = parse_stanzas(copyright_text)
+        lines = [_first_line(s["license"]) for s in stanzas if "license" in s]
+    except DistillError:
+        # Hand-written copyright files are often not strict deb822 (stray indentation, blank
+        # lines inside a licence text); their License: lines are still where DEP-5 puts them.
+        lines = _LICENSE_LINE.findall(copyright_text)
+    names: dict[str, None] = {}
+    for line in lines:
+        for name in _LICENSE_SPLIT.split(line):
+            name = name.strip().strip("()")
+            if name:
+                names.setdefault(name)
+    return tuple(names)
+
+
+# --- Alpine ----------------------------------------------------------------------------------
+
+
+def _apk_installed(
+    files: Mapping[str, CapturedFile], links: Mapping[str, str], osr: OsRelease | None
+) -> Iterator[Component]:
+    del links  # apk records licences in its database
+    captured = files[APK_INSTALLED]
+    for block in re.split(r"\n\s*\n", text(captured.data)):
+        fields: dict[str, str] = {}
+        paths: list[str] = []
+        directory = ""
+        for line in block.splitlines():
+            key, sep, value = line.partition(":")
+            if not sep or len(key) != 1:
+                continue
+            if key == "F":
+                directory = value
+            elif key == "R":
+                paths.append(normpath(join(directory, value)))
+            else:
+                fields.setdefault(key, value)
+        name, version = fields.get("P", ""), fields.get("V", "")
+        if not name or not version:
+            continue
+        arch, origin = fields.get("A", ""), fields.get("o", name)
+        qualifiers = {
+            "arch": arch,
+            "distro": osr.distro if osr else "",
+            "upstream": origin if origin != name else "",
+        }
+        license_text = fields.get("L", "").strip()
+        yield Component(
+            name=name,
+            version=version,
+            type=PackageType.APK,
+            purl=make_purl(PackageType.APK, name, version, osr.id if osr else "alpine", qualifiers),
+            licenses=(license_text,) if license_text else (),
+            source_name=origin,
+            source_version=version,
+            arch=arch,
+            layer=captured.layer,
+            locations=(APK_INSTALLED,),
+            files=tuple(sorted(set(paths))),
+            supplier=fields.get("m", ""),
+        )

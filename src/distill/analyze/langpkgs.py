@@ -1,0 +1,225 @@
+"""Language packages: Python distributions, npm packages, Java archives.
+
+Each reader takes one captured file and returns what it declares. Archives are read from
+memory with ``zipfile``; nested archives (a Spring Boot jar's ``BOOT-INF/lib``, a war's
+``WEB-INF/lib``) are opened in turn, a few levels deep, and named ``outer.jar!/inner.jar``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import zipfile
+from collections.abc import Iterator, Mapping
+from email.parser import HeaderParser
+from posixpath import basename, dirname
+
+from distill.analyze.packages import CapturedFile, Component, PackageType, make_purl, text
+from distill.errors import DistillError
+
+# Archives are read whole into memory, so a cap keeps a 2 GiB fat jar from being captured.
+MAX_ARCHIVE_BYTES = 256 << 20
+MAX_NESTED_DEPTH = 3
+# Text metadata (pom.properties, MANIFEST.MF, PKG-INFO) is tiny; a bigger file is not metadata.
+MAX_METADATA_BYTES = 1 << 20
+_ARCHIVE_SUFFIXES = (".jar", ".war", ".ear")
+
+
+def is_archive(path: str) -> bool:
+    return path.lower().endswith(_ARCHIVE_SUFFIXES)
+
+
+def npm_package_dir(directory: str) -> bool:
+    """``.../node_modules/<name>`` or ``.../node_modules/@scope/<name>``: a package root."""
+    parts = directory.split("/")
+    if len(parts) >= 2 and parts[-2] == "node_modules":
+        return not parts[-1].startswith("@")
+    return len(parts) >= 3 and parts[-3] == "node_modules" and parts[-2].startswith("@")
+
+
+def language_components(path: str, captured: CapturedFile) -> list[Component]:
+    name = basename(path)
+    parent = dirname(path)
+    if name == "METADATA" and parent.endswith(".dist-info"):
+        return _python(path, captured)
+    if (name == "PKG-INFO" and parent.endswith(".egg-info")) or path.endswith(".egg-info"):
+        return _python(path, captured)
+    if name == "package.json" and npm_package_dir(parent):
+        return _npm(path, captured)
+    if is_archive(path):
+        return list(java_archive(path, captured.data, captured.layer))
+    return []
+
+
+def _python(path: str, captured: CapturedFile) -> list[Component]:
+    headers = HeaderParser().parsestr(text(captured.data))
+    name, version = (headers.get("Name") or "").strip(), (headers.get("Version") or "").strip()
+    if not name or not version:
+        return []
+    expression = (headers.get("License-Expression") or "").strip()
+    free_text = (headers.get("License") or "").strip()
+    # License is free text, sometimes the whole licence: only a short one-liner names it.
+    license_name = expression or (
+        free_text if "\n" not in free_text and len(free_text) < 80 else ""
+    )
+    if license_name.upper() == "UNKNOWN":
+        license_name = ""
+    return [
+        Component(
+            name=name,
+            version=version,
+            type=PackageType.PYTHON,
+            purl=make_purl(PackageType.PYTHON, name, version),
+            licenses=(license_name,) if license_name else (),
+            layer=captured.layer,
+            locations=(path,),
+            supplier=(headers.get("Author") or "").strip(),
+        )
+    ]
+
+
+def _npm(path: str, captured: CapturedFile) -> list[Component]:
+    try:
+        manifest = json.loads(captured.data)
+    except ValueError as exc:
+        raise DistillError(f"{path}: not valid JSON ({exc}); skipped") from exc
+    if not isinstance(manifest, dict):
+        return []
+    name, version = manifest.get("name"), manifest.get("version")
+    if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
+        return []
+    namespace, _, short = name.rpartition("/")
+    return [
+        Component(
+            name=name,
+            version=version,
+            type=PackageType.NPM,
+            purl=make_purl(PackageType.NPM, short, version, namespace or None),
+            licenses=_npm_licenses(manifest),
+            layer=captured.layer,
+            locations=(path,),
+        )
+    ]
+
+
+def _npm_licenses(manifest: Mapping[str, object]) -> tuple[str, ...]:
+    # "license": "MIT" is the norm; {"type": "MIT"} and "licenses": [...] are older spellings.
+    raw = manifest.get("license")
+    entries: list[object] = [raw] if raw is not None else []
+    old = manifest.get("licenses")
+    if isinstance(old, list):
+        entries.extend(old)
+    names: dict[str, None] = {}
+    for entry in entries:
+        value = entry.get("type") if isinstance(entry, dict) else entry
+        if isinstance(value, str) and value.strip():
+            names.setdefault(value.strip())
+    return tuple(names)
+
+
+# --- Java ------------------------------------------------------------------------------------
+
+
+def java_archive(path: str, data: bytes, layer: int, depth: int = 0) -> Iterator[Component]:
+    """The packages of a jar/war/ear and of the archives nested in it (``outer!/inner``).
+
+    Every ``pom.properties`` names one Maven artifact (a fat jar holds many); an archive with
+    none falls back to its manifest's Implementation or Bundle fields.
+    """
+    try:
+        archive = zipfile.ZipFile(io.BytesIO(data))
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise DistillError(f"{path}: not a readable Java archive ({exc}); skipped") from exc
+    with archive:
+        infos = archive.infolist()
+        found = False
+        for info in infos:
+            if info.filename.startswith("META-INF/maven/") and info.filename.endswith(
+                "/pom.properties"
+            ):
+                props = _properties(_zip_text(archive, info))
+                group, artifact = props.get("groupId", ""), props.get("artifactId", "")
+                version = props.get("version", "")
+                if group and artifact and version:
+                    found = True
+                    yield _maven(path, layer, group, artifact, version)
+        if not found:
+            manifest = next((i for i in infos if i.filename == "META-INF/MANIFEST.MF"), None)
+            if manifest is not None:
+                yield from _from_manifest(path, layer, _zip_text(archive, manifest))
+        if depth >= MAX_NESTED_DEPTH:
+            return
+        for info in infos:
+            if is_archive(info.filename) and 0 < info.file_size <= MAX_ARCHIVE_BYTES:
+                inner = f"{path}!/{info.filename}"
+                try:
+                    nested = archive.read(info)
+                except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
+                    continue
+                try:
+                    yield from java_archive(inner, nested, layer, depth + 1)
+                except DistillError:
+                    continue  # a damaged inner archive does not hide the outer one's packages
+
+
+def _zip_text(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
+    if info.file_size > MAX_METADATA_BYTES:
+        return ""
+    try:
+        return text(archive.read(info))
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
+        return ""
+
+
+def _properties(text: str) -> dict[str, str]:
+    """Java ``.properties``: ``key=value`` or ``key: value``, ``#``/``!`` comments."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line[0] in "#!":
+            continue
+        match = re.match(r"([^=:\s]+)\s*[=:\s]\s*(.*)$", line)
+        if match:
+            values[match.group(1)] = match.group(2).strip()
+    return values
+
+
+def _manifest(text: str) -> dict[str, str]:
+    """MANIFEST.MF main section; continuation lines start with one space."""
+    values: dict[str, str] = {}
+    key = ""
+    for line in text.replace("\r\n", "\n").split("\n"):
+        if not line:
+            break  # the main section ends at the first blank line
+        if line.startswith(" ") and key:
+            values[key] += line[1:]
+            continue
+        key, sep, value = line.partition(":")
+        if sep:
+            values[key.strip()] = value.strip()
+    return values
+
+
+def _from_manifest(path: str, layer: int, text: str) -> Iterator[Component]:
+    fields = _manifest(text)
+    name = fields.get("Implementation-Title", "")
+    version = fields.get("Implementation-Version", "")
+    if not (name and version):
+        name = fields.get("Bundle-SymbolicName", "").split(";", 1)[0].strip()
+        version = fields.get("Bundle-Version", "")
+    if name and version:
+        group = fields.get("Implementation-Vendor-Id", "")
+        yield _maven(path, layer, group, name, version)
+
+
+def _maven(path: str, layer: int, group: str, artifact: str, version: str) -> Component:
+    return Component(
+        name=f"{group}:{artifact}" if group else artifact,
+        version=version,
+        type=PackageType.MAVEN,
+        purl=make_purl(PackageType.MAVEN, artifact, version, group or None),
+        layer=layer,
+        locations=(path,),
+        group=group,
+    )

@@ -1,0 +1,417 @@
+"""``distill build``: a spec (and its lock) in, an OCI image out.
+
+The pipeline, per architecture: fetch the locked .debs into the cache, unpack them (cached per
+.deb), finish the rootfs level by level (``layers`` says how levels become layers), add the
+spec's own files, paths and the debug shell, write each layer through the layer cache, then
+the config and manifest; with several architectures an index over them. Only the last step
+writes outside the cache, atomically.
+
+Every timestamp is SOURCE_DATE_EPOCH: the environment's if set, else the newest InRelease
+``Date`` of the lock, so the same lock gives the same image digest on any machine.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from distill import __version__, log
+from distill.cache import BlobCache
+from distill.debian.lock import Lock, lock_spec
+from distill.debian.mirror import Mirrors, discover_mirrors
+from distill.errors import DistillError
+from distill.layers import LayerGroup, LayerRole, cached_layer, diff_entries, group_packages
+from distill.oci.image import (
+    ANNOTATION_PREFIX,
+    BuiltImage,
+    Descriptor,
+    HistoryEntry,
+    ImageConfigSpec,
+    Platform,
+    build_index,
+)
+from distill.oci.image import build_image as build_oci_image
+from distill.oci.layer import Compression, LayerBlob
+from distill.oci.layout import Destination, Target, Transport, parse_destination, write_image
+from distill.registry.auth import Credentials
+from distill.registry.push import check_push_access, push_image
+from distill.registry.reference import ImageReference, is_registry_reference, parse_reference
+from distill.rootfs.debug import busybox_entries
+from distill.rootfs.system import SystemOptions, finish_rootfs
+from distill.rootfs.tree import EntryKind, FsEntry
+from distill.rootfs.userfiles import file_entries, missing_file, path_entries
+from distill.rootfs.usrmerge import relocate
+from distill.spec import DEBUG_PACKAGE, Accounts, Spec
+from distill.unpack import Unpacked, fetch_debs, staging_dir, unpack_all
+
+SDE_ENV = "SOURCE_DATE_EPOCH"
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CA_BUNDLE = "etc/ssl/certs/ca-certificates.crt"
+DEFAULT_JOBS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class BuildContext:
+    spec: Spec
+    lock: Lock
+    cache: BlobCache
+    compression: Compression
+    jobs: int
+    source_date_epoch: int
+    mirrors: Callable[[], Mirrors]  # asked only when a .deb must be downloaded
+
+
+@dataclass(frozen=True, slots=True)
+class LayerResult:
+    role: LayerRole
+    levels: tuple[str, ...]  # the spec levels whose packages it holds
+    packages: tuple[str, ...]
+    blob: LayerBlob
+    reused: bool  # taken from the layer cache rather than compressed now
+
+
+@dataclass(frozen=True, slots=True)
+class ArchResult:
+    arch: str
+    packages: tuple[str, ...]
+    excluded: tuple[str, ...]
+    layers: tuple[LayerResult, ...]
+    image: BuiltImage
+    notes: tuple[str, ...]  # what was skipped or overridden while assembling the rootfs
+    unpacked_from_cache: int  # packages whose unpacking was remembered
+
+
+@dataclass(frozen=True, slots=True)
+class BuildResult:
+    spec: str
+    destination: Output
+    descriptor: Descriptor  # manifest (one arch) or index; docker-archive: the config
+    source_date_epoch: int
+    archs: tuple[ArchResult, ...]
+
+    @property
+    def digest(self) -> str:
+        return self.descriptor.digest
+
+    @property
+    def layers_written(self) -> int:
+        return sum(not layer.reused for arch in self.archs for layer in arch.layers)
+
+    @property
+    def layers_reused(self) -> int:
+        return sum(layer.reused for arch in self.archs for layer in arch.layers)
+
+
+# --- inputs ----------------------------------------------------------------------------------
+
+
+def source_date_epoch(lock: Lock) -> int:
+    """``$SOURCE_DATE_EPOCH``, else the newest InRelease date of the lock."""
+    text = os.environ.get(SDE_ENV)
+    if text is not None and text.strip():
+        if not text.strip().isdigit():
+            raise DistillError(
+                f"{SDE_ENV}={text!r} is not a number of seconds since 1970",
+                hint=f"unset it, or set e.g. {SDE_ENV}=$(git log -1 --format=%ct)",
+            )
+        return int(text)
+    if not lock.pockets:
+        raise DistillError(
+            "the lock records no archive dates to take SOURCE_DATE_EPOCH from",
+            hint=f"set {SDE_ENV}, or lock again with `distill lock`",
+        )
+    return int(lock.newest_date.timestamp())
+
+
+def check_lock(spec: Spec, lock: Lock, archs: Sequence[str]) -> None:
+    """Refuse a lock made for other packages, suite, pins or architectures than the spec's."""
+    problems = []
+    if lock.suite != spec.suite:
+        problems.append(f"it is for {lock.suite}, the spec for {spec.suite}")
+    if tuple(lock.roots) != spec.roots:
+        added = [r for r in spec.roots if r not in lock.roots]
+        dropped = [r for r in lock.roots if r not in spec.roots]
+        what = [f"+{r}" for r in added] + [f"-{r}" for r in dropped]
+        problems.append(f"the packages differ ({' '.join(what) or 'order'})")
+    if tuple(lock.exclude) != spec.exclude or tuple(lock.include) != spec.include:
+        problems.append("the spec's exclude/include lists changed")
+    for arch in archs:
+        if arch not in lock.archs:
+            problems.append(f"it has no {arch} packages")
+            continue
+        versions = {p.name: p.version for p in lock.archs[arch].packages}
+        for name, version in spec.pins.items():
+            if versions.get(name) != version:
+                problems.append(f"{name} is pinned to {version}, locked at {versions.get(name)}")
+    if problems:
+        raise DistillError(
+            f"the lock does not match {spec.name}: {'; '.join(problems)}",
+            hint="lock the spec again: `distill lock SPEC -o LOCKFILE`",
+        )
+
+
+def build_archs(spec: Spec, lock: Lock | None) -> tuple[str, ...]:
+    """The spec's architectures; without any, a given lock's, else the host's."""
+    if spec.archs or lock is None:
+        return spec.target_archs()
+    return tuple(lock.archs)
+
+
+def check_destination(dest: Destination) -> None:
+    """Fail before any work when the output cannot be written where asked."""
+    probe = dest.path.absolute().parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise DistillError(
+            f"cannot write {dest.path}: {probe} is not a directory",
+            hint="choose an output path inside a directory",
+        )
+    if dest.transport is not Transport.OCI and dest.path.is_dir():
+        raise DistillError(
+            f"{dest.path} is a directory; an archive destination must be a file",
+            hint="name a file, e.g. image.tar, or use oci: to write a layout directory",
+        )
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise DistillError(
+            f"cannot write {dest.path}: {probe} is not writable",
+            hint="choose another output path, or fix the directory's permissions",
+        )
+
+
+# --- registry output: docker://HOST/REPO[:TAG] (distill.registry) ----------------------------
+
+Output = Destination | ImageReference
+"""Where a build goes: a layout or archive on disk, or a repository in a registry."""
+
+
+def parse_output(text: str) -> Output:
+    """``oci:DIR[:REF]``, ``oci-archive:FILE[:REF]``, ``docker-archive:FILE[:TAG]``, or
+    ``docker://HOST/REPO[:TAG]`` to push the image to a registry."""
+    return parse_reference(text) if is_registry_reference(text) else parse_destination(text)
+
+
+def output_name(dest: Output) -> str:
+    return f"docker://{dest}" if isinstance(dest, ImageReference) else str(dest)
+
+
+def check_output(dest: Output, *, tls_verify: bool, credentials: Credentials | None) -> None:
+    """``check_destination``; for a registry, that it is reachable and lets us push."""
+    if isinstance(dest, ImageReference):
+        check_push_access(dest, tls_verify=tls_verify, credentials=credentials)
+    else:
+        check_destination(dest)
+
+
+def write_output(
+    target: Target,
+    dest: Output,
+    *,
+    source_date_epoch: int,
+    tls_verify: bool,
+    credentials: Credentials | None,
+) -> Descriptor:
+    """Write ``target`` to disk, or push it (blobs the registry has are not sent again)."""
+    if isinstance(dest, ImageReference):
+        return push_image(target, dest, tls_verify=tls_verify, credentials=credentials).descriptor
+    return write_image(target, dest, source_date_epoch=source_date_epoch)
+
+
+# --- the rootfs and its layers ---------------------------------------------------------------
+
+
+def _finish(
+    unpacked: Mapping[str, Unpacked], names: Sequence[str], options: SystemOptions
+) -> tuple[dict[str, FsEntry], list[str]]:
+    finished = finish_rootfs(
+        [e for name in names for e in unpacked[name].entries],
+        {name: unpacked[name].control for name in names},
+        options,
+    )
+    return {e.path: e for e in finished.entries}, finished.notes
+
+
+def _spec_entries(ctx: BuildContext, rootfs: Mapping[str, FsEntry]) -> list[FsEntry]:
+    spec = ctx.spec
+    entries = path_entries(spec.paths, spec.accounts)
+    entries += file_entries(spec.files, spec.accounts, staging_dir(ctx.cache))
+    if spec.workdir is not None:
+        workdir = relocate(spec.workdir.strip("/"))
+        if workdir and workdir not in rootfs and all(e.path != workdir for e in entries):
+            entries.append(FsEntry(workdir, EntryKind.DIR, 0o755))  # as Dockerfile WORKDIR
+    return entries
+
+
+def assemble(
+    ctx: BuildContext, arch: str, unpacked: Mapping[str, Unpacked]
+) -> tuple[list[tuple[LayerGroup, list[FsEntry]]], list[str]]:
+    """The image's layers as entry lists (bottom first, empty ones dropped) and notes on
+    what was skipped or overridden."""
+    unpacked = dict(unpacked)
+    if DEBUG_PACKAGE in unpacked and ctx.spec.debug:
+        shell = unpacked[DEBUG_PACKAGE]
+        unpacked[DEBUG_PACKAGE] = replace(
+            shell, entries=tuple(busybox_entries(shell.entries, shell.name))
+        )
+    groups, app_packages = group_packages(
+        ctx.spec.levels, {name: u.control for name, u in unpacked.items()}
+    )
+    plain = Accounts()
+    defaults = SystemOptions(ctx.spec.suite, arch, accounts=plain.users, groups=plain.groups)
+    layers: list[tuple[LayerGroup, list[FsEntry]]] = []
+    below: dict[str, FsEntry] = {}
+    names: list[str] = []
+    notes: list[str] = []
+    for group in groups:
+        names += group.packages
+        rootfs, notes = _finish(unpacked, names, defaults)
+        layers.append((group, diff_entries(below, rootfs)))
+        below = rootfs
+    # The spec's accounts and the debug shell are the app's: lower layers stay the same
+    # whatever a spec adds, so images share them.
+    options = replace(defaults, accounts=ctx.spec.accounts.users, groups=ctx.spec.accounts.groups)
+    if app_packages or options != defaults or not groups:
+        final, notes = _finish(unpacked, [*names, *app_packages], options)
+    else:
+        final = dict(below)
+    for entry in _spec_entries(ctx, final):
+        final[entry.path] = entry
+    layers.append((LayerGroup(LayerRole.APP, (), app_packages), diff_entries(below, final)))
+    skipped = [line for u in unpacked.values() for line in u.skipped]
+    return [(g, entries) for g, entries in layers if entries], [*skipped, *notes]
+
+
+# --- image config ----------------------------------------------------------------------------
+
+
+def _check_user(spec: Spec) -> None:
+    if spec.user is None:
+        return
+    user, _, group = spec.user.partition(":")
+    users = {a.name for a in spec.accounts.users}
+    groups = {g.name for g in spec.accounts.groups} | users
+    for name, known, what in ((user, users, "user"), (group, groups, "group")):
+        if name and not name.isdigit() and name not in known:
+            raise DistillError(
+                f"{spec.source}: user: no {what} {name!r} in the image",
+                hint=f"use a number or one of: {', '.join(sorted(known))} (see `accounts:`)",
+            )
+
+
+def image_config(spec: Spec, rootfs_paths: set[str]) -> ImageConfigSpec:
+    env = {"PATH": DEFAULT_PATH + (":/busybox" if spec.debug else "")}
+    if CA_BUNDLE in rootfs_paths:
+        env["SSL_CERT_FILE"] = f"/{CA_BUNDLE}"
+    env.update(spec.env)
+    annotations = {(k if "." in k else ANNOTATION_PREFIX + k): v for k, v in spec.annotations}
+    return ImageConfigSpec(
+        entrypoint=spec.entrypoint,
+        cmd=spec.cmd,
+        env=tuple(f"{k}={v}" for k, v in env.items()),
+        user=spec.user,
+        workdir=spec.workdir,
+        labels=dict(spec.labels),
+        exposed_ports=spec.ports,
+        volumes=spec.volumes,
+        title=spec.name,
+        annotations=annotations,
+    )
+
+
+def _history(layers: Sequence[LayerResult]) -> list[HistoryEntry]:
+    entries = []
+    for layer in layers:
+        what = f"{layer.role} layer" + (f" of {', '.join(layer.levels)}" if layer.levels else "")
+        comment = ", ".join(layer.packages) if layer.packages else ""
+        entries.append(HistoryEntry(f"distill {__version__}: {what}", comment))
+    return entries
+
+
+# --- the build -------------------------------------------------------------------------------
+
+
+def build_arch(ctx: BuildContext, arch: str) -> ArchResult:
+    locked = ctx.lock.archs[arch]
+    with log.complete_step(f"Fetching {len(locked.packages)} packages ({arch})"):
+        debs = fetch_debs(ctx.lock, arch, ctx.cache, ctx.mirrors, jobs=ctx.jobs)
+    with log.complete_step(f"Unpacking {len(locked.packages)} packages ({arch})"):
+        keep = ctx.spec.keep
+        unpacked = unpack_all(locked.packages, debs, ctx.cache, keep, jobs=ctx.jobs)
+    with log.complete_step(f"Writing layers ({arch})"):
+        planned, notes = assemble(ctx, arch, unpacked)
+        layers = []
+        paths: set[str] = set()
+        for group, entries in planned:
+            blob, reused = cached_layer(entries, ctx.cache, ctx.compression, ctx.source_date_epoch)
+            layers.append(LayerResult(group.role, group.levels, group.packages, blob, reused))
+            paths.update(e.path for e in entries)
+    image = build_oci_image(
+        image_config(ctx.spec, paths),
+        Platform.from_debian(arch),
+        [layer.blob for layer in layers],
+        source_date_epoch=ctx.source_date_epoch,
+        history=_history(layers),
+    )
+    return ArchResult(
+        arch=arch,
+        packages=tuple(p.name for p in locked.packages),
+        excluded=tuple(e.name for e in locked.excluded),
+        layers=tuple(layers),
+        image=image,
+        notes=tuple(notes),
+        unpacked_from_cache=sum(u.cached for u in unpacked.values()),
+    )
+
+
+def build_image(
+    spec: Spec,
+    lock: Lock | None,
+    destination: Output | str,
+    *,
+    compression: Compression = Compression.GZIP,
+    jobs: int = DEFAULT_JOBS,
+    cache: BlobCache | None = None,
+    tls_verify: bool = True,
+    credentials: Credentials | None = None,
+) -> BuildResult:
+    """Build ``spec`` from ``lock`` (resolved now when None) and write it to ``destination``
+    (``oci:DIR``, ``oci-archive:FILE`` or ``docker-archive:FILE``, with an optional ``:REF``),
+    or push it to ``docker://HOST/REPO[:TAG]`` (``tls_verify`` and ``credentials`` are for that).
+    """
+    dest = parse_output(destination) if isinstance(destination, str) else destination
+    check_output(dest, tls_verify=tls_verify, credentials=credentials)
+    _check_user(spec)
+    for item in spec.files:  # before any download: a typo should cost nothing
+        if not os.path.lexists(item.src):
+            raise missing_file(item)
+    archs = build_archs(spec, lock)
+    docker_archive = isinstance(dest, Destination) and dest.transport is Transport.DOCKER_ARCHIVE
+    if docker_archive and len(archs) > 1:
+        raise DistillError(
+            f"a docker-archive holds one platform, but {spec.name} is for {', '.join(archs)}",
+            hint="pick one with --arch, or write oci: or oci-archive:, which hold them all",
+        )
+    mirrors = functools.cache(lambda: discover_mirrors(spec.mirror, spec.security_mirror))
+    if lock is None:
+        with log.complete_step(f"Resolving {spec.name} ({spec.suite}, {', '.join(archs)})"):
+            lock, _ = lock_spec(spec, mirrors())
+    else:
+        check_lock(spec, lock, archs)
+    ctx = BuildContext(
+        spec, lock, cache or BlobCache(), compression, jobs, source_date_epoch(lock), mirrors
+    )
+    results = tuple(build_arch(ctx, arch) for arch in archs)
+    images = [r.image for r in results]
+    annotations = image_config(spec, set()).manifest_annotations(ctx.source_date_epoch)
+    target = images[0] if len(images) == 1 else build_index(images, annotations)
+    with log.complete_step(f"Writing {output_name(dest)}"):
+        descriptor = write_output(
+            target,
+            dest,
+            source_date_epoch=ctx.source_date_epoch,
+            tls_verify=tls_verify,
+            credentials=credentials,
+        )
+    return BuildResult(spec.name, dest, descriptor, ctx.source_date_epoch, results)

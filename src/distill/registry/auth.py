@@ -1,0 +1,365 @@
+"""Registry credentials and the two authentication schemes registries use.
+
+Where credentials come from, first match wins:
+
+1. the ``credentials`` given to the client (the CLI's ``--creds USER:PASS``);
+2. ``DISTILL_REGISTRY_AUTH=USER:PASS`` (for whichever registry distill talks to);
+3. the auth files ``podman login`` and ``docker login`` write, in the order
+   containers/image reads them:
+
+   a. ``$REGISTRY_AUTH_FILE``,
+   b. ``$XDG_RUNTIME_DIR/containers/auth.json``,
+   c. ``$XDG_CONFIG_HOME/containers/auth.json`` (``~/.config`` by default),
+   d. ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``.
+
+   In a file, ``auths`` keys are tried from the most specific: ``HOST/team/app``, then
+   ``HOST/team``, then ``HOST`` (also written as a URL, as old docker versions did). The
+   entry's ``auth`` is base64 of ``USER:PASS``. Credential helpers (``credsStore``,
+   ``credHelpers``) are not run.
+
+Schemes (RFC 7235 challenges in ``WWW-Authenticate``):
+
+``Basic``
+    The credentials go with every request.
+``Bearer realm=…,service=…,scope=…``
+    docker's token authentication: a GET to ``realm`` with ``service`` and one ``scope``
+    parameter per scope (``repository:team/app:pull,push``), with the credentials as Basic
+    auth when there are any (anonymous otherwise), returns JSON with ``token`` (or
+    ``access_token``) and ``expires_in`` (60 seconds when absent). Credentials are only
+    sent to a realm over https, on this machine, or when TLS checks are off.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+import time
+import urllib.parse
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import requests
+
+from distill.errors import DistillError
+from distill.registry.reference import is_loopback
+
+AUTH_ENV = "DISTILL_REGISTRY_AUTH"
+DEFAULT_TOKEN_LIFETIME = 60.0  # seconds; the token spec's value when expires_in is absent
+# Refresh a little early: a token that expires in flight costs a 401 and a retry.
+TOKEN_MARGIN = 5.0
+MAX_TOKEN_RESPONSE = 1 << 20
+
+CREDENTIALS_HINT = (
+    "pass --creds USER:PASS, set DISTILL_REGISTRY_AUTH=USER:PASS, or log in with "
+    "'podman login HOST' or 'docker login HOST' (distill reads their auth files)"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    """A user name and password (or token), and where they were found (for messages)."""
+
+    username: str
+    password: str = field(repr=False)
+    source: str = "given explicitly"
+
+    @classmethod
+    def parse(cls, text: str, source: str = "given explicitly") -> Credentials:
+        """``USER:PASS``; the password may contain ``:``."""
+        user, sep, password = text.partition(":")
+        if not sep or not user:
+            raise DistillError(
+                f"credentials {source} are not USER:PASS",
+                hint="write the user name, a colon, then the password or token",
+            )
+        return cls(user, password, source)
+
+    def basic_header(self) -> str:
+        raw = f"{self.username}:{self.password}".encode()
+        return "Basic " + base64.b64encode(raw).decode("ascii")
+
+
+def auth_file_candidates(env: Mapping[str, str] | None = None) -> list[Path]:
+    """The auth files distill reads, in order (existing or not)."""
+    env = os.environ if env is None else env
+    home = Path(env.get("HOME") or Path.home())
+    paths: list[Path] = []
+    if env.get("REGISTRY_AUTH_FILE"):
+        paths.append(Path(env["REGISTRY_AUTH_FILE"]))
+    if env.get("XDG_RUNTIME_DIR"):
+        paths.append(Path(env["XDG_RUNTIME_DIR"]) / "containers" / "auth.json")
+    config_home = Path(env["XDG_CONFIG_HOME"]) if env.get("XDG_CONFIG_HOME") else home / ".config"
+    paths.append(config_home / "containers" / "auth.json")
+    docker_dir = Path(env["DOCKER_CONFIG"]) if env.get("DOCKER_CONFIG") else home / ".docker"
+    paths.append(docker_dir / "config.json")
+    return paths
+
+
+def _auth_keys(host: str, repository: str | None) -> list[str]:
+    keys: list[str] = []
+    if repository:
+        parts = repository.split("/")
+        keys += [f"{host}/{'/'.join(parts[:n])}" for n in range(len(parts), 0, -1)]
+    keys.append(host)
+    return keys
+
+
+def _normalize_key(key: str) -> str:
+    # docker once wrote "https://HOST/v1/"; containers/image matches those by host.
+    if "://" in key:
+        return urllib.parse.urlsplit(key).netloc.lower()
+    return key.lower()
+
+
+def _read_auth_file(path: Path) -> dict[str, object] | None:
+    try:
+        data = json.loads(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise DistillError(
+            f"cannot read the registry auth file {path}: {exc}",
+            hint="fix or remove the file, or log in again to rewrite it",
+        ) from exc
+    auths = data.get("auths") if isinstance(data, dict) else None
+    return auths if isinstance(auths, dict) else {}
+
+
+def _decode_entry(entry: object, path: Path, key: str) -> Credentials | None:
+    auth = entry.get("auth") if isinstance(entry, dict) else None
+    if not auth:
+        return None  # e.g. left by a credential helper
+    try:
+        text = base64.b64decode(str(auth), validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        text = ""
+    if ":" not in text:
+        raise DistillError(
+            f"the entry for {key!r} in {path} is not base64 of USER:PASS",
+            hint="log in again to rewrite it",
+        )
+    return Credentials.parse(text, source=f"from {path}")
+
+
+def credentials_from_files(
+    host: str, repository: str | None = None, paths: Sequence[Path] | None = None
+) -> Credentials | None:
+    """Credentials for ``host`` (and ``repository``) from the auth files, or None."""
+    wanted = _auth_keys(host.lower(), repository)
+    for path in auth_file_candidates() if paths is None else paths:
+        auths = _read_auth_file(path)
+        if not auths:
+            continue
+        by_key = {_normalize_key(k): (k, v) for k, v in auths.items()}
+        # A full key wins over one normalised from a URL ("HOST" over "https://HOST/v1/").
+        by_key.update({k.lower(): (k, v) for k, v in auths.items() if "://" not in k})
+        for key in wanted:
+            if key in by_key:
+                original, entry = by_key[key]
+                found = _decode_entry(entry, path, original)
+                if found is not None:
+                    return found
+    return None
+
+
+def find_credentials(
+    host: str, repository: str | None = None, explicit: Credentials | None = None
+) -> Credentials | None:
+    """The credentials for ``host`` by the order in the module docstring, or None."""
+    if explicit is not None:
+        return explicit
+    from_env = os.environ.get(AUTH_ENV)
+    if from_env:
+        return Credentials.parse(from_env, source=f"from {AUTH_ENV}")
+    return credentials_from_files(host, repository)
+
+
+# --- challenges ------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """One ``WWW-Authenticate`` challenge: the scheme (lower case) and its parameters
+    (names lower case)."""
+
+    scheme: str
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def scopes(self) -> tuple[str, ...]:
+        """The scopes a Bearer challenge asks for (space separated in one parameter)."""
+        return tuple(self.params.get("scope", "").split())
+
+
+def _quoted(header: str, start: int) -> tuple[str, int]:
+    """The quoted-string starting at ``header[start] == '"'`` and the index after it."""
+    out: list[str] = []
+    i = start + 1
+    while i < len(header):
+        char = header[i]
+        if char == "\\" and i + 1 < len(header):
+            out.append(header[i + 1])
+            i += 2
+        elif char == '"':
+            return "".join(out), i + 1
+        else:
+            out.append(char)
+            i += 1
+    return "".join(out), i  # unterminated: take what is there
+
+
+def parse_challenges(header: str) -> list[Challenge]:
+    """Every challenge in a ``WWW-Authenticate`` value, in order. Parameters may be quoted
+    and quoted values may contain commas (``scope="repository:a:pull,push"``); anything
+    unparseable ends the parse (what came before is kept)."""
+    found: list[tuple[str, dict[str, str]]] = []
+    i, n = 0, len(header)
+    while i < n:
+        while i < n and header[i] in " \t,":
+            i += 1
+        match = _TOKEN.match(header, i)
+        if match is None:
+            break
+        word, i = match.group(), match.end()
+        j = i
+        while j < n and header[j] in " \t":
+            j += 1
+        if j < n and header[j] == "=" and found:
+            # name=value: a parameter of the current challenge.
+            j += 1
+            while j < n and header[j] in " \t":
+                j += 1
+            if j < n and header[j] == '"':
+                value, i = _quoted(header, j)
+            else:
+                token = _TOKEN.match(header, j)
+                value, i = (token.group(), token.end()) if token else ("", j)
+            found[-1][1][word.lower()] = value
+        else:
+            found.append((word.lower(), {}))
+    return [Challenge(scheme, params) for scheme, params in found]
+
+
+def pick_challenge(header: str | None) -> Challenge | None:
+    """The challenge distill answers: Bearer if offered, else Basic, else None."""
+    challenges = parse_challenges(header or "")
+    for scheme in ("bearer", "basic"):
+        for challenge in challenges:
+            if challenge.scheme == scheme:
+                return challenge
+    return None
+
+
+# --- tokens ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Token:
+    value: str = field(repr=False)
+    expires_at: float  # time.monotonic() seconds
+
+    @property
+    def fresh(self) -> bool:
+        return time.monotonic() < self.expires_at - TOKEN_MARGIN
+
+
+def _may_send_credentials(realm: str, tls_verify: bool) -> bool:
+    parts = urllib.parse.urlsplit(realm)
+    return parts.scheme == "https" or not tls_verify or is_loopback(parts.netloc)
+
+
+def fetch_token(
+    session: requests.Session,
+    challenge: Challenge,
+    scopes: Sequence[str],
+    credentials: Credentials | None,
+    *,
+    tls_verify: bool = True,
+    timeout: tuple[float, float] = (15.0, 60.0),
+    proxies: Mapping[str, str] | None = None,
+) -> Token:
+    """A token for ``scopes`` from the challenge's realm (see the module docstring)."""
+    realm = challenge.params.get("realm", "")
+    if urllib.parse.urlsplit(realm).scheme not in ("http", "https"):
+        raise DistillError(
+            f"the registry asks for a token from {realm!r}, which is not an http(s) URL",
+            hint="the registry's token authentication is misconfigured; tell its operator",
+        )
+    params: list[tuple[str, str]] = []
+    if "service" in challenge.params:
+        params.append(("service", challenge.params["service"]))
+    params += [("scope", scope) for scope in scopes]
+    headers: dict[str, str] = {}
+    if credentials is not None:
+        if not _may_send_credentials(realm, tls_verify):
+            raise DistillError(
+                f"the registry sends credentials to {realm}, which is plain http",
+                hint="refusing to send a password unencrypted; use --no-tls-verify "
+                "only if you accept that",
+            )
+        headers["Authorization"] = credentials.basic_header()
+    try:
+        resp = session.get(
+            realm,
+            params=params,
+            headers=headers,
+            timeout=timeout,
+            verify=tls_verify,
+            proxies=dict(proxies) if proxies else None,
+            stream=True,
+        )
+    except requests.exceptions.SSLError as exc:
+        raise DistillError(
+            f"TLS error fetching a registry token from {realm}: {exc}",
+            hint="check the system's CA certificates, or pass --no-tls-verify for a "
+            "registry with a self-signed certificate",
+        ) from exc
+    except requests.RequestException as exc:
+        raise DistillError(
+            f"cannot fetch a registry token from {realm}: {exc}",
+            hint="the registry's token server is unreachable; check the network and proxy",
+        ) from exc
+    with resp:
+        if resp.status_code in (401, 403):
+            if credentials is None:
+                raise DistillError(
+                    f"the token server {realm} wants credentials for {' '.join(scopes)}",
+                    hint=CREDENTIALS_HINT,
+                )
+            raise DistillError(
+                f"the token server {realm} rejected the credentials {credentials.source} "
+                f"(HTTP {resp.status_code})",
+                hint="check the user name and password; " + CREDENTIALS_HINT,
+            )
+        body = resp.raw.read(MAX_TOKEN_RESPONSE + 1, decode_content=True)
+    if resp.status_code != 200 or len(body) > MAX_TOKEN_RESPONSE:
+        raise DistillError(
+            f"the token server {realm} answered HTTP {resp.status_code}",
+            hint="the registry's token server is having trouble; try again later",
+        )
+    return _parse_token(body, realm)
+
+
+def _parse_token(body: bytes, realm: str) -> Token:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        data = None
+    value = None
+    if isinstance(data, dict):
+        value = data.get("token") or data.get("access_token")
+    if not isinstance(data, dict) or not isinstance(value, str) or not value:
+        raise DistillError(
+            f"the token server {realm} sent no token",
+            hint="the registry's token server is misconfigured; tell its operator",
+        )
+    lifetime = data.get("expires_in")
+    if not isinstance(lifetime, int | float) or isinstance(lifetime, bool) or lifetime <= 0:
+        lifetime = DEFAULT_TOKEN_LIFETIME
+    return Token(value, time.monotonic() + float(lifetime))

@@ -1,0 +1,150 @@
+"""A blob read from a registry, checked against its digest as it streams."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from types import TracebackType
+
+import requests
+
+from distill.download import CHUNK_SIZE, RetryPolicy
+from distill.errors import DistillError
+from distill.registry.transport import NETWORK_ERRORS
+
+Opener = Callable[[int], requests.Response]
+"""Requests the blob from a byte offset (0: all of it); returns a 200 or 206 response."""
+
+
+class BlobStream:
+    """A blob being read from a registry; checked against its digest (and size) at the end.
+
+    A dropped connection is resumed with ``Range`` from where it stopped, up to
+    ``retry.attempts`` times. ``label`` (``HOST/REPO``) names the blob in messages."""
+
+    def __init__(
+        self,
+        opener: Opener,
+        label: str,
+        digest: str,
+        size: int | None,
+        retry: RetryPolicy,
+    ) -> None:
+        self.digest = digest
+        self.size = size
+        self._opener = opener
+        self._label = label
+        self._retry = retry
+        self._resp = opener(0)
+        self._hasher = hashlib.sha256()
+        self._received = 0
+        self._done = False
+        self._failures = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            return b"".join(iter(lambda: self.read(CHUNK_SIZE), b""))
+        out = bytearray()
+        while len(out) < size and not self._done:
+            chunk = self._chunk(size - len(out))
+            if not chunk:
+                self._finish()
+                break
+            out += chunk
+        return bytes(out)
+
+    def _chunk(self, size: int) -> bytes:
+        while True:
+            try:
+                chunk: bytes = self._resp.raw.read(size, decode_content=False)
+            except NETWORK_ERRORS as exc:
+                self._resume(exc)
+                continue
+            self._hasher.update(chunk)
+            self._received += len(chunk)
+            if self.size is not None and self._received > self.size:
+                self._mismatch(f"more than {self.size} bytes")
+            return chunk
+
+    def _resume(self, exc: Exception) -> None:
+        """Carry on from byte ``_received`` on a new request, or raise DistillError."""
+        retry = self._retry
+        while True:
+            self._resp.close()
+            self._failures += 1
+            if self._failures >= retry.attempts:
+                raise DistillError(
+                    f"the connection broke {self._failures} times while pulling "
+                    f"{self._label}@{self.digest}: {exc}",
+                    hint="try again; check the network",
+                ) from exc
+            time.sleep(retry.delay(self._failures - 1))
+            self._resp = self._opener(self._received)
+            start = _content_range_start(self._resp.headers.get("Content-Range"))
+            if self._resp.status_code == 206 and start == self._received:
+                return
+            if self._resp.status_code != 200:
+                raise DistillError(
+                    f"could not resume pulling {self._label}@{self.digest} (the registry "
+                    f"answered a range request with "
+                    f"HTTP {self._resp.status_code})",
+                    hint="try again; check the network",
+                ) from exc
+            # The whole blob again: skip what we have (same digest, so the same bytes).
+            try:
+                left = self._received
+                while left:
+                    skipped = len(self._resp.raw.read(min(left, CHUNK_SIZE), decode_content=False))
+                    if not skipped:
+                        break
+                    left -= skipped
+            except NETWORK_ERRORS as again:
+                exc = again
+                continue
+            if not left:
+                return
+            exc = ConnectionError("the blob ended early while skipping what was already read")
+
+    def _finish(self) -> None:
+        self._done = True
+        self._resp.close()
+        if self.size is not None and self._received != self.size:
+            self._mismatch(f"{self._received} bytes, not {self.size}")
+        actual = f"sha256:{self._hasher.hexdigest()}"
+        if actual != self.digest:
+            self._mismatch(f"digest {actual}")
+
+    def _mismatch(self, what: str) -> None:
+        self._done = True
+        self._resp.close()
+        raise DistillError(
+            f"the blob {self._label}@{self.digest} has {what}",
+            hint="the registry served damaged content (its storage may be corrupt); nothing "
+            "from it should be used",
+        )
+
+    def close(self) -> None:
+        self._resp.close()
+
+    def __enter__(self) -> BlobStream:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _content_range_start(value: str | None) -> int | None:
+    # "bytes 100-199/200"
+    if not value or not value.startswith("bytes "):
+        return None
+    first = value[6:].partition("-")[0].strip()
+    return int(first) if first.isdigit() else None

@@ -1,0 +1,158 @@
+"""Fetch a lock's .debs and unpack them into rootfs entries, remembering what unpacking gave.
+
+Unpacking is ``rootfs.extract`` into a staging directory in the cache (file contents stored
+by their sha256, so every build and every package shares one copy of each file). What a .deb
+unpacked to is recorded in the cache's derived store, keyed by the .deb's sha256 and the
+extraction options: a warm build reads a small JSON file per package instead of
+decompressing every data archive again. A record is only used while every staged file it
+names is still there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.cache import BlobCache, is_sha256
+from distill.debian.deb import DebControl, read_control
+from distill.debian.lock import Lock, LockedPackage, lock_downloads
+from distill.debian.mirror import Mirrors
+from distill.download import fetch_all
+from distill.rootfs.extract import KeepOptions, extract_package
+from distill.rootfs.tree import EntryKind, FsEntry
+
+# Bump when extract_package's output for the same .deb changes (new filters, new fields).
+UNPACK_FORMAT_VERSION = 1
+UNPACKED_NAMESPACE = "unpacked"
+
+
+@dataclass(frozen=True, slots=True)
+class Unpacked:
+    """One package as the rootfs stages see it."""
+
+    name: str
+    entries: tuple[FsEntry, ...]
+    control: DebControl
+    skipped: tuple[str, ...]  # what extraction left out, for the build's notes
+    cached: bool  # read from the derived store rather than unpacked now
+
+
+def staging_dir(cache: BlobCache) -> Path:
+    return cache.root / "staging"
+
+
+def fetch_debs(
+    lock: Lock, arch: str, cache: BlobCache, mirrors: Callable[[], Mirrors], *, jobs: int
+) -> dict[str, Path]:
+    """Every .deb of one architecture of the lock in the cache (sha256 → path), downloading
+    the missing ones. ``mirrors`` is only called when something is missing, so a build whose
+    packages are all cached needs neither a mirror nor the network."""
+    found: dict[str, Path] = {}
+    missing: set[str] = set()
+    for pkg in lock.archs[arch].packages:
+        path = cache.get(pkg.sha256, pkg.size) if is_sha256(pkg.sha256) else None
+        if path is None:
+            missing.add(pkg.sha256)
+        else:
+            found[pkg.sha256] = path
+    if missing:
+        requests = [r for r in lock_downloads(lock, mirrors(), arch) if r.sha256 in missing]
+        found.update(fetch_all(requests, cache, jobs=jobs))
+    return found
+
+
+def _key(pkg: LockedPackage, keep: KeepOptions) -> str:
+    text = json.dumps(
+        {
+            "format": UNPACK_FORMAT_VERSION,
+            "deb": pkg.sha256.lower(),
+            "name": pkg.name,
+            "keep": [keep.doc, keep.man, keep.locale],
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _staged_name(entry: FsEntry) -> str | None:
+    if isinstance(entry.content, Path):
+        return entry.content.name
+    return None
+
+
+def _to_json(unpacked: Unpacked) -> bytes:
+    control = unpacked.control
+    record: dict[str, Any] = {
+        "entries": [
+            [e.path, str(e.kind), e.mode, e.uid, e.gid, e.size, e.linkname, _staged_name(e)]
+            for e in unpacked.entries
+        ],
+        "skipped": list(unpacked.skipped),
+        "control": {
+            "control": control.control,
+            "md5sums": control.md5sums,
+            "conffiles": list(control.conffiles),
+            "scripts": control.scripts,
+        },
+    }
+    return json.dumps(record, separators=(",", ":")).encode()
+
+
+def _from_json(name: str, data: bytes, staging: Path) -> Unpacked | None:
+    """The record, or None when it is unreadable or a staged file it names is gone."""
+    try:
+        record = json.loads(data)
+        entries = []
+        for path, kind, mode, uid, gid, size, linkname, sha in record["entries"]:
+            content = None
+            if sha is not None:
+                if not is_sha256(sha):
+                    return None
+                content = staging / sha[:2] / sha
+                if not content.is_file():
+                    return None
+            entries.append(
+                FsEntry(path, EntryKind(kind), mode, uid, gid, size, linkname, content, name)
+            )
+        c = record["control"]
+        control = DebControl(c["control"], c["md5sums"], tuple(c["conffiles"]), c["scripts"])
+        return Unpacked(name, tuple(entries), control, tuple(record["skipped"]), cached=True)
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def unpack_package(pkg: LockedPackage, deb: Path, cache: BlobCache, keep: KeepOptions) -> Unpacked:
+    key = _key(pkg, keep)
+    staging = staging_dir(cache)
+    data = cache.get_derived(UNPACKED_NAMESPACE, key)
+    if data is not None:
+        found = _from_json(pkg.name, data, staging)
+        if found is not None:
+            return found
+    skipped: list[str] = []
+    entries = extract_package(deb, pkg.name, staging, keep, skipped=skipped)
+    unpacked = Unpacked(pkg.name, tuple(entries), read_control(deb), tuple(skipped), False)
+    cache.put_derived(UNPACKED_NAMESPACE, key, _to_json(unpacked))
+    return unpacked
+
+
+def unpack_all(
+    packages: Sequence[LockedPackage],
+    debs: Mapping[str, Path],
+    cache: BlobCache,
+    keep: KeepOptions,
+    *,
+    jobs: int,
+) -> dict[str, Unpacked]:
+    """Unpack every package (``jobs`` at a time: decompression and hashing release the
+    GIL), keyed by package name, in the order given."""
+    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+        futures = [
+            pool.submit(unpack_package, pkg, debs[pkg.sha256], cache, keep) for pkg in packages
+        ]
+        return {pkg.name: fut.result() for pkg, fut in zip(packages, futures, strict=True)}
