@@ -20,9 +20,12 @@ $(STAMP): pyproject.toml
 system-deps:
 	@sh .ci/system-deps
 
+# The demo: a distroless Python image, built without a daemon, then looked at.
+DEMO := out/python3-nonroot.oci.tar
 run: setup
-	$(BIN)/distill lock base -o out/base.lock
-	$(BIN)/distill fetch out/base.lock
+	$(BIN)/distill lock python3:nonroot -o out/python3-nonroot.lock
+	$(BIN)/distill build python3:nonroot --lock out/python3-nonroot.lock -o oci-archive:$(DEMO)
+	$(BIN)/distill inspect oci-archive:$(DEMO)
 
 lint: setup
 	$(BIN)/ruff check src tests benchmarks

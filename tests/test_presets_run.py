@@ -10,16 +10,17 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 import tarfile
 import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from test_lock import run_cli
+from test_sbom import deb_packages_of, trivy_image
 
 pytestmark = [pytest.mark.network, pytest.mark.container]
 
@@ -135,37 +136,34 @@ def _image_paths(oci_archive: Path, tmp: Path) -> set[str]:
     return {str(p.relative_to(rootfs)) for p in rootfs.rglob("*")}
 
 
-def _trivy_packages(archive: Path) -> tuple[str, set[tuple[str, str]]]:
-    trivy = shutil.which("trivy") or str(Path(sys.executable).with_name("trivy"))
-    proc = subprocess.run(
-        [
-            trivy,
-            "image",
-            "--cache-backend",
-            "memory",
-            "--input",
-            str(archive),
-            "--format",
-            "cyclonedx",
-            "--offline-scan",
-            "--pkg-types",
-            "os",
-            "--quiet",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
+def _trivy_packages(archive: Path, tmp: Path) -> tuple[str, set[tuple[str, str]]]:
+    bom = json.loads(trivy_image(archive, tmp).read_text())
+    os_name = next(
+        f"{c['name']} {c.get('version', '')}"
+        for c in bom.get("components", [])
+        if c.get("type") == "operating-system"
     )
-    bom = json.loads(proc.stdout)
-    os_name = ""
-    packages = set()
-    for comp in bom.get("components", []):
-        if comp.get("type") == "operating-system":
-            os_name = f"{comp['name']} {comp.get('version', '')}"
-        elif comp.get("purl", "").startswith("pkg:deb/"):
-            packages.add((comp["name"], comp["version"]))
-    return os_name, packages
+    return os_name, {(name, v[0] or "") for name, v in deb_packages_of(bom).items()}
+
+
+def _distill_packages(source: str, tmp: Path) -> set[tuple[str, str]]:
+    out = tmp / "sbom.json"
+    proc = run_cli("-q", "sbom", source, "--format", "cyclonedx-json", "-o", str(out))
+    assert proc.returncode == 0, proc.stderr
+    bom = json.loads(out.read_text())
+    return {
+        (c["name"], c["version"])
+        for c in bom["components"]
+        if c.get("purl", "").startswith("pkg:deb/")
+    }
+
+
+def _surface(source: str) -> dict[str, Any]:
+    proc = run_cli("-q", "inspect", "--json", source)
+    assert proc.returncode == 0, proc.stderr
+    surface: dict[str, Any] = json.loads(proc.stdout)["surface"]
+    surface["shells"] = sorted(shell["name"] for shell in surface["shells"])
+    return surface
 
 
 def _run(image: str, *args: str, entrypoint: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -173,94 +171,44 @@ def _run(image: str, *args: str, entrypoint: str | None = None) -> subprocess.Co
     return podman("run", "--rm", "--network", "none", *extra, image, *args, check=False)
 
 
+def _exec(image: str, entrypoint: str, *args: str, mount: Path | None = None) -> str:
+    """Run ENTRYPOINT ARGS in the image (no network); return stdout+stderr, checking rc 0."""
+    volume = ["-v", f"{mount}:/test:ro"] if mount else []
+    proc = podman(
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        *volume,
+        "--entrypoint",
+        entrypoint,
+        image,
+        *args,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout + proc.stderr
+
+
 def _check_runs(preset: str, variant: str, image: str, programs: Path) -> None:
-    nonroot = "nonroot" in variant
-    mount = ["-v", f"{programs}:/test:ro"]
-    if preset in ("static", "base-nossl", "base", "cc"):
-        prog = {
-            "static": "static-hello",
-            "base-nossl": "static-hello",
-            "base": "ssl-hello",
-            "cc": "cc-hello",
-        }[preset]
-        proc = podman(
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            *mount,
-            "--entrypoint",
-            f"/test/{prog}",
-            image,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr
-        if preset == "base":
-            assert "OpenSSL 3." in proc.stdout and "sha256(abc)=ba78" in proc.stdout
-        elif preset == "cc":
-            assert proc.stdout.strip() == "c++ ok 1"
-        else:
-            assert proc.stdout.strip() == f"static uid={NONROOT_UID if nonroot else 0}"
+    uid = NONROOT_UID if "nonroot" in variant else 0
+    if preset in ("static", "base-nossl"):
+        assert _exec(image, "/test/static-hello", mount=programs).strip() == f"static uid={uid}"
+    elif preset == "base":
+        out = _exec(image, "/test/ssl-hello", mount=programs)
+        assert "OpenSSL 3." in out and "sha256(abc)=ba78" in out
+    elif preset == "cc":
+        assert _exec(image, "/test/cc-hello", mount=programs).strip() == "c++ ok 1"
     elif preset == "python3":
-        proc = podman(
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "/usr/bin/python3",
-            image,
-            "-c",
-            PY_CHECK,
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr
-        result = json.loads(proc.stdout)
-        assert result["certs"] > 100
-        assert result["uid"] == (NONROOT_UID if nonroot else 0)
+        result = json.loads(_exec(image, "/usr/bin/python3", "-c", PY_CHECK))
+        assert result["certs"] > 100 and result["uid"] == uid
     elif preset == "java21":
-        proc = podman(
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "/usr/bin/java",
-            image,
-            "-version",
-            check=False,
-        )
-        assert proc.returncode == 0 and 'version "21' in proc.stderr, proc.stderr
-        proc = podman(
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            *mount,
-            "--entrypoint",
-            "/usr/bin/java",
-            image,
-            "-jar",
-            "/test/hello.jar",
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.startswith("hello from java 21"), proc.stdout
+        assert 'version "21' in _exec(image, "/usr/bin/java", "-version")
+        out = _exec(image, "/usr/bin/java", "-jar", "/test/hello.jar", mount=programs)
+        assert out.startswith("hello from java 21"), out
     elif preset == "nodejs":
-        proc = podman(
-            "run",
-            "--rm",
-            "--network",
-            "none",
-            "--entrypoint",
-            "/usr/bin/node",
-            image,
-            "-e",
-            "console.log(process.versions.node, process.getuid())",
-            check=False,
-        )
-        assert proc.returncode == 0, proc.stderr
-        assert proc.stdout.split()[1] == str(NONROOT_UID if nonroot else 0)
+        js = "console.log(process.versions.node, process.getuid())"
+        assert _exec(image, "/usr/bin/node", "-e", js).split()[1] == str(uid)
 
 
 @pytest.mark.parametrize("variant", VARIANTS, ids=lambda v: v.strip(":") or "default")
@@ -298,9 +246,20 @@ def test_preset(preset: str, variant: str, tmp_path: Path, programs: Path) -> No
         assert not names & set(MANAGERS), names & set(MANAGERS)
         assert not any(p.startswith("var/lib/dpkg/info") for p in paths)
 
-    os_name, scanned = _trivy_packages(docker_tar)
+    os_name, scanned = _trivy_packages(docker_tar, tmp_path)
     assert os_name.startswith("debian 13."), os_name
     assert scanned == locked
+
+    # distill's own analyzers agree with trivy and with the image's real contents.
+    for source in (f"docker-archive:{docker_tar}", f"oci-archive:{oci_tar}"):
+        assert _distill_packages(source, tmp_path) == scanned
+    surface = _surface(f"oci-archive:{oci_tar}")
+    if "debug" in variant:
+        assert "sh" in surface["shells"] and surface["busybox"] == ["/busybox/busybox"]
+    else:
+        assert surface["shells"] == [] and surface["busybox"] == []
+        assert surface["package_managers"] == []
+    assert surface["runs_as_root"] is ("nonroot" not in variant)
 
     tag = f"localhost/distill-test-{uuid.uuid4().hex[:12]}:{preset}"
     try:

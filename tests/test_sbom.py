@@ -439,7 +439,10 @@ _TRIVY_SOURCE = ("SrcName", "SrcVersion", "SrcRelease", "SrcEpoch")
 
 def deb_packages(path: Path) -> dict[str, tuple[str | None, ...]]:
     """name -> (version, and the source package as trivy's properties spell it)."""
-    document = json.loads(path.read_text())
+    return deb_packages_of(json.loads(path.read_text()))
+
+
+def deb_packages_of(document: dict[str, Any]) -> dict[str, tuple[str | None, ...]]:
     found: dict[str, tuple[str | None, ...]] = {}
     for c in document["components"]:
         if c["type"] == "library" and c["purl"].startswith("pkg:deb/"):
