@@ -43,7 +43,9 @@ test: setup system-deps lint typecheck
 	$(PYTEST) -q -n 2 --dist loadfile -p no:cacheprovider
 
 bench: setup
-	$(BIN)/python benchmarks/run.py
+	$(BIN)/python benchmarks/bench_index.py
+	$(BIN)/python benchmarks/bench_build.py
+	$(BIN)/python benchmarks/bench_analyze.py
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache

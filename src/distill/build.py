@@ -39,6 +39,7 @@ from distill.registry.auth import Credentials
 from distill.registry.push import check_push_access, push_image
 from distill.registry.reference import ImageReference, is_registry_reference, parse_reference
 from distill.rootfs.debug import busybox_entries
+from distill.rootfs.prune import Keep, describe, prune
 from distill.rootfs.system import SystemOptions, finish_rootfs
 from distill.rootfs.tree import EntryKind, FsEntry
 from distill.rootfs.userfiles import file_entries, missing_file, path_entries
@@ -223,14 +224,18 @@ def write_output(
 
 
 def _finish(
-    unpacked: Mapping[str, Unpacked], names: Sequence[str], options: SystemOptions
+    unpacked: Mapping[str, Unpacked], names: Sequence[str], options: SystemOptions, keep: Keep
 ) -> tuple[dict[str, FsEntry], list[str]]:
+    """The finished rootfs of ``names`` with what ``keep`` does not keep left out (after the
+    CA bundle and the keystore are made from the certificates: see ``rootfs.prune``)."""
     finished = finish_rootfs(
         [e for name in names for e in unpacked[name].entries],
         {name: unpacked[name].control for name in names},
         options,
     )
-    return {e.path: e for e in finished.entries}, finished.notes
+    rootfs, dropped = prune({e.path: e for e in finished.entries}, keep)
+    summary = describe(dropped)
+    return rootfs, [*finished.notes, *([summary] if summary else [])]
 
 
 def _spec_entries(ctx: BuildContext, rootfs: Mapping[str, FsEntry]) -> list[FsEntry]:
@@ -266,14 +271,14 @@ def assemble(
     notes: list[str] = []
     for group in groups:
         names += group.packages
-        rootfs, notes = _finish(unpacked, names, defaults)
+        rootfs, notes = _finish(unpacked, names, defaults, ctx.spec.keep)
         layers.append((group, diff_entries(below, rootfs)))
         below = rootfs
     # The spec's accounts and the debug shell are the app's: lower layers stay the same
     # whatever a spec adds, so images share them.
     options = replace(defaults, accounts=ctx.spec.accounts.users, groups=ctx.spec.accounts.groups)
     if app_packages or options != defaults or not groups:
-        final, notes = _finish(unpacked, [*names, *app_packages], options)
+        final, notes = _finish(unpacked, [*names, *app_packages], options, ctx.spec.keep)
     else:
         final = dict(below)
     for entry in _spec_entries(ctx, final):
@@ -337,7 +342,7 @@ def build_arch(ctx: BuildContext, arch: str) -> ArchResult:
     with log.complete_step(f"Fetching {len(locked.packages)} packages ({arch})"):
         debs = fetch_debs(ctx.lock, arch, ctx.cache, ctx.mirrors, jobs=ctx.jobs)
     with log.complete_step(f"Unpacking {len(locked.packages)} packages ({arch})"):
-        keep = ctx.spec.keep
+        keep = ctx.spec.keep.extract
         unpacked = unpack_all(locked.packages, debs, ctx.cache, keep, jobs=ctx.jobs)
     with log.complete_step(f"Writing layers ({arch})"):
         planned, notes = assemble(ctx, arch, unpacked)

@@ -53,9 +53,11 @@ def _spec_options(func: F) -> F:
 def _parse_creds(
     ctx: click.Context, param: click.Parameter, value: str | None
 ) -> Credentials | None:
+    if value is None:
+        return None  # and requests (~0.1 s to import) is not loaded for local images
     from distill.registry.auth import Credentials
 
-    return None if value is None else Credentials.parse(value, "given with --creds")
+    return Credentials.parse(value, "given with --creds")
 
 
 def _registry_options(func: F) -> F:

@@ -23,7 +23,7 @@ from typing import Any
 import yaml
 
 from distill.errors import DistillError
-from distill.rootfs.extract import KeepOptions
+from distill.rootfs.prune import Keep
 from distill.spec_values import Accounts as Accounts
 from distill.spec_values import FileSpec as FileSpec
 from distill.spec_values import PathSpec as PathSpec
@@ -98,7 +98,7 @@ class Spec:
     volumes: tuple[str, ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
     annotations: tuple[tuple[str, str], ...] = ()
-    keep: KeepOptions = field(default_factory=KeepOptions)
+    keep: Keep = field(default_factory=Keep)
     debug: bool = False
     # The extends chain, bottom first, each with the packages it adds (empty ones left out).
     levels: tuple[Level, ...] = field(default=())
@@ -252,9 +252,12 @@ FIELDS: dict[str, Field] = {
     "keep": Field(
         parse_keep,
         Merge.UPDATE,
-        "documentation to keep from packages: `doc`, `man`, `locale` (all false by default; "
-        "copyright files are always kept)",
-        "keep: {locale: true}",
+        "what to keep of the files distill leaves out by default (all false): `doc`, `man`, "
+        "`locale` (documentation; copyright files are always kept), `gconv` (glibc's extra "
+        "iconv charsets), `cds` (a JVM's non-default CDS archives), `debugging` (debugger "
+        "scripts, glibc's debugging libraries), `ca_sources` (the single CA certificates, "
+        "update-ca-certificates); see docs/build.md",
+        "keep: {locale: true, gconv: true}",
     ),
     "debug": Field(
         parse_bool,
@@ -346,7 +349,7 @@ def _merged(key: str, old: Any, new: Any) -> Any:
     if rule is Merge.EXTEND:
         return old + tuple(item for item in new if item not in old)
     if rule is Merge.UPDATE:
-        if isinstance(old, KeepOptions):
+        if isinstance(old, Keep):
             return replace(old, **new)
         return tuple({**dict(old), **dict(new)}.items())
     if rule is Merge.BY_NAME:

@@ -16,6 +16,7 @@ from typing import Any
 
 from distill.errors import DistillError
 from distill.rootfs.accounts import DEFAULT_ACCOUNTS, DEFAULT_GROUPS, NOLOGIN, Account, Group
+from distill.rootfs.prune import KEEP_KINDS
 
 
 class Where:
@@ -187,7 +188,7 @@ def parse_user(where: Where, key: str, value: Any) -> str:
 def parse_keep(where: Where, key: str, value: Any) -> dict[str, bool]:
     if not isinstance(value, dict):
         raise where.fail(key, f"expected a mapping like {{doc: true}}, got {_type(value)}")
-    known = ("doc", "man", "locale")
+    known = KEEP_KINDS
     result = {}
     for name, flag in value.items():
         if name not in known:

@@ -31,7 +31,6 @@ from distill.analyze.model import LayerDescriptor
 from distill.analyze.source import ImageSource
 from distill.analyze.stream import LayerStream
 from distill.errors import DistillError
-from distill.oci.layer import CHUNK
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -416,7 +415,7 @@ class _Builder:
         self.counts = _Counts()
         where = f"{layer.label} at {layer.location}"
         try:
-            with tarfile.open(fileobj=stream, mode="r|", bufsize=CHUNK) as tar:  # type: ignore[call-overload]
+            with tarfile.open(fileobj=stream, mode="r:") as tar:  # type: ignore[call-overload]
                 for member in tar:
                     if member.isreg():
                         stream.expect(member.offset_data + member.size, member.name)

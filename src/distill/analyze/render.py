@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.markup import escape
@@ -12,8 +13,10 @@ from rich.table import Table
 from rich.text import Text
 from rich.tree import Tree
 
-from distill.analyze.compare import Comparison, ExecutableDiff, ImageSummary
 from distill.analyze.inspect import InspectReport, Program, TreeEntry
+
+if TYPE_CHECKING:  # compare loads the catalog and SBOM writers, which inspect does not need
+    from distill.analyze.compare import Comparison, ExecutableDiff, ImageSummary
 
 _LIST_LIMIT = 12  # paths listed per finding; the rest are counted
 
@@ -24,6 +27,10 @@ def human(size: float) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{size:.1f} GiB"
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" + ("" if count == 1 else "s")
 
 
 def _short(digest: str | None) -> str:
@@ -123,7 +130,7 @@ def _surface(report: InspectReport) -> Table:
         )
     table.add_row(
         "executables",
-        f"{s.executables} ({s.elf} ELF, {s.scripts} scripts)"
+        f"{s.executables} ({s.elf} ELF, {plural(s.scripts, 'script')})"
         + (f"; {s.other_exec_bit} other files with an exec bit" if s.other_exec_bit else ""),
     )
     table.add_row("setuid", _flag(bool(s.setuid), _paths(s.setuid) or "none"))
@@ -229,7 +236,7 @@ def compare_rows(comparison: Comparison) -> list[tuple[str, list[Cell]]]:
         return Cell(str(image.os_packages), exact=", ".join(image.package_databases))
 
     def executables(i: int, image: ImageSummary) -> Cell:
-        text = f"{image.executables} ({image.elf} ELF, {image.scripts} scripts)"
+        text = f"{image.executables} ({image.elf} ELF, {plural(image.scripts, 'script')})"
         if i > 0:
             text += f" · {ratio_text(comparison.ratios(image)['executables'])}"
         return Cell(text)

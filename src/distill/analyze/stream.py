@@ -10,6 +10,7 @@ is buffered beyond one read, so memory does not grow with the layer.
 from __future__ import annotations
 
 import hashlib
+import io
 import sys
 from typing import BinaryIO, cast
 
@@ -53,12 +54,13 @@ def sniff_compression(head: bytes) -> Compression:
 
 
 class _RawCounter:
-    """The stored bytes: hashed and counted as the decompressor pulls them."""
+    """The stored bytes: counted, and hashed unless ``hashing`` is off (an uncompressed
+    layer's stored bytes are its tar, which the ``LayerStream`` hashes anyway)."""
 
-    def __init__(self, raw: BinaryIO, head: bytes) -> None:
+    def __init__(self, raw: BinaryIO, head: bytes, *, hashing: bool = True) -> None:
         self._raw = raw
         self._head = head
-        self.hash = hashlib.sha256(head)
+        self.hash = hashlib.sha256(head) if hashing else None
         self.size = len(head)
 
     def read(self, size: int = -1) -> bytes:
@@ -70,7 +72,8 @@ class _RawCounter:
             data, self._head = self._head[:size], self._head[size:]
             return data
         data = self._raw.read(size)
-        self.hash.update(data)
+        if self.hash is not None:
+            self.hash.update(data)
         self.size += len(data)
         return data
 
@@ -99,7 +102,8 @@ class LayerStream:
             self.compression = sniff_compression(head)
         except DistillError as exc:
             raise DistillError(f"{self._what()}: {exc.message}", exc.hint) from None
-        self._counter = _RawCounter(raw, head)
+        plain = self.compression is Compression.NONE
+        self._counter = _RawCounter(raw, head, hashing=not plain)
         self._tar = decompressed(self._counter, self.compression)  # type: ignore[arg-type]
         self._diff = hashlib.sha256()
         self.tar_size = 0
@@ -115,6 +119,19 @@ class LayerStream:
         return self._counter.size
 
     def read(self, size: int = -1) -> bytes:
+        """``size`` bytes (all that are left if fewer, or if ``size`` < 0), as a file does:
+        ``tarfile`` takes a short read for a truncated archive."""
+        data = self._read(size)
+        if size < 0 or len(data) == size or not data:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < size and (more := self._read(size - got)):
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
+
+    def _read(self, size: int) -> bytes:
         if self._checked:
             return b""
         try:
@@ -134,9 +151,26 @@ class LayerStream:
     def readable(self) -> bool:
         return True
 
+    def seekable(self) -> bool:
+        """Forward only: ``tarfile`` in ``r:`` mode seeks past the data it does not want,
+        which is read (and hashed) in large blocks, not buffered and sliced as its stream
+        mode does for every header."""
+        return True
+
+    def tell(self) -> int:
+        return self.tar_size
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        target = offset if whence == io.SEEK_SET else self.tar_size + offset
+        if whence not in (io.SEEK_SET, io.SEEK_CUR) or target < self.tar_size:
+            raise io.UnsupportedOperation("a layer stream only seeks forward")
+        while self.tar_size < target and self.read(min(CHUNK, target - self.tar_size)):
+            pass
+        return self.tar_size
+
     def expect(self, end: int, member: str) -> None:
         """The tar reader has seen ``member``, whose data ends at byte ``end`` of the tar:
-        a tar that ends sooner is reported as truncated (tarfile's stream mode skips data
+        a tar that ends sooner is reported as truncated (tarfile skips a last member's data
         without checking that it was there)."""
         self._needed = end
         self._needed_by = member
@@ -158,7 +192,8 @@ class LayerStream:
                 f"{self._needed_by!r}, which needs {self._needed}",
                 hint="the blob was cut short; fetch or save the image again",
             )
-        stored = f"sha256:{self._counter.hash.hexdigest()}"
+        stored_hash = self._counter.hash or self._diff
+        stored = f"sha256:{stored_hash.hexdigest()}"
         if self._counter.size != layer.size:
             raise DistillError(
                 f"{what} is {self._counter.size} bytes, but the manifest says {layer.size}",
