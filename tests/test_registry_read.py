@@ -266,14 +266,17 @@ def test_layers_are_streamed(tmp_path: Path, registry: Registry) -> None:
     reference = f"docker://{registry.host}/read/{unique('big')}:1"
     push_image(built, reference)
     big.unlink()
+    # The peak is the reader's VmHWM, not getrusage's ru_maxrss: that survives execve, so a
+    # child reports its parent's peak when that is higher (a pytest worker's, late in a run).
     script = (
-        "import resource, sys\n"
+        "import sys\n"
         "from distill.analyze.source import opened\n"
         "from distill.analyze.fsview import build_fsview\n"
         "with opened(sys.argv[1]) as s:\n"
         "    v = build_fsview(s, lambda p, m: 64)\n"
         "assert v.nodes['big'].size == 96 << 20 and len(v.nodes['big'].content) == 64\n"
-        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+        "status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
+        "print(status.split()[0])\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, reference], capture_output=True, text=True, timeout=300
