@@ -1,10 +1,17 @@
 from __future__ import annotations
 
+import lzma
+from pathlib import Path
+
 import pytest
 
+from distill.cache import BlobCache
+from distill.debian import archive
 from distill.debian.control import parse_stanza
 from distill.debian.model import BinaryPackage, Relation, RelOp
 from distill.debian.packages import (
+    index_tables,
+    other_relation_names,
     package_from_stanza,
     parse_packages_index,
     parse_provides,
@@ -84,8 +91,10 @@ def test_parse_packages_index_builds_the_model() -> None:
         priority="optional",
         section="libs",
         installed_size=12345,
-        depends=((_rel("libgcc-s1"),),),
+        depends_field="libgcc-s1",
+        other_relation_names=("hurd", "nscd", "libidn2-0"),  # apt's order: Breaks first
     )
+    assert libc.depends == ((_rel("libgcc-s1"),),)
     assert dash.essential is True
     assert dash.multi_arch == "foreign"
     assert (dash.source, dash.source_version) == ("dash", "0.5.12-12")  # no Source field
@@ -105,6 +114,7 @@ def test_parse_packages_index_builds_the_model() -> None:
         Relation("libssl-abi", "any", RelOp.EQ, "3"),
     )
     assert ssl.installed_size == 0 and ssl.priority == "" and ssl.key == "libssl3t64:amd64"
+    assert (dash.other_relation_names, ssl.other_relation_names) == ((), ())
 
 
 @pytest.mark.parametrize(
@@ -239,3 +249,91 @@ def test_index_errors_name_the_pocket_and_line() -> None:
     with pytest.raises(DistillError) as info:
         parse_packages_index("Package: a\nbroken\n", "trixie-updates")
     assert info.value.message.startswith("Packages index of trixie-updates: line 2:")
+
+
+def test_other_relation_names_follow_apts_field_order() -> None:
+    stanza = {
+        "enhances": "e",
+        "replaces": "r (<< 2), c",
+        "suggests": "s1 | s2:any, s3:native",
+        "recommends": "rec:amd64 (>= 1)",
+        "breaks": "b (<< 1:2~)",
+        "conflicts": "c,\n d [amd64] <!nocheck>",
+        "depends": "not-these",
+    }
+    assert other_relation_names(stanza) == (
+        "c", "d", "b", "rec:amd64", "s1", "s2:any", "s3:native", "r", "e",
+    )  # fmt: skip
+    assert other_relation_names({}) == ()
+
+
+def test_index_tables() -> None:
+    text = f"""\
+Package: app
+Version: 1
+Architecture: amd64
+Pre-Depends: pre
+Depends: dep:any, alt1 | alt2:native
+Recommends: rec:i386, rec2:amd64
+Conflicts: conf
+Provides: zvirt (= 1), avirt, anyvirt:any
+Filename: pool/app.deb
+Size: 1
+SHA256: {SHA}
+
+Package: second
+Version: 1
+Architecture: all
+Provides: avirt (= 2)
+Conflicts: app
+Filename: pool/second.deb
+Size: 1
+SHA256: {SHA}
+"""
+    tables = index_tables(parse_packages_index(text, "trixie"), "amd64")
+    # Own name, then Pre-Depends, Depends, Conflicts, Recommends, Provides; :any and foreign
+    # targets create other packages than the native one in apt.
+    assert tables.creation_order == (
+        "app", "pre", "alt1", "alt2", "conf", "rec2", "zvirt", "avirt", "second",
+    )  # fmt: skip
+    assert tables.provided == ("anyvirt", "avirt", "avirt", "zvirt")
+    assert tables.providers == (0, 0, 1, 0)
+    assert tables.provided_versions == (None, None, "2", "1")
+
+
+def test_relations_are_checked_at_load_and_parsed_lazily() -> None:
+    package = package_from_stanza(_stanza(depends="a (>= 1), b | c"), "trixie")
+    assert package.depends_field == "a (>= 1), b | c"
+    assert package.depends == ((_rel("a", RelOp.GE, "1"),), (_rel("b"), _rel("c")))
+    assert package.depends is package.depends  # parsed once, by its text
+    # A package made by hand with a bad field fails when the field is read.
+    broken = BinaryPackage("p", "1", "all", "x", "pool/p.deb", 1, SHA, "p", "1",
+                           provides_field="x (>> 1)")  # fmt: skip
+    with pytest.raises(DistillError, match="must use '='"):
+        _ = broken.provides
+
+
+def test_a_cached_index_loads_as_it_was_parsed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blob = tmp_path / "Packages.xz"
+    blob.write_bytes(lzma.compress(INDEX.encode(), format=lzma.FORMAT_XZ))
+    cache = BlobCache(tmp_path / "cache")
+    parsed = archive._load_packages(blob, "ab" * 32, "trixie", "amd64", cache)
+    assert parsed[0] == tuple(parse_packages_index(INDEX, "trixie"))
+
+    def no_parsing(text: str, pocket: str) -> list[BinaryPackage]:
+        raise AssertionError("a cached index was parsed again")
+
+    monkeypatch.setattr(archive, "parse_packages_index", no_parsing)
+    loaded = archive._load_packages(blob, "ab" * 32, "trixie", "amd64", cache)
+    assert loaded == parsed
+    assert loaded[0][2].provides == parsed[0][2].provides
+    # The tables depend on the architecture (a `foo:amd64` target), so the key names it.
+    with pytest.raises(AssertionError, match="parsed again"):
+        archive._load_packages(blob, "ab" * 32, "trixie", "arm64", cache)
+    # A damaged entry is parsed again, not trusted.
+    monkeypatch.undo()
+    (entry,) = (cache.derived_dir / "packages").iterdir()
+    entry.write_bytes(entry.read_bytes()[:1000])
+    assert archive._load_packages(blob, "ab" * 32, "trixie", "amd64", cache) == parsed

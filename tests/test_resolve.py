@@ -17,7 +17,7 @@ import pytest
 from distill.debian.archive import PocketIndex, keyring_path, load_indices
 from distill.debian.mirror import discover_mirrors
 from distill.debian.model import BinaryPackage
-from distill.debian.packages import parse_provides, parse_relations
+from distill.debian.packages import other_relation_names, parse_packages_index
 from distill.debian.resolve import (
     DEFAULT_EXCLUDES,
     ExclusionReason,
@@ -43,6 +43,8 @@ def pkg(
     multi_arch: str = "no",
     essential: bool = False,
     priority: str = "optional",
+    conflicts: str = "",
+    recommends: str = "",
 ) -> BinaryPackage:
     return BinaryPackage(
         name=name,
@@ -57,9 +59,12 @@ def pkg(
         multi_arch=multi_arch,
         essential=essential,
         priority=priority,
-        depends=parse_relations(depends) if depends else (),
-        pre_depends=parse_relations(pre) if pre else (),
-        provides=parse_provides(provides) if provides else (),
+        depends_field=depends,
+        pre_depends_field=pre,
+        provides_field=provides,
+        other_relation_names=other_relation_names(
+            {"conflicts": conflicts, "recommends": recommends}
+        ),
     )
 
 
@@ -553,6 +558,90 @@ def test_apt_agrees_on_a_local_archive(tmp_path: Path) -> None:
             resolve_closure(u, [root])
 
 
+def _tie_index() -> str:
+    """Pairs of providers that tie on all but apt's cache order, as Packages text.
+
+    Each pair's second provider comes later in the file, but an earlier stanza may name it
+    first, in one of its relation fields: apt's cache then creates it first, and prefers the
+    other provider (the one it created later).
+    """
+    early: dict[str, str] = {}  # field → its value in the early stanza
+    pairs: list[str] = []
+    cases = [
+        (field.lower(), field, "{}") for field in ("Pre-Depends", "Depends", "Conflicts",
+                                                   "Breaks", "Recommends", "Suggests",
+                                                   "Replaces", "Enhances", "Provides")
+    ] + [
+        ("any", "Suggests", "{}:any"),  # a name:any pseudo package, not the real one
+        ("native", "Suggests", "{}:native"),
+        ("amd64", "Recommends", "{}:amd64"),
+        ("i386", "Recommends", "{}:i386"),  # a foreign package, not the native one
+        ("alt", "Depends", "tie-alt-x | {}"),  # every alternative counts, not only the first
+    ]  # fmt: skip
+    for tag, field, written in cases:
+        pairs.append(tag)
+        name = written.format(f"tie-{tag}-b")
+        early[field] = f"{early[field]}, {name}" if field in early else name
+    # apt reads the fields in its own order: Conflicts before Recommends, though the stanza
+    # (written in reverse) lists Recommends first.
+    early["Recommends"] += ", order-a"
+    early["Conflicts"] += ", order-b"
+    pairs.append("order")
+
+    def stanza(name: str, **fields: str) -> str:
+        body = {
+            "Package": name, "Version": "1.0", "Architecture": "amd64", "Priority": "optional",
+            **{key.replace("_", "-"): value for key, value in fields.items()},
+            "Filename": f"pool/{name}.deb", "Size": "1000", "SHA256": "0" * 64,
+            "Description": "a test package",
+        }  # fmt: skip
+        return "".join(f"{key}: {value}\n" for key, value in body.items()) + "\n"
+
+    text = stanza("early", **{key.replace("-", "_"): early[key] for key in reversed(early)})
+    for tag in pairs:
+        virtual = f"virt-{tag}"
+        text += stanza(f"want-{tag}", Depends=virtual)
+        for side in "ab":
+            name = f"order-{side}" if tag == "order" else f"tie-{tag}-{side}"
+            text += stanza(name, Provides=virtual)
+    return text
+
+
+def test_provider_tie_follows_the_cache_order_of_every_field() -> None:
+    index = PocketIndex("trixie", DATE, tuple(parse_packages_index(_tie_index(), "trixie")))
+    u = build_universe([index], "amd64")
+    chosen = {
+        tag: [n for n in closure(resolve_closure(u, [f"want-{tag}"])) if n != f"want-{tag}"]
+        for tag in ("conflicts", "enhances", "provides", "any", "native", "i386", "alt", "order")
+    }
+    assert chosen == {
+        "conflicts": ["tie-conflicts-a"],
+        "enhances": ["tie-enhances-a"],
+        "provides": ["tie-provides-a"],
+        "any": ["tie-any-b"],
+        "native": ["tie-native-a"],
+        "i386": ["tie-i386-b"],
+        "alt": ["tie-alt-a"],
+        "order": ["order-a"],
+    }
+
+
+@needs_apt
+def test_apt_agrees_on_provider_ties(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    text = _tie_index()
+    (repo / "Packages").write_text(text)
+    apt = AptRoot(tmp_path / "apt", [f"deb [trusted=yes] file:{repo} ./"])
+    apt.update()
+    u = build_universe([PocketIndex("trixie", DATE, tuple(parse_packages_index(text, "x")))],
+                       "amd64")  # fmt: skip
+    roots = re.findall(r"^Package: (want-\S+)$", text, re.MULTILINE)
+    assert len(roots) == 15
+    for root in roots:
+        assert closure(resolve_closure(u, [root], policy=False)) == apt.closure([root]), root
+
+
 # The distroless presets' roots, checked against apt's closure of the real archive.
 ORACLE_SETS = (
     ("trixie", "libc6"),
@@ -563,6 +652,12 @@ ORACLE_SETS = (
     ("trixie", "nodejs"),
     ("trixie", "ca-certificates"),
     ("bookworm", "python3"),
+    # Providers that tie until apt's cache order, set by fields distill does not follow:
+    # exim4-daemon-light wins over -heavy (chkrootkit's Enhances names heavy first), and
+    # libcurl4-openssl-dev over libcurl4-gnutls-dev (cimg-dev's Recommends names it first).
+    ("trixie", "sa-exim"),
+    ("trixie", "libostree-dev"),
+    ("trixie", "libfalcosecurity0-dev"),
 )
 
 

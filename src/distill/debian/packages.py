@@ -1,155 +1,57 @@
 """Turn Packages-index stanzas into the typed model (BinaryPackage, Relation, Dependency).
 
-A full index holds ~65k packages but only ~100k distinct dependency strings, and a handful of
-those (``libc6 (>= 2.34)``) repeat tens of thousands of times, so parsed relations are cached
-by their exact text and the resulting immutable objects are shared between packages.
+Every relation field is parsed here once, so that a malformed index fails when it is loaded
+(naming its pocket and package), but a BinaryPackage keeps the text and re-parses it lazily
+from model.py's cache; see model.py for why.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from sys import intern
 
 from distill.debian.control import gc_paused, parse_stanzas
-from distill.debian.model import BinaryPackage, Dependency, Relation, RelOp
+from distill.debian.model import (
+    CACHE_LIMIT,
+    BinaryPackage,
+    parse_provides,
+    parse_relations,
+)
 from distill.errors import DistillError
 
-# name[:qualifier] [(op version)] [[arch ...]] [<profile ...> ...]. The restrictions only occur
-# in source-package fields; they are accepted and dropped since a binary index is already
-# filtered for its architecture.
-_RELATION = re.compile(
-    r"""\s*+
-    (?P<name>[a-z0-9][a-z0-9+.-]*+)
-    (?::(?P<qual>[a-z0-9][a-z0-9-]*+))?
-    \s*+(?:\(\s*+(?P<op><<|<=|>=|>>|=|<|>)\s*+(?P<ver>[^\s()<>=]++)\s*+\))?
-    \s*+(?:\[[^\[\]]*+\]\s*+)?
-    (?:<[^<>]*+>\s*+)*+""",
-    re.VERBOSE,
-)
-
-# A Provides entry: no alternatives, no restrictions, and only "=" may version it.
-_PROVIDE = (
-    r"\s*+([a-z0-9][a-z0-9+.-]*+)(?::([a-z0-9][a-z0-9-]*+))?"
-    r"\s*+(?:\((\s*+=\s*+)([^\s()<>=]++)\s*+\)\s*+)?"
-)
-_PROVIDES = re.compile(rf"(?:{_PROVIDE})?(?:,(?:{_PROVIDE})?)*")
-_PROVIDE_ITEMS = re.compile(rf"{_PROVIDE},?")
-
-# "<" and ">" are dpkg's obsolete spellings of "<=" and ">=", not strict comparisons.
-_OPS: dict[str, RelOp] = {
-    "<<": RelOp.LT,
-    "<=": RelOp.LE,
-    "<": RelOp.LE,
-    "=": RelOp.EQ,
-    ">=": RelOp.GE,
-    ">": RelOp.GE,
-    ">>": RelOp.GT,
-}
+__all__ = [
+    "IndexTables",
+    "index_tables",
+    "other_relation_names",
+    "package_from_stanza",
+    "parse_packages_index",
+    "parse_provides",
+    "parse_relations",
+]
 
 _SOURCE = re.compile(
     r"\s*+(?P<name>[a-z0-9][a-z0-9+.-]*+)\s*+(?:\(\s*+(?P<ver>[^\s()<>=]++)\s*+\))?\s*+"
 )
-
-# Caches keyed by the exact field text. They only grow with distinct strings (about 100k for a
-# full index), and are dropped wholesale past a bound so a long-lived process cannot balloon.
-_CACHE_LIMIT = 1 << 19
-_fields: dict[str, tuple[Dependency, ...]] = {}
-_deps: dict[str, Dependency] = {}
-_provides: dict[str, tuple[Relation, ...]] = {}
 _sources: dict[str, tuple[str, str | None]] = {}
 
-
-def _relation_error(text: str, why: str) -> DistillError:
-    return DistillError(
-        f"cannot parse package relation {text.strip()!r}: {why}",
-        "relations look like 'name[:arch] [(op version)]' with op one of << <= = >= >>",
-    )
-
-
-def _parse_relation(text: str) -> Relation:
-    match = _RELATION.fullmatch(text)
-    if match is None:
-        raise _relation_error(text, "unexpected syntax")
-    name, qualifier, op, version = match.groups()
-    if op is None:
-        return Relation(name, qualifier)
-    return Relation(name, qualifier, _OPS[op], version)
+# The target names of a relation field, each with its qualifier: what follows the start, a
+# comma or a bar. Only names are wanted from these fields (see other_relation_names), so text
+# around them (versions, restrictions) is not checked.
+_TARGET = re.compile(r"(?:^|[,|])\s*+([a-z0-9][a-z0-9+.-]*+(?::[a-z0-9][a-z0-9-]*+)?)")
+_OTHER_FIELDS = ("conflicts", "breaks", "recommends", "suggests", "replaces", "enhances")
 
 
-def _parse_dependency(text: str) -> Dependency:
-    if "|" not in text:
-        match = _RELATION.fullmatch(text)
-        if match is not None:
-            name, qualifier, op, version = match.groups()
-            if op is None:
-                return (Relation(name, qualifier),)
-            return (Relation(name, qualifier, _OPS[op], version),)
-        if not text or text.isspace():
-            return ()
-        return (_parse_relation(text),)  # raises the syntax error
-    alternatives = text.split("|")
-    for alternative in alternatives:
-        if not alternative.strip():
-            raise _relation_error(text, "empty alternative around '|'")
-    return tuple(map(_parse_relation, alternatives))
+def other_relation_names(stanza: dict[str, str]) -> tuple[str, ...]:
+    """Names in Conflicts, Breaks, Recommends, Suggests, Replaces and Enhances, apt's order.
 
-
-def parse_relations(field: str) -> tuple[Dependency, ...]:
-    """Parse a Depends-style field: comma-separated dependencies of ``|``-separated alternatives.
-
-    Empty entries (a stray or trailing comma) are skipped; anything else unparsable raises
-    DistillError.
+    Each name appears once, as written (``foo:any`` stays qualified).
     """
-    cached = _fields.get(field)
-    if cached is not None:
-        return cached
-    if len(_fields) > _CACHE_LIMIT or len(_deps) > _CACHE_LIMIT:
-        _fields.clear()
-        _deps.clear()
-    deps = _deps
-    result: list[Dependency] = []
-    for piece in field.split(","):
-        dep = deps.get(piece)
-        if dep is None:
-            dep = deps[piece] = _parse_dependency(piece)
-        if dep:
-            result.append(dep)
-    parsed = _fields[field] = tuple(result)
-    return parsed
-
-
-def parse_provides(field: str) -> tuple[Relation, ...]:
-    """Parse a Provides field; a versioned provide may only use ``=`` (as dpkg enforces)."""
-    cached = _provides.get(field)
-    if cached is not None:
-        return cached
-    if len(_provides) > _CACHE_LIMIT:
-        _provides.clear()
-    # Provides lists are long and mostly unique (Rust crates list every feature), so one regex
-    # pass over the whole field beats splitting it and caching the pieces.
-    if _PROVIDES.fullmatch(field) is None:
-        return _provides_slowly(field)
-    parsed = _provides[field] = tuple(
-        [
-            Relation(name, qual or None, RelOp.EQ, version) if op else Relation(name, qual or None)
-            for name, qual, op, version in _PROVIDE_ITEMS.findall(field)
-        ]
-    )
-    return parsed
-
-
-def _provides_slowly(field: str) -> tuple[Relation, ...]:
-    """Explain why a Provides field failed the fast regex (or parse it, if only spacing is odd)."""
-    relations: list[Relation] = []
-    for piece in field.split(","):
-        if "|" in piece:
-            raise _relation_error(piece, "Provides cannot list alternatives")
-        dep = _parse_dependency(piece)
-        if dep:
-            relation = dep[0]
-            if relation.op is not None and relation.op is not RelOp.EQ:
-                raise _relation_error(piece, "a versioned Provides must use '='")
-            relations.append(relation)
-    return tuple(relations)
+    if stanza.keys().isdisjoint(_OTHER_FIELDS):  # most packages have none of them
+        return ()
+    get = stanza.get
+    return tuple(dict.fromkeys(_TARGET.findall(",".join(filter(None, map(get, _OTHER_FIELDS))))))
 
 
 def _source(field: str | None, name: str, version: str) -> tuple[str, str]:
@@ -158,7 +60,7 @@ def _source(field: str | None, name: str, version: str) -> tuple[str, str]:
         return name, version
     cached = _sources.get(field)
     if cached is None:
-        if len(_sources) > _CACHE_LIMIT:
+        if len(_sources) > CACHE_LIMIT:
             _sources.clear()
         match = _SOURCE.fullmatch(field)
         if match is None:
@@ -171,35 +73,45 @@ def _source(field: str | None, name: str, version: str) -> tuple[str, str]:
 def package_from_stanza(stanza: dict[str, str], pocket: str) -> BinaryPackage:
     """Build a BinaryPackage from one Packages stanza (keys lower-cased, as parse_stanzas gives).
 
-    ``pocket`` records which index the stanza came from, e.g. ``trixie-security``.
+    ``pocket`` records which index the stanza came from, e.g. ``trixie-security``. The relation
+    fields are parsed (and so checked) here, though the package keeps their text.
     """
     get = stanza.get
     name = get("package", "?")
     try:
         version = stanza["version"]
         source, source_version = _source(get("source"), name, version)
-        depends = get("depends")
-        pre_depends = get("pre-depends")
-        provides = get("provides")
+        depends = get("depends", "")
+        pre_depends = get("pre-depends", "")
+        provides = get("provides", "")
+        if depends:
+            parse_relations(depends)
+        if pre_depends:
+            parse_relations(pre_depends)
+        if provides:
+            parse_provides(provides)
         installed_size = get("installed-size")
+        # Positional, in field order: keywords cost a tenth of the parse here. Values that
+        # repeat across the index are interned, so a loaded index holds one copy of each.
         return BinaryPackage(
-            name=stanza["package"],
-            version=version,
-            architecture=stanza["architecture"],
-            pocket=pocket,
-            filename=stanza["filename"],
-            size=int(stanza["size"]),
-            sha256=stanza["sha256"],
-            source=source,
-            source_version=source_version,
-            multi_arch=get("multi-arch", "no"),
-            essential=get("essential") == "yes",
-            priority=get("priority", ""),
-            section=get("section", ""),
-            installed_size=int(installed_size) if installed_size else 0,
-            depends=parse_relations(depends) if depends else (),
-            pre_depends=parse_relations(pre_depends) if pre_depends else (),
-            provides=parse_provides(provides) if provides else (),
+            stanza["package"],
+            version,
+            intern(stanza["architecture"]),
+            pocket,
+            stanza["filename"],
+            int(stanza["size"]),
+            stanza["sha256"],
+            source,
+            source_version,
+            intern(get("multi-arch", "no")),
+            get("essential") == "yes",
+            intern(get("priority", "")),
+            intern(get("section", "")),
+            int(installed_size) if installed_size else 0,
+            depends,
+            pre_depends,
+            provides,
+            other_relation_names(stanza),
         )
     except KeyError as missing:
         raise DistillError(
@@ -221,3 +133,81 @@ def parse_packages_index(text: str, pocket: str) -> list[BinaryPackage]:
     stanzas = parse_stanzas(text, origin=f"Packages index of {pocket}")
     with gc_paused():
         return [package_from_stanza(stanza, pocket) for stanza in stanzas]
+
+
+# --- what the resolver needs of a whole index ------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IndexTables:
+    """What resolving needs of every package of one index, beyond name, version and arch.
+
+    Both tables come from relation fields, so they are worked out once per index and cached
+    with it (see archive.py): a warm load then parses no relation of a package it never uses.
+    """
+
+    arch: str  # the architecture the creation order was worked out for
+    # Every name apt's cache generator creates a package for, in creation order. A package's
+    # ID in apt is that order, and apt's last tie-break between providers prefers higher IDs.
+    creation_order: tuple[str, ...]
+    # Every Provides entry, sorted by provided name (for bisection): the name, the position
+    # of the providing package in the index, and the version it provides (None: unversioned).
+    provided: tuple[str, ...]
+    providers: tuple[int, ...]
+    provided_versions: tuple[str | None, ...]
+
+
+def index_tables(packages: Sequence[BinaryPackage], arch: str) -> IndexTables:
+    """Work out an index's IndexTables (``arch``: the architecture the index is for)."""
+    with gc_paused():
+        return IndexTables(arch, _creation_order(packages, arch), *_provides_table(packages))
+
+
+def _creation_order(packages: Sequence[BinaryPackage], arch: str) -> tuple[str, ...]:
+    """The order in which apt's cache generator first creates a package for each name.
+
+    apt reads each stanza's own name, then the targets of its relation fields in a fixed
+    order (Pre-Depends, Depends, Conflicts, Breaks, Recommends, Suggests, Replaces, Enhances),
+    then its Provides. A target qualified ``:any`` makes a separate ``name:any`` pseudo
+    package, and one of a foreign architecture a package of that architecture, so neither
+    creates the native package of the name; ``:native`` and ``:<arch>`` do. This matches the
+    package IDs of apt 2.6's cache for every name of trixie and of bookworm (each with its
+    -updates and -security pockets). Not modelled: once a foreign ``foo:i386`` exists, apt
+    lets neither a Conflicts/Breaks/Replaces on ``foo`` nor a Multi-Arch: foreign package's
+    ``Provides: foo`` create the native ``foo`` (no index of either suite does this).
+    """
+    native = {arch, "native"}
+    order: dict[str, None] = {}
+    add = order.setdefault
+    for pkg in packages:
+        add(pkg.name)
+        for field in (pkg.pre_depends, pkg.depends):
+            for group in field:
+                for rel in group:
+                    if rel.qualifier is None or rel.qualifier in native:
+                        add(rel.name)
+        for written in pkg.other_relation_names:
+            name, _, qualifier = written.partition(":")
+            if not qualifier or qualifier in native:
+                add(name)
+        for provided in pkg.provides:
+            if provided.qualifier is None or provided.qualifier in native:
+                add(provided.name)
+    return tuple(order)
+
+
+def _provides_table(
+    packages: Sequence[BinaryPackage],
+) -> tuple[tuple[str, ...], tuple[int, ...], tuple[str | None, ...]]:
+    entries = [
+        (provided.name, position, provided.version)
+        for position, pkg in enumerate(packages)
+        if pkg.provides_field
+        for provided in pkg.provides
+    ]
+    entries.sort(key=lambda entry: (entry[0], entry[1]))
+    return (
+        tuple(name for name, _, _ in entries),
+        tuple(position for _, position, _ in entries),
+        tuple(version for _, _, version in entries),
+    )

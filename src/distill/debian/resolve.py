@@ -16,6 +16,7 @@ of what ``apt-get install`` would have unpacked.
 from __future__ import annotations
 
 import difflib
+from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from distill.debian.control import gc_paused
 from distill.debian.model import BinaryPackage, Dependency, Relation
+from distill.debian.packages import IndexTables, index_tables
 from distill.debian.version import compare_versions, parse_version, version_satisfies
 from distill.errors import DistillError
 
@@ -88,16 +90,79 @@ class Universe:
     packages: Mapping[str, BinaryPackage]  # the candidate of each name
     available: Mapping[str, tuple[BinaryPackage, ...]]  # every version seen, highest first
     providers: Mapping[str, tuple[Provider, ...]]  # virtual name → candidates providing it
-    # The order in which apt's cache would first meet each name: its last tie-break.
-    cache_order: Mapping[str, int] = field(default_factory=dict)
+    # Per index, in the order apt reads them: the names its cache creates (see cache_rank).
+    creation_orders: tuple[tuple[str, ...], ...] = ()
+    _ranks: dict[str, tuple[int, int]] = field(default_factory=dict, compare=False, repr=False)
 
     @property
     def where(self) -> str:
         return f"{self.suite}/{COMPONENT} {self.arch}"
 
+    def cache_rank(self, name: str) -> tuple[int, int]:
+        """Where apt's cache creates ``name``'s package: the higher, the later (apt's ID order).
+
+        That is the first index naming it and the name's place there, as apt reads the indices
+        in order. Only a tie between providers needs it (about 20 dependencies in all of trixie
+        reach one), so it is looked up when asked, not worked out for all ~150k names.
+        """
+        rank = self._ranks.get(name)
+        if rank is None:
+            rank = (-1, -1)  # not in any index: apt would have no package for it
+            for number, order in enumerate(self.creation_orders):
+                try:  # a linear scan in C: a millisecond or two for a whole suite
+                    rank = (number, order.index(name))
+                except ValueError:
+                    continue
+                break
+            self._ranks[name] = rank
+        return rank
+
     def names(self) -> list[str]:
         """Every name a dependency could point at: real and virtual."""
         return sorted({*self.packages, *self.providers})
+
+
+class _Providers(Mapping[str, tuple[Provider, ...]]):
+    """Virtual name → the candidates providing it, looked up on first use and remembered.
+
+    A full suite provides ~70k names and a resolution asks about a few hundred, so each is
+    found by bisecting the indices' sorted provides tables rather than indexed up front.
+    """
+
+    def __init__(
+        self,
+        tables: Sequence[tuple[IndexTables, Sequence[BinaryPackage]]],
+        candidates: Mapping[str, BinaryPackage],
+    ) -> None:
+        self._tables = tables
+        self._candidates = candidates
+        self._found: dict[str, tuple[Provider, ...]] = {}
+
+    def __getitem__(self, name: str) -> tuple[Provider, ...]:
+        found = self._found.get(name)
+        if found is None:
+            found = self._found[name] = self._find(name)
+        if not found:
+            raise KeyError(name)
+        return found
+
+    def _find(self, name: str) -> tuple[Provider, ...]:
+        found: list[Provider] = []
+        for tables, packages in self._tables:
+            provided = tables.provided
+            start = bisect_left(provided, name)
+            for row in range(start, bisect_right(provided, name, start)):
+                pkg = packages[tables.providers[row]]
+                if self._candidates.get(pkg.name) is pkg:  # only candidates provide
+                    found.append(Provider(pkg, tables.provided_versions[row]))
+        return tuple(found)
+
+    def __iter__(self) -> Iterator[str]:
+        names = {name for tables, _ in self._tables for name in tables.provided}
+        return (name for name in sorted(names) if name in self)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,12 +238,13 @@ def _build_universe(indices: Sequence[PocketIndex], arch: str, pins: Mapping[str
     seen: dict[str, list[BinaryPackage]] = {}
     for index in indices:
         for pkg in index.packages:
-            if pkg.architecture not in (arch, "all"):
+            if pkg.architecture != arch and pkg.architecture != "all":
                 continue
-            versions = seen.setdefault(pkg.name, [])
-            if any(compare_versions(pkg.version, v.version) == 0 for v in versions):
-                continue  # the same version again, from a later pocket
-            versions.append(pkg)
+            versions = seen.get(pkg.name)
+            if versions is None:
+                seen[pkg.name] = [pkg]
+            elif all(compare_versions(pkg.version, v.version) != 0 for v in versions):
+                versions.append(pkg)  # (the same version again, from a later pocket, is not)
     available: dict[str, tuple[BinaryPackage, ...]] = {}
     for name, versions in seen.items():
         if len(versions) > 1:  # most names have one version: parsing them all costs a second
@@ -198,40 +264,22 @@ def _build_universe(indices: Sequence[PocketIndex], arch: str, pins: Mapping[str
                 hint=f"available: {_version_list(available[name])}",
             )
         candidates[name] = match[0]
-    providers: dict[str, list[Provider]] = {}
-    for pkg in candidates.values():
-        for provided in pkg.provides:
-            providers.setdefault(provided.name, []).append(Provider(pkg, provided.version))
+    tables = [(_tables(index, arch), index.packages) for index in indices]
     return Universe(
         suite=suite,
         arch=arch,
         packages=candidates,
         available=available,
-        providers={name: tuple(found) for name, found in providers.items()},
-        cache_order=_cache_order(indices),
+        providers=_Providers(tables, candidates),
+        creation_orders=tuple(t.creation_order for t, _ in tables),
     )
 
 
-def _cache_order(indices: Sequence[PocketIndex]) -> dict[str, int]:
-    """Number each name in the order apt's cache generator first creates a package for it.
-
-    apt reads the indices in sources.list order and each stanza's package, then the targets
-    of its relation fields (Pre-Depends and Depends first), then its Provides; a package's ID
-    is that creation order, and apt's provider choice ends on "higher ID first". ``:any``
-    targets create separate pseudo-packages in apt, so they do not number the real name.
-    """
-    order: dict[str, int] = {}
-    for index in indices:
-        for pkg in index.packages:
-            order.setdefault(pkg.name, len(order))
-            for groups in (pkg.pre_depends, pkg.depends):
-                for group in groups:
-                    for rel in group:
-                        if rel.qualifier is None or rel.qualifier == "native":
-                            order.setdefault(rel.name, len(order))
-            for provided in pkg.provides:
-                order.setdefault(provided.name, len(order))
-    return order
+def _tables(index: PocketIndex, arch: str) -> IndexTables:
+    """The index's tables as loaded with it, or worked out now (a hand-made index)."""
+    if index.tables is not None and index.tables.arch == arch:
+        return index.tables
+    return index_tables(index.packages, arch)
 
 
 def _suggest(name: str, names: Mapping[str, object] | Sequence[str]) -> str:
@@ -286,16 +334,15 @@ def _solutions(universe: Universe, rel: Relation) -> list[BinaryPackage]:
             if not version_satisfies(provider.version, rel.op, rel.version):
                 continue
         found.append(pkg)
-    order = universe.cache_order
-    found.sort(
-        key=lambda p: (
-            p.name != rel.name,
-            not p.essential,
-            _priority_rank(p),
-            -order.get(p.name, -1),
-            p.name,
-        )
-    )
+    if len(found) > 1:
+        keys: dict[str, tuple[int, ...]] = {
+            p.name: (p.name != rel.name, not p.essential, _priority_rank(p)) for p in found
+        }
+        if len(set(keys.values())) < len(keys):  # a tie: apt's cache order decides
+            for name, key in keys.items():
+                index, position = universe.cache_rank(name)
+                keys[name] = (*key, -index, -position)
+        found.sort(key=lambda p: (keys[p.name], p.name))
     return found
 
 
