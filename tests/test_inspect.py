@@ -257,7 +257,7 @@ def test_os_detection(
 
 
 def test_distroless_debug_busybox_and_dangling_shells(tmp_path: Path) -> None:
-    """gcr.io-style /busybox/ with applets as hardlinks; a /bin/sh that points nowhere is
+    """distroless-style /busybox/ with applets as hardlinks; a /bin/sh that points nowhere is
     not a shell."""
     entries = [
         file("busybox/busybox", elf(500), 0o755),

@@ -21,10 +21,11 @@ from __future__ import annotations
 import re
 import tarfile
 from collections.abc import Iterable, Iterator, Mapping
-from posixpath import basename, dirname, join, normpath
+from posixpath import dirname, join, normpath
 
 from distill.analyze.fsview import FsView, NodeKind
 from distill.analyze.langpkgs import (
+    ARCHIVE_SUFFIXES,
     MAX_ARCHIVE_BYTES,
     MAX_METADATA_BYTES,
     is_archive,
@@ -75,11 +76,25 @@ _INSTALLED_STATES = frozenset({"installed", "triggers-pending", "triggers-awaite
 # --- what to capture -------------------------------------------------------------------------
 
 
+_WHOLE = frozenset({DPKG_STATUS, APK_INSTALLED, *OS_RELEASE_PATHS})
+# The file names (or endings) ``wanted`` can say yes to outside the dpkg directories: anything
+# else is turned down on its name alone, which is most of an image.
+_NAMES = frozenset({"copyright", "METADATA", "PKG-INFO", "package.json"})
+_ENDINGS = (".egg-info", *ARCHIVE_SUFFIXES)
+
+
 def wanted(path: str, size: int) -> bool:
-    """Whether the catalog needs this regular file's bytes (path relative, no leading slash)."""
-    if path in (DPKG_STATUS, APK_INSTALLED) or path in OS_RELEASE_PATHS:
+    """Whether the catalog needs this regular file's bytes (path normalised, relative, no
+    leading slash). The filesystem view asks this of every regular file in the image."""
+    if path in _WHOLE:
         return True
-    parent, name = dirname(path), basename(path)
+    parent, _, name = path.rpartition("/")
+    if (
+        name not in _NAMES
+        and not parent.startswith("var/lib/dpkg/")
+        and not name.lower().endswith(_ENDINGS)
+    ):
+        return False
     if parent == DPKG_STATUS_D:
         return True
     if parent == DPKG_INFO:
@@ -280,14 +295,16 @@ def _dpkg_info(
 
 
 def _file_list(data: bytes, suffix: str) -> tuple[str, ...]:
-    paths: list[str] = []
-    for line in text(data).splitlines():
-        # md5sums lines are "<md5>  <path>"; .list lines are absolute paths, "/." included.
-        path = line.split(None, 1)[1] if suffix == ".md5sums" and " " in line else line
-        path = path.strip().lstrip("/")
-        if path and path != ".":
-            paths.append(normpath(path))
-    return tuple(sorted(set(paths)))
+    lines = text(data).splitlines()
+    if suffix == ".md5sums":  # "<md5>  <path>"; .list lines are absolute paths, "/." included
+        lines = [line.split(None, 1)[1] if " " in line else line for line in lines]
+    paths = {path for line in lines if (path := line.strip().lstrip("/")) not in ("", ".")}
+    # normpath is slow and dpkg writes normal paths: only the odd ones go through it.
+    odd = [p for p in paths if "//" in p or "/." in p or p[0] == "." or p[-1] == "/"]
+    if odd:
+        paths.difference_update(odd)
+        paths.update(normpath(p) for p in odd)
+    return tuple(sorted(paths))
 
 
 def _dpkg_status_d(
@@ -374,7 +391,11 @@ def _resolve(path: str, links: Mapping[str, str], hops: int = 8) -> str:
     return path
 
 
-_LICENSE_LINE = re.compile(r"^License:[ \t]*(\S.*?)[ \t]*$", re.MULTILINE | re.IGNORECASE)
+_FORMAT = re.compile(r"\s*Format:", re.IGNORECASE)
+# A License field's first line. deb822 field lines start at column 0 and continuation lines
+# with a blank, so every line that opens "License:" is the field, one per stanza or not (the
+# first line is "Format:", so each follows a newline).
+_LICENSE_FIELD = re.compile(r"\n(?i:license):(.*)")  # "\n" first: found fast, not at every byte
 _LICENSE_SPLIT = re.compile(r"\s*,\s*(?:and|or)?\s*|\s+(?:and|or)\s+", re.IGNORECASE)
 
 
@@ -384,19 +405,19 @@ def dep5_licenses(copyright_text: str) -> tuple[str, ...]:
     A ``License:`` line may combine names (``GPL-2+ or Artistic``, ``MIT, and BSD-3-clause``):
     each name is listed once. A free-form copyright file names no licence reliably, so it gives
     nothing rather than a guess.
+
+    Only the ``License`` fields' first lines are read, straight from the text: what a deb822
+    parse of the whole file would give (a copyright file can be 250 kB of licence texts), and
+    what hand-written files that are not strict deb822 (stray indentation, blank lines inside a
+    licence text) still hold where DEP-5 puts them.
     """
-    if not re.match(r"\s*Format:", copyright_text, re.IGNORECASE):
+    if not _FORMAT.match(copyright_text):
         return ()
-    try:
-        stanzas = parse_stanzas(copyright_text)
-        lines = [_first_line(s["license"]) for s in stanzas if "license" in s]
-    except DistillError:
-        # Hand-written copyright files are often not strict deb822 (stray indentation, blank
-        # lines inside a licence text); their License: lines are still where DEP-5 puts them.
-        lines = _LICENSE_LINE.findall(copyright_text)
+    if "\r" in copyright_text:
+        copyright_text = copyright_text.replace("\r\n", "\n")
     names: dict[str, None] = {}
-    for line in lines:
-        for name in _LICENSE_SPLIT.split(line):
+    for line in _LICENSE_FIELD.findall(copyright_text):
+        for name in _LICENSE_SPLIT.split(line.strip()):
             name = name.strip().strip("()")
             if name:
                 names.setdefault(name)

@@ -7,27 +7,28 @@ memory with ``zipfile``; nested archives (a Spring Boot jar's ``BOOT-INF/lib``, 
 
 from __future__ import annotations
 
-import io
 import json
 import re
-import zipfile
 from collections.abc import Iterator, Mapping
-from email.parser import HeaderParser
 from posixpath import basename, dirname
+from typing import TYPE_CHECKING
 
 from distill.analyze.packages import CapturedFile, Component, PackageType, make_purl, text
 from distill.errors import DistillError
+
+if TYPE_CHECKING:
+    import zipfile  # imported once there is an archive to read, as email is for METADATA
 
 # Archives are read whole into memory, so a cap keeps a 2 GiB fat jar from being captured.
 MAX_ARCHIVE_BYTES = 256 << 20
 MAX_NESTED_DEPTH = 3
 # Text metadata (pom.properties, MANIFEST.MF, PKG-INFO) is tiny; a bigger file is not metadata.
 MAX_METADATA_BYTES = 1 << 20
-_ARCHIVE_SUFFIXES = (".jar", ".war", ".ear")
+ARCHIVE_SUFFIXES = (".jar", ".war", ".ear")
 
 
 def is_archive(path: str) -> bool:
-    return path.lower().endswith(_ARCHIVE_SUFFIXES)
+    return path.lower().endswith(ARCHIVE_SUFFIXES)
 
 
 def npm_package_dir(directory: str) -> bool:
@@ -53,6 +54,8 @@ def language_components(path: str, captured: CapturedFile) -> list[Component]:
 
 
 def _python(path: str, captured: CapturedFile) -> list[Component]:
+    from email.parser import HeaderParser
+
     headers = HeaderParser().parsestr(text(captured.data))
     name, version = (headers.get("Name") or "").strip(), (headers.get("Version") or "").strip()
     if not name or not version:
@@ -127,6 +130,9 @@ def java_archive(path: str, data: bytes, layer: int, depth: int = 0) -> Iterator
     Every ``pom.properties`` names one Maven artifact (a fat jar holds many); an archive with
     none falls back to its manifest's Implementation or Bundle fields.
     """
+    import io
+    import zipfile
+
     try:
         archive = zipfile.ZipFile(io.BytesIO(data))
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -164,6 +170,8 @@ def java_archive(path: str, data: bytes, layer: int, depth: int = 0) -> Iterator
 
 
 def _zip_text(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
+    import zipfile
+
     if info.file_size > MAX_METADATA_BYTES:
         return ""
     try:

@@ -6,15 +6,19 @@ the SPDX licence list takes the rest. Python and npm metadata usually hold SPDX 
 already; those that parse are kept. Anything else becomes ``LicenseRef-<name>``, which the
 writers declare (SPDX ``hasExtractedLicensingInfos``, a CycloneDX licence ``name``): a claim is
 never dropped, and never dressed up as an SPDX id it is not.
+
+Nothing heavy is loaded up front: the SPDX ids come from the licence list cyclonedx-python-lib
+ships (a 60 kB JSON file, read on first use), and its expression validator, which builds the
+whole ScanCode licence index (~50 ms), only for a name made of SPDX ids and operators alone.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from enum import StrEnum
-
-from cyclonedx.spdx import fixup_id, is_expression
+from functools import cache
 
 from distill.analyze.packages import Component
 
@@ -49,6 +53,45 @@ _DEBIAN_LICENSES = {
 _GNU = re.compile(r"^(A?GPL|LGPL|GFDL)-?(\d+(?:\.\d+)?)(\+|-or-later|-only)?$", re.IGNORECASE)
 
 
+@cache
+def _spdx_ids() -> dict[str, str]:
+    """Every id of the SPDX licence list (licences and exceptions), by its lower-case form:
+    the list and the lookup ``cyclonedx.spdx.fixup_id`` uses, without importing that module
+    (it builds the expression validator as it loads)."""
+    from cyclonedx.schema._res import SPDX_JSON
+
+    with open(SPDX_JSON, encoding="utf-8") as schema:
+        ids: list[str] = json.load(schema).get("enum", [])
+    return {id_.lower(): id_ for id_ in ids}
+
+
+_OPERATORS = frozenset({"and", "or", "with"})
+_EXPRESSION_TOKEN = re.compile(r"[^\s()]+")
+
+
+def _is_expression(raw: str) -> bool:
+    """Whether ``raw`` is a valid SPDX licence expression.
+
+    The validator (license-expression, through cyclonedx-python-lib) is costly to load, so a
+    name with a word that is neither an operator nor on the SPDX list (``+`` and
+    ``LicenseRef-``/``DocumentRef-`` allowed) is turned down first: no valid SPDX expression
+    holds one. Debian's ``GPL-3+ with Bison exception`` ends there; ``MIT OR Apache-2.0`` is
+    passed on for its grammar and for which ids are exceptions. (The validator alone also took
+    ScanCode's aliases, ``GPL OR MIT`` or ``BSD-2 OR MIT``, which are not SPDX: those are now
+    declared as ``LicenseRef-`` names instead of written out as invalid expressions.)
+    """
+    ids = _spdx_ids()
+    for token in _EXPRESSION_TOKEN.findall(raw):
+        word = token.lower()
+        if word in _OPERATORS or word.removesuffix("+") in ids:
+            continue
+        if not word.startswith(("licenseref-", "documentref-")):
+            return False
+    from cyclonedx.spdx import is_expression
+
+    return bool(is_expression(raw))
+
+
 def spdx_id(name: str) -> str | None:
     """The SPDX licence id a single licence name stands for, or None."""
     key = name.strip()
@@ -60,8 +103,7 @@ def spdx_id(name: str) -> str | None:
             number = number if "." in number else f"{number}.0"
             later = suffix in ("+", "-or-later")
             mapped = f"{family.upper()}-{number}-{'or-later' if later else 'only'}"
-    result = fixup_id(mapped or key)
-    return str(result) if result else None
+    return _spdx_ids().get((mapped or key).lower())
 
 
 def license_ref(name: str) -> str:
@@ -82,7 +124,7 @@ def classify(raw: str) -> License:
     single = spdx_id(raw)
     if single:
         return License(raw, single, LicenseKind.ID)
-    if " " in raw.strip() and is_expression(raw):
+    if " " in raw.strip() and _is_expression(raw):
         return License(raw, raw.strip(), LicenseKind.EXPRESSION)
     return License(raw, license_ref(raw), LicenseKind.REF)
 

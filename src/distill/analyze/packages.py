@@ -6,8 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
-from packageurl import PackageURL
-
 
 class PackageType(StrEnum):
     DEB = "deb"
@@ -100,6 +98,8 @@ def make_purl(
     qualifiers: Mapping[str, str] | None = None,
 ) -> str:
     """The package URL; qualifiers with empty values are left out."""
+    from packageurl import PackageURL  # only once there is a package to name
+
     quals = {k: v for k, v in (qualifiers or {}).items() if v}
     purl = PackageURL(_PURL_TYPE[kind], namespace, name, version or None, quals or None)
     return str(purl.to_string())
