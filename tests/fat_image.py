@@ -17,20 +17,19 @@ from pathlib import Path
 
 import pytest
 
-SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+from distill.debian.mirror import discover_mirrors
+
 FAT_PACKAGE = "openjdk-21-jdk-headless"
 
 
-def debian_mirror(sources: Path = SOURCES) -> str:
-    """The mirror this machine's apt uses (the first ``URIs:`` of its deb822 sources)."""
-    for line in sources.read_text().splitlines():
-        if line.startswith("URIs:"):
-            return line.split()[1]
-    raise RuntimeError(f"no URIs: line in {sources}")
+def debian_mirror() -> str:
+    """The mirror distill itself would use (the machine's apt sources, or DISTILL_MIRROR)."""
+    return discover_mirrors().main
 
 
-def build_fat_image(out: Path, *, include: str = FAT_PACKAGE, suite: str = "trixie") -> Path:
-    """Write the fat image to ``out`` (a docker-archive); the rootfs tar goes afterwards."""
+def build_fat_image(out: Path, *, include: str | None = FAT_PACKAGE, suite: str = "trixie") -> Path:
+    """Write mmdebstrap's minbase (plus ``include``) to ``out`` as a docker-archive, via
+    ``podman import`` and ``podman save``; the rootfs tar goes afterwards."""
     out.parent.mkdir(parents=True, exist_ok=True)
     rootfs = out.with_name(out.name + ".rootfs.tar")
     podman = shutil.which("podman") or "podman"
@@ -39,7 +38,7 @@ def build_fat_image(out: Path, *, include: str = FAT_PACKAGE, suite: str = "trix
             "mmdebstrap",
             "--quiet",
             "--variant=minbase",
-            f"--include={include}",
+            *([f"--include={include}"] if include else []),
             suite,
             str(rootfs),
             debian_mirror(),

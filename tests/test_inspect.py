@@ -6,10 +6,7 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,6 +29,7 @@ from distill.errors import DistillError
 from distill.oci.image import BuiltImage
 from distill.oci.layout import write_docker_archive, write_oci_dir
 from distill.rootfs.tree import EntryKind, FsEntry
+from fat_image import build_fat_image
 from test_lock import run_cli
 
 
@@ -318,37 +316,10 @@ def test_cli_errors(layout: Path, args: list[str], message: str) -> None:
 # --- a real Debian, as a fat image ---------------------------------------------------------
 
 
-def debian_mirror() -> str:
-    sources = Path("/etc/apt/sources.list.d/debian.sources")
-    for line in sources.read_text().splitlines():
-        if line.startswith("URIs:"):
-            return line.split()[1]
-    pytest.fail(f"no URIs: line in {sources}")
-
-
 @pytest.fixture
-def debian_image(tmp_path: Path) -> Iterator[Path]:
+def debian_image(tmp_path: Path) -> Path:
     """mmdebstrap's minbase trixie, imported into podman and saved as a docker-archive."""
-    rootfs = tmp_path / "rootfs.tar"
-    subprocess.run(
-        ["mmdebstrap", "--quiet", "--variant=minbase", "trixie", str(rootfs), debian_mirror()],
-        check=True,
-        capture_output=True,
-        timeout=900,
-    )
-    name = f"localhost/distill-debian-{uuid.uuid4().hex[:12]}:1"
-    try:
-        subprocess.run(["podman", "import", str(rootfs), name], check=True, capture_output=True)
-        rootfs.unlink()
-        saved = tmp_path / "debian.tar"
-        subprocess.run(
-            ["podman", "save", "--format", "docker-archive", "-o", str(saved), name],
-            check=True,
-            capture_output=True,
-        )
-        yield saved
-    finally:
-        subprocess.run(["podman", "rmi", "--force", name], capture_output=True, check=False)
+    return build_fat_image(tmp_path / "debian.tar", include=None)
 
 
 @pytest.mark.network

@@ -12,11 +12,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
-import requests
 
-from distill.debian.control import parse_stanza, parse_stanzas
+from distill.cache import BlobCache
+from distill.debian.archive import load_indices
+from distill.debian.control import parse_stanza
 from distill.debian.deb import DebControl, read_control
 from distill.debian.mirror import discover_mirrors
+from distill.download import DownloadRequest, fetch_blob
 from distill.errors import DistillError
 from distill.rootfs.accounts import DEFAULT_ACCOUNTS, Account, account_entries
 from distill.rootfs.extract import KeepOptions, extract_package
@@ -418,27 +420,13 @@ def test_finish_rootfs_settles_clashes_between_packages() -> None:
 
 def _fetch(suite: str, names: set[str]) -> dict[str, Path]:
     """Download packages of a suite's main pocket into the shared blob cache."""
-    from distill.cache import BlobCache
-    from distill.download import DownloadRequest, fetch_blob
-
     mirror = discover_mirrors().main
-    try:
-        from distill.debian.archive import load_indices
-
-        pool = {
-            p.name: (p.filename, p.sha256, p.size)
-            for index in load_indices(suite, "amd64", pockets=(suite,))
-            for p in index.packages
-            if p.name in names
-        }
-    except ImportError:  # the archive client is still being written: read the index directly
-        url = f"{mirror}/dists/{suite}/main/binary-amd64/Packages.xz"
-        text = lzma.decompress(requests.get(url, timeout=120).content).decode()
-        pool = {
-            s["package"]: (s["filename"], s["sha256"], int(s["size"]))
-            for s in parse_stanzas(text)
-            if s["package"] in names
-        }
+    pool = {
+        p.name: (p.filename, p.sha256, p.size)
+        for index in load_indices(suite, "amd64", pockets=(suite,))
+        for p in index.packages
+        if p.name in names
+    }
     assert set(pool) == names
     cache = BlobCache()
     return {

@@ -13,19 +13,12 @@ from rich.table import Table
 
 from distill import __version__, log
 from distill.errors import DistillError
+from distill.log import human
 
 if TYPE_CHECKING:
     from distill.registry.auth import Credentials
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -111,10 +104,10 @@ def lock(spec: str, output: Path, suite: str | None, archs: tuple[str, ...]) -> 
         table.add_column("pocket")
         table.add_column("size", justify="right")
         for pkg in resolution.packages:
-            table.add_row(pkg.name, pkg.version, pkg.pocket, _human(pkg.size))
+            table.add_row(pkg.name, pkg.version, pkg.pocket, human(pkg.size))
         log.show(table)
         total = sum(p.size for p in resolution.packages)
-        log.info(f"{len(resolution.packages)} packages, {_human(total)} of .debs")
+        log.info(f"{len(resolution.packages)} packages, {human(total)} of .debs")
         for exc in resolution.excluded:
             log.info(f"  [dim]{exc.wanted_by} → excluded: {exc.reason}[/]")
     write_lock(result, output)
@@ -137,7 +130,7 @@ def fetch(lockfile: Path, arch: str | None, jobs: int) -> None:
     with log.complete_step(f"Fetching {len(requests)} packages"):
         paths = fetch_all(requests, BlobCache(), jobs=jobs)
     total = sum(p.stat().st_size for p in paths.values())
-    log.info(f"{len(paths)} packages verified in the cache ({_human(total)})")
+    log.info(f"{len(paths)} packages verified in the cache ({human(total)})")
 
 
 @cli.command()
@@ -216,14 +209,14 @@ def build(
                 layer.role,
                 str(len(layer.packages)),
                 str(blob.file_count),
-                _human(blob.uncompressed_size),
-                _human(blob.size),
+                human(blob.uncompressed_size),
+                human(blob.size),
                 "[dim]reused[/]" if layer.reused else "[green]new[/]",
                 blob.digest.removeprefix("sha256:")[:12],
             )
         log.show(table)
         total = sum(layer.blob.uncompressed_size for layer in arch.layers)
-        log.info(f"{_human(total)} uncompressed; excluded: {' '.join(arch.excluded) or 'none'}")
+        log.info(f"{human(total)} uncompressed; excluded: {' '.join(arch.excluded) or 'none'}")
         for note in arch.notes:
             log.info(f"  [dim]{note}[/]")
     log.info(

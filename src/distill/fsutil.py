@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,36 +19,22 @@ def _unwritable(path: Path, exc: OSError) -> DistillError:
 
 
 @contextlib.contextmanager
-def atomic_path(path: Path, *, directory: bool = False) -> Iterator[Path]:
-    """Yield a temporary sibling of ``path``; on success it replaces ``path`` at once."""
+def atomic_path(path: Path) -> Iterator[Path]:
+    """Yield a temporary sibling file of ``path``; on success it replaces ``path`` at once."""
     parent = path.parent if str(path.parent) else Path(".")
     try:
         parent.mkdir(parents=True, exist_ok=True)
-        if directory:
-            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=parent))
-        else:
-            fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-            os.close(fd)
-            tmp = Path(name)
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+        os.close(fd)
+        tmp = Path(name)
     except OSError as exc:
         raise _unwritable(path, exc) from exc
     try:
         yield tmp
-        if directory and path.is_dir():
-            # A directory cannot be replaced atomically: move the old one aside first.
-            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.old.", dir=parent))
-            os.replace(path, old / "x")
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            if not directory:
-                os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
     except BaseException as exc:
-        if directory:
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            tmp.unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         if isinstance(exc, OSError):
             raise _unwritable(path, exc) from exc
         raise

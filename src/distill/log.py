@@ -14,6 +14,15 @@ console = Console(stderr=True, highlight=False, soft_wrap=True)
 _quiet = False
 
 
+def human(size: float) -> str:
+    """A byte count as people read it: 512 B, 1.5 MiB."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if size < 1024 or unit == "GiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} GiB"
+
+
 def set_quiet(quiet: bool) -> None:
     global _quiet
     _quiet = quiet

@@ -32,6 +32,7 @@ from distill.analyze.langpkgs import (
     language_components,
     npm_package_dir,
 )
+from distill.analyze.model import OS_RELEASE_PATHS, parse_os_release
 from distill.analyze.packages import (
     CapturedFile,
     Catalog,
@@ -66,7 +67,6 @@ DPKG_STATUS = "var/lib/dpkg/status"
 DPKG_STATUS_D = "var/lib/dpkg/status.d"
 DPKG_INFO = "var/lib/dpkg/info"
 APK_INSTALLED = "lib/apk/db/installed"
-OS_RELEASE_PATHS = ("etc/os-release", "usr/lib/os-release")
 _DOC = "usr/share/doc"
 # dpkg states in which the package's files are all on disk; the rest (not-installed,
 # config-files, half-installed, unpacked...) leave nothing or an unknown subset.
@@ -204,27 +204,8 @@ def _dedupe(components: Iterable[Component]) -> Iterator[Component]:
 
 # --- os-release ------------------------------------------------------------------------------
 
-_ASSIGNMENT = re.compile(r"^([A-Z0-9_]+)=(.*)$")
-
-
-def parse_os_release(text: str) -> dict[str, str]:
-    """``KEY=value`` lines with shell quoting, as os-release(5) specifies."""
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        match = _ASSIGNMENT.match(line.strip())
-        if not match:
-            continue
-        key, value = match.groups()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-            if line.strip()[len(key) + 1] == '"':
-                value = re.sub(r"\\([\\$\"`])", r"\1", value)
-        values[key] = value
-    return values
-
 
 def read_os_release(files: Mapping[str, CapturedFile]) -> OsRelease | None:
-    # etc/os-release is usually a symlink to usr/lib/os-release, so the file is often only there.
     for path in OS_RELEASE_PATHS:
         if path in files:
             values = parse_os_release(text(files[path].data))

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import dataclasses
 import posixpath
-import shlex
 import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from distill.analyze.fsview import FsNode, FsView, NodeKind, build_fsview
+from distill.analyze.model import OS_RELEASE_PATHS, parse_os_release
 from distill.analyze.source import ImageSource, opened
 from distill.errors import DistillError
 from distill.oci.image import Platform
@@ -30,11 +30,10 @@ from distill.oci.image import Platform
 if TYPE_CHECKING:
     from distill.registry.auth import Credentials
 
-OS_RELEASE = ("etc/os-release", "usr/lib/os-release")
 DEBIAN_VERSION = "etc/debian_version"
 ALPINE_RELEASE = "etc/alpine-release"
 PASSWD = "etc/passwd"
-_SMALL_FILES = frozenset({*OS_RELEASE, DEBIAN_VERSION, ALPINE_RELEASE, PASSWD})
+_SMALL_FILES = frozenset({*OS_RELEASE_PATHS, DEBIAN_VERSION, ALPINE_RELEASE, PASSWD})
 _SMALL_LIMIT = 1 << 20
 EXEC_HEAD = 64  # an ELF header; enough to tell ELF from "#!" scripts
 
@@ -187,20 +186,6 @@ class InspectReport:
 # --- OS and users ------------------------------------------------------------------------
 
 
-def parse_os_release(text: str) -> dict[str, str]:
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        key, sep, raw = line.strip().partition("=")
-        if not sep or key.startswith("#"):
-            continue
-        try:
-            parts = shlex.split(raw)
-        except ValueError:
-            parts = [raw.strip("\"'")]
-        values[key] = parts[0] if parts else ""
-    return values
-
-
 def _text(view: FsView, path: str) -> str | None:
     real = view.resolve(path)
     node = view.get(real) if real is not None else None
@@ -212,7 +197,7 @@ def _text(view: FsView, path: str) -> str | None:
 def detect_os(view: FsView) -> OsInfo | None:
     debian = (_text(view, DEBIAN_VERSION) or "").strip()
     alpine = (_text(view, ALPINE_RELEASE) or "").strip()
-    for path in OS_RELEASE:
+    for path in OS_RELEASE_PATHS:
         text = _text(view, path)
         if text is not None:
             values = parse_os_release(text)

@@ -39,6 +39,29 @@ def check_digest(value: object, where: str) -> str:
     return value
 
 
+# etc/os-release is usually a symlink to usr/lib/os-release, so the file is often only there.
+OS_RELEASE_PATHS = ("etc/os-release", "usr/lib/os-release")
+
+
+_ASSIGNMENT = re.compile(r"^([A-Z0-9_]+)=(.*)$")
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """``KEY=value`` lines with shell quoting, as os-release(5) specifies."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _ASSIGNMENT.match(line.strip())
+        if not match:
+            continue
+        key, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+            if line.strip()[len(key) + 1] == '"':
+                value = re.sub(r"\\([\\$\"`])", r"\1", value)
+        values[key] = value
+    return values
+
+
 @dataclass(frozen=True, slots=True)
 class LayerDescriptor:
     """One layer of the chosen image, bottom first. ``digest`` and ``size`` describe the blob

@@ -14,19 +14,12 @@ from rich.text import Text
 from rich.tree import Tree
 
 from distill.analyze.inspect import InspectReport, Program, TreeEntry
+from distill.log import human
 
 if TYPE_CHECKING:  # compare loads the catalog and SBOM writers, which inspect does not need
     from distill.analyze.compare import Comparison, ExecutableDiff, ImageSummary
 
 _LIST_LIMIT = 12  # paths listed per finding; the rest are counted
-
-
-def human(size: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if size < 1024 or unit == "GiB":
-            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
-    return f"{size:.1f} GiB"
 
 
 def plural(count: int, noun: str) -> str:

@@ -15,8 +15,9 @@ from pathlib import Path
 
 from distill import __version__
 from distill.analyze.compare import Comparison, ExecutableDiff, ImageSummary
-from distill.analyze.render import compare_rows, diff_title, human
+from distill.analyze.render import compare_rows, diff_title
 from distill.fsutil import atomic_write_bytes
+from distill.log import human
 
 # One colour per image, in order; colour-blind safe (Okabe-Ito), repeating after eight.
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442", "#000")
