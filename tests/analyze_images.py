@@ -140,9 +140,12 @@ def fixture_image(
 
 
 def simple_image(
-    blob_dir: Path, entries: list[FsEntry], platform: str = "linux/amd64"
+    blob_dir: Path,
+    entries: list[FsEntry],
+    platform: str = "linux/amd64",
+    compression: Compression = Compression.GZIP,
 ) -> BuiltImage:
-    layer = write_layer(entries, blob_dir, compression=Compression.GZIP, source_date_epoch=SDE)
+    layer = write_layer(entries, blob_dir, compression=compression, source_date_epoch=SDE)
     spec = ImageConfigSpec(entrypoint=("/bin/true",))
     return build_image(spec, Platform.parse(platform), [layer], source_date_epoch=SDE)
 

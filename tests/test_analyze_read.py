@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tarfile
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,7 +40,7 @@ from analyze_images import (
     tar_bytes,
     write_docker25_archive,
 )
-from distill.analyze.fsview import FsView, NodeKind, build_fsview
+from distill.analyze.fsview import FsView, NodeKind, analyse_fsview, build_fsview
 from distill.analyze.source import (
     SourceRef,
     SourceTransport,
@@ -444,12 +445,22 @@ def test_truncated_layers(layout: Path) -> None:
     digests = layer_digests(layout)
     plain = blob(layout, digests[2])
     plain.write_bytes(plain.read_bytes()[:1600])  # inside cache/new or app/big.bin
-    with pytest.raises(DistillError, match=r"layer 3 .* is truncated: .* inside '(app|cache)/"):
+    # The tar ends inside a member, but the blob's size says why first.
+    with pytest.raises(DistillError, match=r"layer 3 .* is truncated: it is 1600 bytes, but"):
         view_of(str(layout))
     zipped = blob(layout, digests[0])
     zipped.write_bytes(zipped.read_bytes()[:-100])
-    with pytest.raises(DistillError, match=r"layer 1 .* gzip data is truncated or corrupt"):
+    with pytest.raises(DistillError, match=r"layer 1 .* is truncated: it is \d+ bytes, but"):
         view_of(str(layout))
+
+
+def test_corrupt_gzip_under_honest_digests(tmp_path: Path) -> None:
+    blobs = tmp_path / "blobs"
+    noise = b"".join(hashlib.sha256(bytes([i])).digest() for i in range(200))  # incompressible
+    cut = gzip.compress(tar_bytes([(member("a"), noise)]), mtime=0)[:-100]
+    write_oci_dir(raw_image(blobs, [raw_layer(blobs, cut)]), tmp_path / "layout")
+    with pytest.raises(DistillError, match=r"layer 1 .* gzip data is truncated or corrupt"):
+        view_of(str(tmp_path / "layout"))
 
 
 def test_layer_that_is_not_a_tar(tmp_path: Path) -> None:
@@ -523,6 +534,98 @@ def test_artifact_that_is_not_an_image(layout: Path) -> None:
     (layout / "index.json").write_text(json.dumps(index))
     with pytest.raises(DistillError, match="is not a container image"):
         open_source(str(layout))
+
+
+def test_layer_changed_while_it_is_read(layout: Path) -> None:
+    """The second thread hashes the file the parser reads; a file rewritten meanwhile (here:
+    between opening and reading, the same bytes but a new mtime) is not trusted."""
+    plain = blob(layout, layer_digests(layout)[2])
+    with opened(str(layout)) as source:
+        plain.write_bytes(plain.read_bytes())
+        with pytest.raises(DistillError, match=r"layer 3 .* changed while it was being read"):
+            build_fsview(source)
+
+
+def test_docker_archive_layer_with_a_flipped_byte(
+    tmp_path: Path, transports: dict[str, str]
+) -> None:
+    """docker-archive layers are plain tars hashed beside the parse: a changed byte inside
+    file data the parser skips is still caught, by the diff_id."""
+    data = bytearray(Path(transports["docker-archive-bare"]).read_bytes())
+    at = data.index(b"C" * 700)  # inside app/big.bin's data in the third layer
+    data[at + 100] ^= 0x01
+    damaged = tmp_path / "damaged.tar"
+    damaged.write_bytes(bytes(data))
+    with pytest.raises(DistillError, match=r"layer 3 .* does not match its diff_id"):
+        view_of(f"docker-archive:{damaged}")
+
+
+def test_nothing_unverified_gets_out(layout: Path) -> None:
+    """analyse_fsview runs the analysis while hashing may go on, but returns only after
+    every check: a damaged layer raises even though the analysis itself succeeded."""
+    path = blob(layout, layer_digests(layout)[2])
+    path.write_bytes(path.read_bytes().replace(b"C" * 700, b"D" * 700))
+    ran = []
+    with opened(str(layout)) as source, pytest.raises(DistillError, match="does not match"):
+        analyse_fsview(source, None, lambda view: ran.append(len(view.nodes)))
+    assert ran and ran[0] > 0
+
+
+def test_a_digest_error_is_reported_before_what_it_caused(layout: Path) -> None:
+    """A failure on bytes that were not yet verified (a bad header, an analysis that chokes)
+    is reported as the damage that caused it when the blob does not match its digest."""
+    path = blob(layout, layer_digests(layout)[2])
+    data = bytearray(path.read_bytes())
+    data[3] ^= 0xFF  # inside the first header's name: its checksum is now wrong
+    path.write_bytes(bytes(data))
+    with pytest.raises(DistillError, match=r"layer 3 .* does not match its digest"):
+        view_of(str(layout))
+    data[3] ^= 0xFF
+    path.write_bytes(bytes(data).replace(b"C" * 700, b"D" * 700))
+
+    def choke(view: FsView) -> None:
+        raise DistillError("the analysis could not make sense of it")
+
+    with opened(str(layout)) as source, pytest.raises(DistillError, match="does not match"):
+        analyse_fsview(source, None, choke)
+
+
+def test_a_layer_that_fails_to_open_leaks_nothing(tmp_path: Path) -> None:
+    blobs = tmp_path / "blobs"
+    bzip = raw_layer(blobs, b"BZh91AY&SY" + bytes(500))
+    write_oci_dir(raw_image(blobs, [bzip]), tmp_path / "layout")
+    threads, descriptors = threading.active_count(), open_descriptors()
+    for _ in range(3):
+        with pytest.raises(DistillError, match="bzip2"):
+            view_of(str(tmp_path / "layout"))
+    assert (threading.active_count(), open_descriptors()) == (threads, descriptors)
+
+
+def open_descriptors() -> int:
+    return len(list(Path("/proc/self/fd").iterdir()))
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_no_thread_or_descriptor_outlives_the_source(
+    tmp_path: Path, transports: dict[str, str], damaged: bool
+) -> None:
+    source_path = Path(transports["docker-archive-bare"])
+    if damaged:
+        data = bytearray(source_path.read_bytes())
+        data[data.index(b"C" * 700)] ^= 0x01
+        source_path = tmp_path / "damaged.tar"
+        source_path.write_bytes(bytes(data))
+    threads, descriptors = threading.active_count(), open_descriptors()
+    interval = sys.getswitchinterval()
+    for _ in range(3):
+        try:
+            view_of(f"docker-archive:{source_path}")
+        except DistillError:
+            assert damaged
+        with opened(f"docker-archive:{source_path}"):
+            pass  # opened and closed unread: hashing must stop, not run on
+    assert (threading.active_count(), open_descriptors()) == (threads, descriptors)
+    assert sys.getswitchinterval() == interval
 
 
 def test_damaged_docker_archives(
@@ -665,13 +768,16 @@ def test_registry_source(registry: Registry, transports: dict[str, str], multi: 
 # --- memory --------------------------------------------------------------------------------
 
 
-def test_a_large_layer_is_streamed(tmp_path: Path) -> None:
-    """A 300 MiB file in a layer: reading it must not hold it (peak RSS well below)."""
+@pytest.mark.parametrize("compression", [Compression.GZIP, Compression.NONE])
+def test_a_large_layer_is_streamed(tmp_path: Path, compression: Compression) -> None:
+    """A 300 MiB file in a layer: reading it must not hold it (peak RSS well below). An
+    uncompressed layer is hashed by the second thread, which reads the file in chunks of
+    its own: those must not pile up either."""
     sparse = tmp_path / "big"
     with sparse.open("wb") as out:
         out.truncate(300 << 20)
     entries = [FsEntry("big", EntryKind.FILE, 0o755, content=sparse), *LAYER0[:2]]
-    built = simple_image(tmp_path / "blobs", entries)
+    built = simple_image(tmp_path / "blobs", entries, compression=compression)
     write_oci_archive(built, tmp_path / "big.tar")
     sparse.unlink()
     # VmHWM, not ru_maxrss: that survives execve and would report the pytest worker's peak.

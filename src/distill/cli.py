@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
-from rich.table import Table
 
 from distill import __version__, log
 from distill.errors import DistillError
@@ -97,6 +95,8 @@ def lock(spec: str, output: Path, suite: str | None, archs: tuple[str, ...]) -> 
         f"Resolving {loaded.name} ({loaded.suite}, {', '.join(loaded.target_archs())})"
     ):
         result, resolutions = lock_spec(loaded, mirrors)
+    from rich.table import Table
+
     for arch, resolution in resolutions.items():
         table = Table(title=f"{loaded.name} · {loaded.suite} · {arch}", title_justify="left")
         table.add_column("package")
@@ -191,6 +191,8 @@ def build(
         tls_verify=tls_verify,
         credentials=credentials,
     )
+    from rich.table import Table
+
     for arch in result.archs:
         table = Table(
             title=f"{result.spec} · {arch.arch} · {len(arch.packages)} packages, "
@@ -229,6 +231,8 @@ def build(
 @cli.command()
 def presets() -> None:
     """List the shipped presets."""
+    from rich.table import Table
+
     from distill.spec import load_spec
     from distill.spec import presets as all_presets
 
@@ -237,7 +241,7 @@ def presets() -> None:
         spec = load_spec(name)
         first = text.splitlines()[0].lstrip("# ") if text.startswith("#") else ""
         table.add_row(name, first, " ".join(spec.packages))
-    log.console.print(table, soft_wrap=False)
+    log.console().print(table, soft_wrap=False)
 
 
 @cli.command()
@@ -272,17 +276,19 @@ def sbom(
     docker://HOST/REPO:TAG or a path to a layout or archive. SOURCE_DATE_EPOCH, when set,
     is the document's creation time (else the image's), so the output is reproducible.
     """
-    from distill.analyze.sbom import SbomFormat, image_sbom
+    from distill.analyze.source import opened
+
+    with (
+        log.complete_step(f"Cataloguing {image}"),
+        opened(image, platform=platform, tls_verify=tls_verify, credentials=credentials) as source,
+    ):
+        # A local image's layers are being hashed from here on (see LayerFiles): the
+        # cataloguing modules load meanwhile.
+        from distill.analyze.sbom import SbomFormat, source_sbom
+
+        result = source_sbom(source, SbomFormat(sbom_format))
     from distill.fsutil import atomic_write_bytes
 
-    with log.complete_step(f"Cataloguing {image}"):
-        result = image_sbom(
-            image,
-            SbomFormat(sbom_format),
-            platform=platform,
-            tls_verify=tls_verify,
-            credentials=credentials,
-        )
     for warning in result.catalog.warnings:
         log.warn(warning)
     counts: dict[str, int] = {}
@@ -334,25 +340,25 @@ def inspect(
     IMAGE is oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE,
     containers-storage:NAME, docker://HOST/REPO:TAG or a path to a layout or archive.
     """
-    import json
+    from distill.analyze.source import opened
 
-    from rich.console import Console
+    with (
+        log.complete_step(f"Inspecting {image}"),
+        opened(image, platform=platform, tls_verify=tls_verify, credentials=credentials) as source,
+    ):
+        # As for sbom: the layers are being hashed while the rest loads.
+        from distill.analyze.inspect import inspect_image
 
-    from distill.analyze.inspect import inspect_reference
-    from distill.analyze.render import render_inspect
-
-    with log.complete_step(f"Inspecting {image}"):
-        report = inspect_reference(
-            image,
-            platform=platform,
-            tls_verify=tls_verify,
-            credentials=credentials,
-            files=files,
-            depth=depth,
-        )
+        report = inspect_image(source, files=files, depth=depth)
     if as_json:
+        import json
+
         click.echo(json.dumps(report.to_json(), indent=2))
     else:
+        from rich.console import Console
+
+        from distill.analyze.render import render_inspect
+
         render_inspect(report, Console())
 
 
@@ -437,7 +443,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         cli.main(args=argv, prog_name="distill", standalone_mode=False)
     except click.exceptions.Abort:
-        log.console.print("[red]aborted[/]")
+        log.console().print("[red]aborted[/]")
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()
@@ -445,17 +451,20 @@ def main(argv: list[str] | None = None) -> None:
     except DistillError as exc:
         if debug:
             raise
-        log.console.print(f"[bold red]error:[/] {exc.message}")
+        log.console().print(f"[bold red]error:[/] {exc.message}")
         if exc.hint:
-            log.console.print(f"[dim]hint:[/] {exc.hint}")
+            log.console().print(f"[dim]hint:[/] {exc.hint}")
         sys.exit(1)
-    except subprocess.CalledProcessError as exc:
-        if debug:
+    except Exception as exc:
+        # Only a subprocess can have failed if subprocess was loaded (it is not, for most
+        # commands, to start faster).
+        subprocess = sys.modules.get("subprocess")
+        if debug or subprocess is None or not isinstance(exc, subprocess.CalledProcessError):
             raise
-        log.console.print(
+        log.console().print(
             f"[bold red]error:[/] {exc.cmd[0]} failed with exit code {exc.returncode}"
         )
         sys.exit(1)
     except KeyboardInterrupt:
-        log.console.print("[red]interrupted[/]")
+        log.console().print("[red]interrupted[/]")
         sys.exit(130)

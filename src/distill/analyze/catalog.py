@@ -19,7 +19,6 @@ Debian ``python3-*`` packages would otherwise be listed twice.
 from __future__ import annotations
 
 import re
-import tarfile
 from collections.abc import Iterable, Iterator, Mapping
 from posixpath import dirname, join, normpath
 
@@ -42,6 +41,7 @@ from distill.analyze.packages import (
     make_purl,
     text,
 )
+from distill.analyze.tarscan import TarEntry
 from distill.debian.control import parse_stanzas
 from distill.errors import DistillError
 
@@ -110,7 +110,7 @@ def wanted(path: str, size: int) -> bool:
     return is_archive(path) and size <= MAX_ARCHIVE_BYTES
 
 
-def want(path: str, member: tarfile.TarInfo) -> int:
+def want(path: str, member: TarEntry) -> int:
     """The filesystem view's hook: all of a wanted file, the head of an executable, or 0."""
     if wanted(path, member.size):
         return member.size

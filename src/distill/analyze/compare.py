@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -26,10 +25,11 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from distill.analyze import catalog as catalog_module
-from distill.analyze.fsview import FsView, NodeKind, build_fsview
+from distill.analyze.fsview import FsView, NodeKind, analyse_fsview
 from distill.analyze.inspect import InspectReport, exec_kind, inspect_view, inspect_want
 from distill.analyze.packages import Catalog
 from distill.analyze.source import ImageSource, opened
+from distill.analyze.tarscan import TarEntry
 from distill.errors import DistillError
 
 if TYPE_CHECKING:
@@ -45,7 +45,7 @@ _SBOM_TIME = "1970-01-01T00:00:00Z"
 _NO_DB = ("cannot be specified on the first run", "DB error", "database error")
 
 
-def compare_want(path: str, member: tarfile.TarInfo) -> int:
+def compare_want(path: str, member: TarEntry) -> int:
     """What both ``inspect`` and the catalog need of a file: the larger of their wants."""
     return max(inspect_want(path, member), catalog_module.want(path, member))
 
@@ -292,10 +292,11 @@ def summarize_source(
     scanner: VulnerabilityScanner | None = None,
 ) -> ImageSummary:
     """Read ``source`` once and summarise it (vulnerabilities skipped without a scanner)."""
-    view = build_fsview(source, compare_want)
-    report = inspect_view(source, view)
-    catalog = catalog_module.catalog_view(view)
-    found = executables(view)
+
+    def analyse(view: FsView) -> tuple[InspectReport, Catalog, tuple[Executable, ...]]:
+        return inspect_view(source, view), catalog_module.catalog_view(view), executables(view)
+
+    report, catalog, found = analyse_fsview(source, compare_want, analyse)
     scan = scanner or VulnerabilityScanner(enabled=False, cache_dir=None)
     return summarize(report, catalog, found, scan.scan(source, catalog), patterns)
 

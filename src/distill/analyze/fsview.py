@@ -1,10 +1,10 @@
 """The merged filesystem of an image, built in one streaming pass over its layers.
 
-Each layer's tar is read once, in stream mode, and applied as a container runtime would:
-entries replace what lower layers had at their path, ``.wh.NAME`` deletes ``NAME`` and
-``.wh..wh..opq`` hides everything lower layers put in its directory. Whiteouts only remove
-what *lower* layers wrote, so their place in the tar does not matter (the image spec only
-says they SHOULD come first). Parent directories that are symlinks in the tree are
+Each layer's tar is read once, front to back (``TarScanner``), and applied as a container
+runtime would: entries replace what lower layers had at their path, ``.wh.NAME`` deletes
+``NAME`` and ``.wh..wh..opq`` hides everything lower layers put in its directory. Whiteouts
+only remove what *lower* layers wrote, so their place in the tar does not matter (the image
+spec only says they SHOULD come first). Parent directories that are symlinks in the tree are
 followed, as containerd's applier and tar do, so ``bin/x`` over ``bin -> usr/bin`` lands in
 ``usr/bin/x``. Hardlinks take their target's metadata and content.
 
@@ -21,22 +21,24 @@ the layers added. ``dive_score`` is dive's own metric, for comparison (see ``FsV
 from __future__ import annotations
 
 import posixpath
-import tarfile
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import TypeVar
 
 from distill.analyze.model import LayerDescriptor
 from distill.analyze.source import ImageSource
 from distill.analyze.stream import LayerStream
+from distill.analyze.tarscan import TarEntry, TarFormatError, TarScanner, TarTruncated
 from distill.errors import DistillError
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 MAX_SYMLINK_HOPS = 40  # as Linux's path resolution
 
-Want = Callable[[str, tarfile.TarInfo], int]
+T = TypeVar("T")
+Want = Callable[[str, TarEntry], int]
 """``want(path, member)``: how many leading bytes of this regular file to keep."""
 
 
@@ -50,11 +52,11 @@ class NodeKind(StrEnum):
 
 
 _KINDS = {
-    tarfile.DIRTYPE: NodeKind.DIR,
-    tarfile.SYMTYPE: NodeKind.SYMLINK,
-    tarfile.CHRTYPE: NodeKind.CHAR,
-    tarfile.BLKTYPE: NodeKind.BLOCK,
-    tarfile.FIFOTYPE: NodeKind.FIFO,
+    "5": NodeKind.DIR,
+    "2": NodeKind.SYMLINK,
+    "3": NodeKind.CHAR,
+    "4": NodeKind.BLOCK,
+    "6": NodeKind.FIFO,
 }
 
 
@@ -226,6 +228,7 @@ class _Builder:
     inodes: int = 0
     layer: int = 0
     counts: _Counts = field(default_factory=_Counts)
+    deferred: bool = False  # the last layer's check was left for later
 
     # --- tree edits ---------------------------------------------------------------------
 
@@ -303,7 +306,7 @@ class _Builder:
 
     # --- entries ------------------------------------------------------------------------
 
-    def entry(self, tar: tarfile.TarFile, member: tarfile.TarInfo, where: str) -> None:
+    def entry(self, tar: TarScanner, member: TarEntry, where: str) -> None:
         self.counts.entries += 1
         path = _normal(member.name)
         if not path:
@@ -328,7 +331,7 @@ class _Builder:
         if node.kind is not NodeKind.DIR:
             self._dive(path, node.stored)
 
-    def _node(self, path: str, member: tarfile.TarInfo, tar: tarfile.TarFile) -> FsNode:
+    def _node(self, path: str, member: TarEntry, tar: TarScanner) -> FsNode:
         kind = _KINDS.get(member.type, NodeKind.FILE)
         size = member.size if kind is NodeKind.FILE else 0
         content = None
@@ -337,9 +340,8 @@ class _Builder:
             self.counts.bytes_added += size
             self.total_added += size
             keep = self.want(path, member) if self.want is not None else 0
-            if keep > 0:
-                handle = tar.extractfile(member)
-                content = handle.read(min(keep, size)) if handle is not None else b""
+            if keep > 0 and not member.sparse:  # a sparse file's data is not its content
+                content = tar.read_data(min(keep, size))
         self.inodes += 1
         return FsNode(
             path,
@@ -355,7 +357,7 @@ class _Builder:
             inode=self.inodes,
         )
 
-    def _hardlink(self, path: str, member: tarfile.TarInfo, where: str) -> FsNode:
+    def _hardlink(self, path: str, member: TarEntry, where: str) -> FsNode:
         target_path = _normal(member.linkname)
         parent, _, base = target_path.rpartition("/")
         real_parent = resolve(self.nodes, parent)
@@ -410,25 +412,28 @@ class _Builder:
 
     # --- layers -------------------------------------------------------------------------
 
-    def add_layer(self, layer: LayerDescriptor, stream: LayerStream) -> LayerStats:
+    def add_layer(self, layer: LayerDescriptor, stream: LayerStream, *, wait: bool) -> LayerStats:
+        """Apply ``layer``; with ``wait=False`` its digests may be checked later (the caller
+        then calls ``stream.complete()``)."""
         self.layer = layer.index
         self.counts = _Counts()
         where = f"{layer.label} at {layer.location}"
         try:
-            with tarfile.open(fileobj=stream, mode="r:") as tar:  # type: ignore[call-overload]
-                for member in tar:
-                    if member.isreg():
-                        stream.expect(member.offset_data + member.size, member.name)
-                    self.entry(tar, member, where)
-        except tarfile.ReadError as exc:
+            tar = TarScanner(stream)
+            for member in tar:
+                self.entry(tar, member, where)
+        except TarTruncated as exc:
+            raise DistillError(
+                f"{where} is truncated: {exc}",
+                hint="the blob was cut short; fetch or save the image again",
+            ) from None
+        except TarFormatError as exc:
             if stream.tar_size or str(exc) != "empty file":
                 raise DistillError(
                     f"{where} is not a valid tar archive ({exc})",
                     hint="the layer is damaged or not a layer; fetch or save the image again",
                 ) from None
-        except tarfile.TarError as exc:
-            raise DistillError(f"{where} is not a valid tar archive ({exc})") from None
-        stream.finish()
+        self.deferred = not stream.finish(wait=wait)
         c = self.counts
         return LayerStats(
             index=layer.index,
@@ -482,9 +487,33 @@ def _with_history(node: FsNode, added_in: int, changed_in: tuple[int, ...]) -> F
 
 def build_fsview(source: ImageSource, want: Want | None = None) -> FsView:
     """Read every layer of ``source`` once, bottom first, and merge them."""
+    return analyse_fsview(source, want, lambda view: view)
+
+
+def analyse_fsview(source: ImageSource, want: Want | None, analysis: Callable[[FsView], T]) -> T:
+    """``analysis`` of the merged view of ``source``, run while the second thread may still
+    be hashing the layers it read (see ``LayerFiles``); the result is returned only once
+    every layer has passed its digest checks, so nothing unverified gets out."""
     builder = _Builder(want)
     stats = []
-    for layer in source.layers():
-        with source.open_layer(layer) as stream:
-            stats.append(builder.add_layer(layer, stream))
-    return builder.view(stats)
+    pending: list[LayerStream] = []
+    try:
+        for layer in source.layers():
+            with source.open_layer(layer) as stream:
+                try:
+                    stats.append(builder.add_layer(layer, stream, wait=False))
+                except Exception:
+                    stream.check_blob()  # a damaged blob explains a bad tar best
+                    raise
+                if builder.deferred:
+                    pending.append(stream)
+        result = analysis(builder.view(stats))
+    except Exception:
+        # Whatever failed may have failed on unverified bytes: a layer that does not match
+        # its digest is the error to report, if there is one.
+        for stream in pending:
+            stream.complete()
+        raise
+    for stream in pending:
+        stream.complete()
+    return result

@@ -16,14 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 import posixpath
-import tarfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from distill.analyze.fsview import FsNode, FsView, NodeKind, build_fsview
+from distill.analyze.fsview import FsNode, FsView, NodeKind, analyse_fsview
 from distill.analyze.model import OS_RELEASE_PATHS, parse_os_release
 from distill.analyze.source import ImageSource, opened
+from distill.analyze.tarscan import TarEntry
 from distill.errors import DistillError
 from distill.oci.image import Platform
 
@@ -46,7 +46,7 @@ PACKAGE_MANAGERS = frozenset(
 BUSYBOX = "busybox"
 
 
-def inspect_want(path: str, member: tarfile.TarInfo) -> int:
+def inspect_want(path: str, member: TarEntry) -> int:
     """The bytes ``inspect`` needs: a few small files whole, and each executable's head."""
     if path in _SMALL_FILES:
         return _SMALL_LIMIT
@@ -447,8 +447,10 @@ def inspect_image(
     top: int = 10,
 ) -> InspectReport:
     """Read ``source`` once and report on it; ``files`` adds the tree under that path."""
-    return inspect_view(
-        source, build_fsview(source, inspect_want), files=files, depth=depth, top=top
+    return analyse_fsview(
+        source,
+        inspect_want,
+        lambda view: inspect_view(source, view, files=files, depth=depth, top=top),
     )
 
 

@@ -8,17 +8,12 @@ layer is held in memory.
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import posixpath
 import re
-import shutil
-import subprocess
-import tarfile
-import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
@@ -45,10 +40,11 @@ from distill.analyze.source import (
     check_platform,
     read_json_blob,
 )
-from distill.analyze.stream import LayerStream, sniff_compression
+from distill.analyze.stream import FileRange, LayerFiles, LayerStream, sniff_compression
+from distill.analyze.tarscan import TarFormatError, TarScanner, TarTruncated
 from distill.errors import DistillError
+from distill.oci.compression import Compression
 from distill.oci.image import Descriptor, Platform, sha256_digest
-from distill.oci.layer import Compression
 
 REF_ANNOTATIONS = ("org.opencontainers.image.ref.name", "io.containerd.image.name")
 _HEX_NAME = re.compile(r"(?:.*/)?(?:blobs/sha256/)?([0-9a-f]{64})(?:\.json|\.tar)?")
@@ -60,7 +56,7 @@ _HEX_NAME = re.compile(r"(?:.*/)?(?:blobs/sha256/)?([0-9a-f]{64})(?:\.json|\.tar
 class _Files(Protocol):
     def exists(self, name: str) -> bool: ...
     def size(self, name: str) -> int: ...
-    def open(self, name: str) -> BinaryIO: ...
+    def open(self, name: str) -> FileRange: ...
     def where(self, name: str) -> str: ...
 
 
@@ -81,9 +77,9 @@ class DirFiles:
     def size(self, name: str) -> int:
         return (self.root / name).stat().st_size
 
-    def open(self, name: str) -> BinaryIO:
+    def open(self, name: str) -> FileRange:
         try:
-            return (self.root / name).open("rb")
+            return FileRange(self.root / name)
         except OSError as exc:
             raise DistillError(
                 f"cannot read {self.root / name}: {exc.strerror or exc}",
@@ -101,35 +97,6 @@ class _Member:
     link: str | None  # the archive path a symlink or hardlink member points to
 
 
-class _Slice(io.RawIOBase):
-    """``size`` bytes of a file from ``offset``, with its own file handle."""
-
-    def __init__(self, path: Path, offset: int, size: int) -> None:
-        self._handle = path.open("rb")
-        self._handle.seek(offset)
-        self._left = size
-
-    def readable(self) -> bool:
-        return True
-
-    def read(self, size: int | None = -1) -> bytes:
-        if size is None or size < 0 or size > self._left:
-            size = self._left
-        data = self._handle.read(size)
-        self._left -= len(data)
-        return data
-
-    def readinto(self, buffer: object) -> int:
-        view = memoryview(buffer).cast("B")  # type: ignore[arg-type]
-        data = self.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-    def close(self) -> None:
-        self._handle.close()
-        super().close()
-
-
 def _member_name(name: str) -> str:
     return posixpath.normpath("/" + name).lstrip("/")
 
@@ -141,8 +108,7 @@ class TarFiles:
         self.path = path
         self._members: dict[str, _Member] = {}
         try:
-            with path.open("rb") as handle:
-                total = os.fstat(handle.fileno()).st_size
+            with FileRange(path) as handle:
                 try:
                     compressed = sniff_compression(handle.read(6)) is not Compression.NONE
                 except DistillError:
@@ -152,29 +118,30 @@ class TarFiles:
                         f"{path} is a compressed archive",
                         hint="decompress it first (gunzip, zstd -d, ...) and inspect the .tar",
                     )
-                handle.seek(0)
-                self._scan(handle, total)
+            with FileRange(path) as handle:
+                self._scan(handle)
         except OSError as exc:
             raise DistillError(f"cannot read {path}: {exc.strerror or exc}") from None
 
-    def _scan(self, handle: BinaryIO, total: int) -> None:
+    def _scan(self, handle: FileRange) -> None:
         try:
-            with tarfile.open(fileobj=handle, mode="r:") as tar:
-                for info in tar:
-                    name = _member_name(info.name)
-                    if info.isfile() and info.offset_data + info.size > total:
-                        raise DistillError(
-                            f"{self.path} is truncated: {name} ends past the end of the file",
-                            hint="the archive was cut short; save or copy it again",
-                        )
-                    link = None
-                    if info.issym():
-                        link = _member_name(posixpath.join(posixpath.dirname(name), info.linkname))
-                    elif info.islnk():
-                        link = _member_name(info.linkname)
-                    if info.isfile() or link is not None:
-                        self._members[name] = _Member(info.offset_data, info.size, link)
-        except tarfile.TarError as exc:
+            for info in TarScanner(handle):
+                name = _member_name(info.name)
+                if info.isreg() and info.offset_data + info.stored > handle.size:
+                    raise TarTruncated(name, handle.size, info.offset_data + info.stored)
+                link = None
+                if info.issym():
+                    link = _member_name(posixpath.join(posixpath.dirname(name), info.linkname))
+                elif info.islnk():
+                    link = _member_name(info.linkname)
+                if info.isreg() or link is not None:
+                    self._members[name] = _Member(info.offset_data, info.stored, link)
+        except TarTruncated as exc:
+            raise DistillError(
+                f"{self.path} is truncated: {exc.name} ends past the end of the file",
+                hint="the archive was cut short; save or copy it again",
+            ) from None
+        except TarFormatError as exc:
             raise DistillError(
                 f"{self.path} is not a tar archive ({exc})",
                 hint="give an image archive written by docker save, podman save or skopeo",
@@ -195,11 +162,11 @@ class TarFiles:
         member = self._find(name)
         return member.size if member else 0
 
-    def open(self, name: str) -> BinaryIO:
+    def open(self, name: str) -> FileRange:
         member = self._find(name)
         if member is None:
             raise DistillError(f"{self.where(name)} is missing", hint="the archive is incomplete")
-        return cast(BinaryIO, _Slice(self.path, member.offset, member.size))
+        return FileRange(self.path, member.offset, member.size)
 
     def where(self, name: str) -> str:
         return f"{name} in {self.path}"
@@ -220,6 +187,9 @@ class LayoutStore:
         return "blobs/sha256/" + check_digest(digest, "blob").removeprefix("sha256:")
 
     def open_blob(self, descriptor: Descriptor) -> BinaryIO:
+        return cast(BinaryIO, self.open_file(descriptor))
+
+    def open_file(self, descriptor: Descriptor) -> FileRange:
         name = self._name(descriptor.digest)
         if not self._files.exists(name):
             raise DistillError(
@@ -433,6 +403,10 @@ class DockerArchiveImage:
             config=Descriptor(MEDIA_TYPE_DOCKER_CONFIG, digest, len(raw)),
             layers=tuple(layers),
         )
+        # Opened now so that hashing them starts now (see LayerFiles).
+        self._layer_files = LayerFiles.open(
+            {i: partial(files.open, path) for i, path in enumerate(paths)}
+        )
 
     @property
     def name(self) -> str:
@@ -453,9 +427,14 @@ class DockerArchiveImage:
         return iter(self._manifest.layers)
 
     def open_layer(self, layer: LayerDescriptor) -> LayerStream:
-        return LayerStream(self._files.open(self._paths[layer.index]), layer)
+        taken = self._layer_files.take(layer.index)
+        if taken is not None:
+            return LayerStream(taken[0], layer, taken[1])
+        return LayerStream(cast(BinaryIO, self._files.open(self._paths[layer.index])), layer)
 
     def close(self) -> None:
+        if hasattr(self, "_layer_files"):
+            self._layer_files.close()
         if self._on_close is not None:
             self._on_close()
             self._on_close = None
@@ -491,6 +470,10 @@ def _open_docker_archive(
 def podman_save(image: str) -> Path:
     """Save ``image`` from podman's storage to a docker-archive in a new temporary
     directory, which the caller removes."""
+    import shutil  # these three only here: local archives open without loading them
+    import subprocess
+    import tempfile
+
     podman = shutil.which("podman")
     if podman is None:
         raise DistillError(
@@ -546,6 +529,8 @@ def open_local(
             raise DistillError(f"{path} is not a directory", hint="oci: names a layout directory")
         return _open_layout(DirFiles(path), ref.ref, name, wanted)
     if ref.transport is SourceTransport.CONTAINERS_STORAGE:
+        import shutil
+
         tmp = podman_save(ref.path)
         try:
             files = TarFiles(tmp / "image.tar")

@@ -57,6 +57,9 @@ class RegistryStore:
         stream = self.client.open_blob(self.ref.repository, descriptor.digest, size=descriptor.size)
         return cast(BinaryIO, stream)
 
+    def open_file(self, descriptor: Descriptor) -> None:
+        return None  # blobs stream from the network
+
     def where(self, digest: str) -> str:
         # The blob's address: what `skopeo inspect` or a GET on the registry would take.
         return f"{self.ref.name}@{digest}"

@@ -31,7 +31,7 @@ from distill.analyze.catalog import (
     catalog_view,
     want,
 )
-from distill.analyze.fsview import build_fsview
+from distill.analyze.fsview import FsView, analyse_fsview
 from distill.analyze.licenses import (
     NOASSERTION,
     NOT_ID_CHARS,
@@ -532,9 +532,18 @@ def image_sbom(
     with opened(
         reference, platform=platform, tls_verify=tls_verify, credentials=credentials
     ) as source:
-        info = image_info(source)
-        # The pass allocates a node and a tar header per entry and makes no garbage cycles:
-        # the collector's rescans of the growing heap would cost a few percent for nothing.
-        with gc_paused():
-            catalog = catalog_view(build_fsview(source, want))
+        return source_sbom(source, sbom_format)
+
+
+def source_sbom(source: ImageSource, sbom_format: SbomFormat) -> ImageSbom:
+    """``image_sbom`` for an image already open."""
+    info = image_info(source)
+    # The pass allocates a node and a tar header per entry and makes no garbage cycles:
+    # the collector's rescans of the growing heap would cost a few percent for nothing.
+    with gc_paused():
+        return analyse_fsview(source, want, lambda view: _sbom_of(view, info, sbom_format))
+
+
+def _sbom_of(view: FsView, info: ImageInfo, sbom_format: SbomFormat) -> ImageSbom:
+    catalog = catalog_view(view)
     return ImageSbom(render(sbom_format, catalog, info), catalog, info)

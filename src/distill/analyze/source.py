@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
+from functools import partial
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
 from distill.analyze.model import (
@@ -43,7 +44,7 @@ from distill.analyze.model import (
     parse_descriptor,
     short,
 )
-from distill.analyze.stream import LayerStream
+from distill.analyze.stream import FileRange, LayerFiles, LayerStream
 from distill.errors import DistillError
 from distill.oci.image import (
     MEDIA_TYPE_CONFIG,
@@ -184,6 +185,10 @@ class BlobStore(Protocol):
         """Where the blob is, for messages: ``blobs/sha256/… in image.tar``."""
         ...
 
+    def open_file(self, descriptor: Descriptor) -> FileRange | None:
+        """The blob as a range of a local file, or None if it is not one (a registry's)."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -264,9 +269,21 @@ class ManifestImage:
         self._store = store
         self._name = name
         self._on_close = on_close
+        self._layer_files = LayerFiles({})
         try:
             self._platforms, chosen = self._resolve(top, platform)
             self._manifest, self._config = self._load(chosen, platform)
+            # Opened now so that hashing them starts now (see LayerFiles).
+            self._layer_files = LayerFiles.open(
+                {
+                    layer.index: partial(
+                        self._store.open_file,
+                        Descriptor(layer.media_type, layer.digest, layer.size),
+                    )
+                    for layer in self._manifest.layers
+                    if layer.digest is not None
+                }
+            )
         except BaseException:
             self.close()
             raise
@@ -292,11 +309,15 @@ class ManifestImage:
     def open_layer(self, layer: LayerDescriptor) -> LayerStream:
         if layer.digest is None:
             raise DistillError(f"{layer.label} has no digest to fetch it by")
+        taken = self._layer_files.take(layer.index)
+        if taken is not None:
+            return LayerStream(taken[0], layer, taken[1])
         descriptor = Descriptor(layer.media_type, layer.digest, layer.size)
         return LayerStream(self._store.open_blob(descriptor), layer)
 
     def close(self) -> None:
         try:
+            self._layer_files.close()
             self._store.close()
         finally:
             if self._on_close is not None:

@@ -13,10 +13,12 @@ import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from distill.errors import DistillError
-from distill.oci.layer import LayerBlob
+
+if TYPE_CHECKING:  # only annotations: reading an image does not load the layer writer
+    from distill.oci.layer import LayerBlob
 
 MEDIA_TYPE_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"

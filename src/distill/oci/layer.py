@@ -33,14 +33,23 @@ import tarfile
 import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
 from typing import IO, Any, BinaryIO, Protocol
 
-from isal import igzip, isal_zlib
+from isal import isal_zlib
 
 from distill.errors import DistillError
+from distill.oci.compression import CHUNK, MEDIA_TYPE_LAYER, Compression, decompressed
 from distill.rootfs.tree import EntryKind, FsEntry
+
+__all__ = [
+    "CHUNK",
+    "MEDIA_TYPE_LAYER",
+    "Compression",
+    "LayerBlob",
+    "decompressed",
+    "write_layer",
+]
 
 if sys.version_info >= (3, 14):
     from compression import zstd
@@ -52,31 +61,6 @@ LAYER_FORMAT_VERSION = 1
 
 GZIP_LEVEL = 2  # isal's default: ~10x zlib-6's speed for a few percent larger layers
 ZSTD_LEVEL = 3
-CHUNK = 1 << 20  # compressor input block; fixed so compressed output is reproducible
-
-MEDIA_TYPE_LAYER = "application/vnd.oci.image.layer.v1.tar"
-
-
-class Compression(StrEnum):
-    GZIP = "gzip"
-    ZSTD = "zstd"
-    NONE = "none"
-
-    @property
-    def media_type(self) -> str:
-        if self is Compression.NONE:
-            return MEDIA_TYPE_LAYER
-        return f"{MEDIA_TYPE_LAYER}+{self.value}"
-
-    @classmethod
-    def from_media_type(cls, media_type: str) -> Compression:
-        for member in cls:
-            if member.media_type == media_type:
-                return member
-        raise DistillError(
-            f"unsupported layer media type {media_type!r}",
-            hint="distill writes tar layers that are uncompressed, gzip or zstd",
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -465,12 +449,3 @@ def write_layer(
         file_count=len(ordered),
         path=final,
     )
-
-
-def decompressed(raw: BinaryIO, compression: Compression) -> io.BufferedIOBase | BinaryIO:
-    """A reader of the tar inside a layer blob opened as ``raw`` (docker-archive wants it)."""
-    if compression is Compression.GZIP:
-        return igzip.IGzipFile(fileobj=raw, mode="rb")  # type: ignore[no-untyped-call]
-    if compression is Compression.ZSTD:
-        return zstd.ZstdFile(raw, "rb")
-    return raw
