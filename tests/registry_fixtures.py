@@ -354,3 +354,44 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]
     tls = self_signed(workdir / "keys", "registry", ip="127.0.0.1")
     with run_registry(workdir, tls=tls) as reg:
         yield reg
+
+
+# --- credential helpers ----------------------------------------------------------------------
+
+_HELPER = """#!{python}
+# A docker credential helper (docker-credential-NAME get), speaking the real protocol:
+# the server on stdin, JSON on stdout, "credentials not found" and exit 1 when it has none.
+import json, sys
+store = json.load(open({store!r}))
+if sys.argv[1:] != ["get"]:
+    sys.exit("only get is implemented")
+server = sys.stdin.read().strip()
+if "fail" in store:
+    print(store["fail"], file=sys.stderr)
+    sys.exit(2)
+if server not in store:
+    print("credentials not found in native keychain")
+    sys.exit(1)
+answer = store[server]
+if isinstance(answer, list):
+    print(json.dumps({{"ServerURL": server, "Username": answer[0], "Secret": answer[1]}}))
+else:
+    print(answer)  # whatever a broken helper might say
+"""
+
+
+def install_credential_helper(
+    bin_dir: Path, name: str, store: dict[str, Any], python: str | None = None
+) -> Path:
+    """Write ``docker-credential-<name>`` into ``bin_dir``, answering from ``store``
+    (server -> [user, secret], or text it prints as it is; a ``"fail"`` key makes it fail
+    with that message)."""
+    import sys
+
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    store_file = bin_dir / f"{name}.json"
+    store_file.write_text(json.dumps(store))
+    program = bin_dir / f"docker-credential-{name}"
+    program.write_text(_HELPER.format(python=python or sys.executable, store=str(store_file)))
+    program.chmod(0o755)
+    return program

@@ -70,6 +70,7 @@ from registry_fixtures import (  # noqa: F401  (the fixtures are used by name)
     TokenServer,
     auth_registry,
     free_port,
+    install_credential_helper,
     registry,
     running_token_server,
     tls_registry,
@@ -326,9 +327,68 @@ def test_damaged_auth_files_are_named(tmp_path: Path) -> None:
     bad_entry.write_text(json.dumps({"auths": {"reg.example": {"auth": "!!!not base64"}}}))
     with pytest.raises(DistillError, match="not base64 of USER:PASS"):
         credentials_from_files("reg.example", None, [bad_entry])
-    helper_only = tmp_path / "helper.json"
-    helper_only.write_text(json.dumps({"auths": {"reg.example": {}}, "credsStore": "pass"}))
-    assert credentials_from_files("reg.example", None, [helper_only]) is None
+
+
+def helper_config(path: Path, **config: object) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config))
+    return path
+
+
+def test_credential_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """docker's protocol, run for real: credHelpers for the host first, then the file's own
+    entries, then credsStore; a helper without the host's credentials is passed over."""
+    bin_dir = tmp_path / "bin"
+    install_credential_helper(bin_dir, "store", {"reg.example": ["stored", "s:1"]})
+    install_credential_helper(bin_dir, "special", {"reg.example:5000": ["special", "x"]})
+    install_credential_helper(bin_dir, "broken", {"fail": "the keychain is locked"})
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    auth = base64.b64encode(b"inline:i").decode()
+    config = helper_config(
+        tmp_path / "config.json",
+        auths={"reg.example": {}, "other.example": {"auth": auth}},
+        credsStore="store",
+        credHelpers={"reg.example:5000": "special", "https://bad.example": "broken"},
+    )
+    found = credentials_from_files("reg.example", "team/app", [config])
+    assert found == Credentials("stored", "s:1", "from docker-credential-store")
+    found = credentials_from_files("REG.example:5000", "app", [config])
+    assert found == Credentials("special", "x", "from docker-credential-special")
+    found = credentials_from_files("other.example", None, [config])
+    assert found == Credentials("inline", "i", f"from {config}")  # an entry beats the store
+    assert credentials_from_files("nobody.example", None, [config]) is None
+    failed = r"docker-credential-broken failed for bad\.example: the keychain is locked"
+    with pytest.raises(DistillError, match=failed):
+        credentials_from_files("bad.example", None, [config])
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [
+        (["<token>", "refresh"], "identity token"),
+        ("not a pair", "gave no Username and Secret"),
+    ],
+)
+def test_credential_helper_answers_distill_cannot_use(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, answer: object, message: str
+) -> None:
+    bin_dir = tmp_path / "bin"
+    install_credential_helper(bin_dir, "odd", {"reg.example": answer})
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    config = helper_config(tmp_path / "config.json", credsStore="odd")
+    with pytest.raises(DistillError, match=message):
+        credentials_from_files("reg.example", None, [config])
+
+
+def test_a_missing_helper_is_warned_about(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    config = helper_config(
+        tmp_path / "config.json", auths={"reg.example": {}}, credsStore="nowhere"
+    )
+    assert credentials_from_files("reg.example", None, [config]) is None
+    assert "docker-credential-nowhere is not installed" in " ".join(capsys.readouterr().err.split())
 
 
 def challenge_for(server: TokenServer) -> Challenge:

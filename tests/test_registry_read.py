@@ -37,6 +37,7 @@ from registry_fixtures import (  # noqa: F401  (the fixtures are used by name)
     Registry,
     auth_registry,
     free_port,
+    install_credential_helper,
     registry,
 )
 
@@ -322,6 +323,33 @@ def test_cli_credentials(
             assert proc.returncode == 1, (command, args, proc.stderr)
             assert message in proc.stderr, (command, args, proc.stderr)
             assert "Traceback" not in proc.stderr and not proc.stdout
+
+
+def test_cli_credentials_from_a_credential_helper(
+    tmp_path: Path,
+    auth_registry: Registry,
+    image: BuiltImage,
+    no_ambient_credentials: dict[str, str],
+) -> None:
+    """After `docker login` with a credential store, config.json holds only the store's
+    name: distill runs the helper, as docker and podman do."""
+    remote = f"docker://{auth_registry.host}/read/helper:1"
+    push_image(image, remote, credentials=creds(auth_registry))
+    env = dict(no_ambient_credentials)
+    bin_dir = tmp_path / "bin"
+    store = {auth_registry.host: [auth_registry.username, auth_registry.password]}
+    install_credential_helper(bin_dir, "teststore", store)
+    env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    config = Path(env["HOME"]) / ".docker" / "config.json"
+    config.parent.mkdir(parents=True)
+    config.write_text(json.dumps({"auths": {auth_registry.host: {}}, "credsStore": "teststore"}))
+    good = run_cli("inspect", "--json", remote, env=env)
+    assert good.returncode == 0, good.stderr
+    assert json.loads(good.stdout)["reference"] == remote
+    install_credential_helper(bin_dir, "teststore", {})  # logged out: the store is empty
+    anonymous = run_cli("inspect", "--json", remote, env=env)
+    assert anonymous.returncode == 1
+    assert "requires credentials to pull read/helper" in anonymous.stderr
 
 
 # --- build output ----------------------------------------------------------------------------

@@ -12,10 +12,13 @@ Where credentials come from, first match wins:
    c. ``$XDG_CONFIG_HOME/containers/auth.json`` (``~/.config`` by default),
    d. ``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``.
 
-   In a file, ``auths`` keys are tried from the most specific: ``HOST/team/app``, then
-   ``HOST/team``, then ``HOST`` (also written as a URL, as old docker versions did). The
-   entry's ``auth`` is base64 of ``USER:PASS``. Credential helpers (``credsStore``,
-   ``credHelpers``) are not run.
+   In a file, a credential helper named for the host in ``credHelpers`` is asked first;
+   then ``auths`` keys are tried from the most specific: ``HOST/team/app``, then
+   ``HOST/team``, then ``HOST`` (also written as a URL, as old docker versions did), whose
+   ``auth`` is base64 of ``USER:PASS``; then the ``credsStore`` helper. A helper is
+   ``docker-credential-NAME get``, given ``HOST`` on stdin and answering JSON with
+   ``Username`` and ``Secret`` (docker's protocol). A helper that is not installed is
+   warned about and skipped; one that fails is an error.
 
 Schemes (RFC 7235 challenges in ``WWW-Authenticate``):
 
@@ -52,6 +55,7 @@ DEFAULT_TOKEN_LIFETIME = 60.0  # seconds; the token spec's value when expires_in
 # Refresh a little early: a token that expires in flight costs a 401 and a retry.
 TOKEN_MARGIN = 5.0
 MAX_TOKEN_RESPONSE = 1 << 20
+HELPER_TIMEOUT = 60  # seconds: a helper may wait for a keychain to unlock
 
 CREDENTIALS_HINT = (
     "pass --creds USER:PASS, set DISTILL_REGISTRY_AUTH=USER:PASS, or log in with "
@@ -125,8 +129,7 @@ def _read_auth_file(path: Path) -> dict[str, object] | None:
             f"cannot read the registry auth file {path}: {exc}",
             hint="fix or remove the file, or log in again to rewrite it",
         ) from exc
-    auths = data.get("auths") if isinstance(data, dict) else None
-    return auths if isinstance(auths, dict) else {}
+    return data if isinstance(data, dict) else {}
 
 
 def _decode_entry(entry: object, path: Path, key: str) -> Credentials | None:
@@ -145,24 +148,81 @@ def _decode_entry(entry: object, path: Path, key: str) -> Credentials | None:
     return Credentials.parse(text, source=f"from {path}")
 
 
+def credential_helper(helper: str, host: str, path: Path) -> Credentials | None:
+    """Ask ``docker-credential-<helper>`` for ``host``'s credentials (None: it has none)."""
+    import shutil
+    import subprocess
+
+    name = f"docker-credential-{helper}"
+    program = shutil.which(name)
+    if program is None:
+        from distill import log
+
+        log.warn(f"{path} names the credential helper {helper!r}, but {name} is not installed")
+        return None
+    try:
+        done = subprocess.run(
+            [program, "get"], input=host, capture_output=True, text=True, timeout=HELPER_TIMEOUT
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DistillError(f"{name} could not be run for {host}: {exc}") from None
+    said = (done.stdout + done.stderr).strip()
+    if done.returncode != 0:
+        if "credentials not found" in said.lower():
+            return None
+        raise DistillError(
+            f"{name} failed for {host}: {said.splitlines()[-1] if said else done.returncode}",
+            hint=f"check it with: echo {host} | {name} get",
+        )
+    try:
+        answer = json.loads(done.stdout)
+        user, secret = str(answer["Username"]), str(answer["Secret"])
+    except (ValueError, KeyError, TypeError):
+        raise DistillError(
+            f"{name} gave no Username and Secret for {host}",
+            hint=f"check it with: echo {host} | {name} get",
+        ) from None
+    if user == "<token>":
+        raise DistillError(
+            f"{name} holds an identity token for {host}, which distill cannot use yet",
+            hint="pass --creds USER:PASS (or a personal access token as the password)",
+        )
+    return Credentials(user, secret, f"from {name}")
+
+
 def credentials_from_files(
     host: str, repository: str | None = None, paths: Sequence[Path] | None = None
 ) -> Credentials | None:
     """Credentials for ``host`` (and ``repository``) from the auth files, or None."""
-    wanted = _auth_keys(host.lower(), repository)
+    host = host.lower()
+    wanted = _auth_keys(host, repository)
     for path in auth_file_candidates() if paths is None else paths:
-        auths = _read_auth_file(path)
-        if not auths:
+        data = _read_auth_file(path)
+        if not data:
             continue
-        by_key = {_normalize_key(k): (k, v) for k, v in auths.items()}
-        # A full key wins over one normalised from a URL ("HOST" over "https://HOST/v1/").
-        by_key.update({k.lower(): (k, v) for k, v in auths.items() if "://" not in k})
-        for key in wanted:
-            if key in by_key:
-                original, entry = by_key[key]
-                found = _decode_entry(entry, path, original)
+        helpers = data.get("credHelpers")
+        if isinstance(helpers, dict):
+            named = {_normalize_key(k): v for k, v in helpers.items()}
+            if isinstance(named.get(host), str) and named[host]:
+                found = credential_helper(named[host], host, path)
                 if found is not None:
                     return found
+        auths = data.get("auths")
+        if isinstance(auths, dict) and auths:
+            by_key = {_normalize_key(k): (k, v) for k, v in auths.items()}
+            # A full key wins over one normalised from a URL ("HOST" over "https://HOST/v1/").
+            by_key.update({k.lower(): (k, v) for k, v in auths.items() if "://" not in k})
+            for key in wanted:
+                if key in by_key:
+                    original, entry = by_key[key]
+                    found = _decode_entry(entry, path, original)
+                    if found is not None:
+                        return found
+        store = data.get("credsStore")
+        if isinstance(store, str) and store:
+            found = credential_helper(store, host, path)
+            if found is not None:
+                return found
     return None
 
 
