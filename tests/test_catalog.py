@@ -231,7 +231,8 @@ def test_java_archives_pom_properties_manifest_and_nested_jars() -> None:
 def test_archives_are_captured_only_under_the_size_cap() -> None:
     assert wanted("app/app.jar", 10 << 20)
     assert wanted("srv/ROOT.WAR", 10 << 20)
-    assert not wanted("app/huge.jar", (256 << 20) + 1)
+    assert wanted("app/fat.jar", 256 << 20)  # read from a temporary file, not memory
+    assert not wanted("app/huge.jar", (1 << 30) + 1)
     assert not wanted("app/app.jar.sha1", 40)
 
 

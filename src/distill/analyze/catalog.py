@@ -179,7 +179,11 @@ def catalog_view(view: FsView) -> Catalog:
             if is_executable(node.mode, node.content[:EXEC_HEAD]):
                 executables += 1
             if wanted(path, node.size):
-                files[path] = CapturedFile(node.content, node.layer, node.mode)
+                if node.spool is not None and not is_archive(path):
+                    # text the parsers need whole (a big dpkg status): read it back
+                    files[path] = CapturedFile(node.spool.read_bytes(), node.layer, node.mode)
+                else:  # an archive stays on disk: the zip reader seeks in it
+                    files[path] = CapturedFile(node.content, node.layer, node.mode, node.spool)
     return build_catalog(files, symlinks=links, executables=executables)
 
 

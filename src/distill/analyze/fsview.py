@@ -11,7 +11,8 @@ followed, as containerd's applier and tar do, so ``bin/x`` over ``bin -> usr/bin
 File contents are skipped, except what a ``want`` hook asks for: it sees each regular
 file's path and tar header and says how many leading bytes to keep (0: none; the file's
 size or more: all), so analysers can take ``etc/os-release`` whole and only the first 64
-bytes of each executable.
+bytes of each executable. More than ``SPOOL_ABOVE`` bytes go to a temporary file that
+lives as long as the view (``FsNode.spool``), so a fat jar does not sit in memory.
 
 Wasted space is counted as the layers are applied: a file's bytes are wasted when a later
 layer overwrites or deletes it, so what the final tree holds plus what was wasted is what
@@ -21,10 +22,12 @@ the layers added. ``dive_score`` is dive's own metric, for comparison (see ``FsV
 from __future__ import annotations
 
 import posixpath
+import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
+from pathlib import Path
 from typing import TypeVar
 
 from distill.analyze.model import LayerDescriptor
@@ -36,6 +39,11 @@ from distill.errors import DistillError
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 MAX_SYMLINK_HOPS = 40  # as Linux's path resolution
+# A kept file larger than this goes to a temporary file, so memory does not grow with the
+# archives an SBOM reads (a fat jar can be hundreds of MiB); its head stays in memory.
+SPOOL_ABOVE = 8 << 20
+SPOOL_HEAD = 64 << 10
+SPOOL_CHUNK = 1 << 20
 
 T = TypeVar("T")
 Want = Callable[[str, TarEntry], int]
@@ -77,9 +85,12 @@ class FsNode:
     changed_in: tuple[int, ...] = ()
     linkname: str = ""  # a symlink's target, as written
     hardlink_to: str = ""  # the path a hardlink was made to
-    content: bytes | None = None  # what ``want`` kept
+    content: bytes | None = None  # what ``want`` kept (of a spooled file: its head)
     stored: int = 0
     inode: int = 0
+    # Where a kept file larger than SPOOL_ABOVE is, whole: a temporary file that lives as
+    # long as the view (memory holds only its first SPOOL_HEAD bytes, in ``content``).
+    spool: Path | None = None
 
     @property
     def layer(self) -> int:
@@ -147,6 +158,7 @@ class FsView:
     waste: tuple[Waste, ...]  # largest first
     dive_score: float
     dive_wasted: int
+    spool_dir: tempfile.TemporaryDirectory[str] | None = None  # removed with the view
 
     @property
     def efficiency(self) -> float:
@@ -229,6 +241,7 @@ class _Builder:
     layer: int = 0
     counts: _Counts = field(default_factory=_Counts)
     deferred: bool = False  # the last layer's check was left for later
+    spool_dir: tempfile.TemporaryDirectory[str] | None = None
 
     # --- tree edits ---------------------------------------------------------------------
 
@@ -335,13 +348,17 @@ class _Builder:
         kind = _KINDS.get(member.type, NodeKind.FILE)
         size = member.size if kind is NodeKind.FILE else 0
         content = None
+        spool = None
         if kind is NodeKind.FILE:
             self.counts.files += 1
             self.counts.bytes_added += size
             self.total_added += size
             keep = self.want(path, member) if self.want is not None else 0
             if keep > 0 and not member.sparse:  # a sparse file's data is not its content
-                content = tar.read_data(min(keep, size))
+                keep = min(keep, size)
+                content = tar.read_data(min(keep, SPOOL_HEAD if keep > SPOOL_ABOVE else keep))
+                if keep > SPOOL_ABOVE:
+                    spool = self._spool(content, tar, keep)
         self.inodes += 1
         return FsNode(
             path,
@@ -355,7 +372,22 @@ class _Builder:
             content=content,
             stored=size,
             inode=self.inodes,
+            spool=spool,
         )
+
+    def _spool(self, head: bytes, tar: TarScanner, size: int) -> Path:
+        """A large kept file, written to the view's spool directory as it is read."""
+        if self.spool_dir is None:
+            self.spool_dir = tempfile.TemporaryDirectory(prefix="distill-spool-")
+        path = Path(self.spool_dir.name) / str(self.inodes + 1)
+        with path.open("wb") as out:
+            out.write(head)
+            left = size - len(head)
+            while left > 0:
+                chunk = tar.read_data(min(SPOOL_CHUNK, left))
+                out.write(chunk)
+                left -= len(chunk)
+        return path
 
     def _hardlink(self, path: str, member: TarEntry, where: str) -> FsNode:
         target_path = _normal(member.linkname)
@@ -383,6 +415,7 @@ class _Builder:
             content=target.content,
             stored=0,
             inode=target.inode,
+            spool=target.spool,
         )
 
     def _whiteout(self, parent: str, base: str) -> None:
@@ -464,6 +497,7 @@ class _Builder:
             waste=tuple(waste),
             dive_score=1.0 if cumulative == 0 else minimum / cumulative,
             dive_wasted=sum(entry[0] for entry in self.dive.values() if entry[2] >= 2),
+            spool_dir=self.spool_dir,
         )
 
 
@@ -482,6 +516,7 @@ def _with_history(node: FsNode, added_in: int, changed_in: tuple[int, ...]) -> F
         content=node.content,
         stored=node.stored,
         inode=node.inode,
+        spool=node.spool,
     )
 
 

@@ -1,8 +1,9 @@
 """Language packages: Python distributions, npm packages, Java archives.
 
-Each reader takes one captured file and returns what it declares. Archives are read from
-memory with ``zipfile``; nested archives (a Spring Boot jar's ``BOOT-INF/lib``, a war's
-``WEB-INF/lib``) are opened in turn, a few levels deep, and named ``outer.jar!/inner.jar``.
+Each reader takes one captured file and returns what it declares. Archives are read with
+``zipfile``, from memory when small and from a temporary file when large; nested archives
+(a Spring Boot jar's ``BOOT-INF/lib``, a war's ``WEB-INF/lib``) are opened in turn, a few
+levels deep, and named ``outer.jar!/inner.jar``.
 """
 
 from __future__ import annotations
@@ -10,8 +11,9 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from posixpath import basename, dirname
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 from distill.analyze.packages import CapturedFile, Component, PackageType, make_purl, text
 from distill.errors import DistillError
@@ -19,8 +21,9 @@ from distill.errors import DistillError
 if TYPE_CHECKING:
     import zipfile  # imported once there is an archive to read, as email is for METADATA
 
-# Archives are read whole into memory, so a cap keeps a 2 GiB fat jar from being captured.
-MAX_ARCHIVE_BYTES = 256 << 20
+# Large archives are read from temporary files, not memory; the cap bounds disk and time.
+MAX_ARCHIVE_BYTES = 1 << 30
+NESTED_IN_MEMORY = 8 << 20  # a nested archive larger than this is extracted to a file
 MAX_NESTED_DEPTH = 3
 # Text metadata (pom.properties, MANIFEST.MF, PKG-INFO) is tiny; a bigger file is not metadata.
 MAX_METADATA_BYTES = 1 << 20
@@ -49,7 +52,8 @@ def language_components(path: str, captured: CapturedFile) -> list[Component]:
     if name == "package.json" and npm_package_dir(parent):
         return _npm(path, captured)
     if is_archive(path):
-        return list(java_archive(path, captured.data, captured.layer))
+        source = captured.file if captured.file is not None else captured.data
+        return list(java_archive(path, source, captured.layer))
     return []
 
 
@@ -124,8 +128,11 @@ def _npm_licenses(manifest: Mapping[str, object]) -> tuple[str, ...]:
 # --- Java ------------------------------------------------------------------------------------
 
 
-def java_archive(path: str, data: bytes, layer: int, depth: int = 0) -> Iterator[Component]:
-    """The packages of a jar/war/ear and of the archives nested in it (``outer!/inner``).
+def java_archive(
+    path: str, source: bytes | Path | IO[bytes], layer: int, depth: int = 0
+) -> Iterator[Component]:
+    """The packages of a jar/war/ear and of the archives nested in it (``outer!/inner``),
+    from its bytes or a file holding them (large ones are not read into memory).
 
     Every ``pom.properties`` names one Maven artifact (a fat jar holds many); an archive with
     none falls back to its manifest's Implementation or Bundle fields.
@@ -134,7 +141,7 @@ def java_archive(path: str, data: bytes, layer: int, depth: int = 0) -> Iterator
     import zipfile
 
     try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
+        archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
         raise DistillError(f"{path}: not a readable Java archive ({exc}); skipped") from exc
     with archive:
@@ -160,13 +167,34 @@ def java_archive(path: str, data: bytes, layer: int, depth: int = 0) -> Iterator
             if is_archive(info.filename) and 0 < info.file_size <= MAX_ARCHIVE_BYTES:
                 inner = f"{path}!/{info.filename}"
                 try:
-                    nested = archive.read(info)
+                    nested = _extract(archive, info)
                 except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
                     continue
                 try:
                     yield from java_archive(inner, nested, layer, depth + 1)
                 except DistillError:
                     continue  # a damaged inner archive does not hide the outer one's packages
+                finally:
+                    if not isinstance(nested, bytes):
+                        nested.close()
+
+
+def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes | IO[bytes]:
+    """A nested archive: its bytes, or a temporary file (gone when closed) if it is large."""
+    import shutil
+    import tempfile
+
+    if info.file_size <= NESTED_IN_MEMORY:
+        return archive.read(info)
+    spool = tempfile.TemporaryFile(prefix="distill-jar-")  # noqa: SIM115  (the caller closes it)
+    try:
+        with archive.open(info) as member:
+            shutil.copyfileobj(member, spool, 1 << 20)
+        spool.seek(0)
+    except BaseException:
+        spool.close()
+        raise
+    return spool
 
 
 def _zip_text(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:

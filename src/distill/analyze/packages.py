@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
+from pathlib import Path
 
 
 class PackageType(StrEnum):
@@ -30,11 +31,13 @@ _PURL_TYPE = {
 
 @dataclass(frozen=True, slots=True)
 class CapturedFile:
-    """A small file taken from the image: its bytes, the layer that wrote it, its mode bits."""
+    """A file taken from the image: its bytes, the layer that wrote it, its mode bits. A
+    large archive is left in a temporary ``file`` (``data`` then holds only its head)."""
 
     data: bytes
     layer: int
     mode: int = 0o644
+    file: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
