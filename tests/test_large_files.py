@@ -12,17 +12,27 @@ import gc
 import hashlib
 import io
 import json
+import os
+import signal
+import socket
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-from analyze_images import file, simple_image
+import pytest
+
+from analyze_images import SDE, file, hardlink, simple_image
+from distill.analyze import langpkgs
 from distill.analyze.catalog import catalog_view
 from distill.analyze.fsview import SPOOL_ABOVE, SPOOL_HEAD, build_fsview
+from distill.analyze.langpkgs import language_components
+from distill.analyze.packages import CapturedFile
 from distill.analyze.source import opened
-from distill.oci.layer import Compression
+from distill.oci.image import ImageConfigSpec, Platform, build_image
+from distill.oci.layer import Compression, write_layer
 from distill.oci.layout import write_oci_dir
+from sbom_fixtures import jar
 
 MiB = 1 << 20
 
@@ -80,6 +90,34 @@ def test_large_kept_files_are_spooled_and_removed_with_the_view(tmp_path: Path) 
     del view, node
     gc.collect()
     assert not spool_dir.exists()
+
+
+def test_a_spool_goes_with_the_last_path_that_holds_it(tmp_path: Path) -> None:
+    """Three layers write a large file, the last one deletes it: only the copy a hardlink
+    still holds stays on disk."""
+    blobs = tmp_path / "blobs"
+    first, second = noise(SPOOL_ABOVE + MiB), noise(SPOOL_ABOVE + 2 * MiB)[::-1]
+    layers = [
+        [file("app/app.jar", first)],
+        [file("app/app.jar", second), hardlink("app/keep.jar", "app/app.jar")],
+        [file("app/app.jar", first)],
+        [file("app/.wh.app.jar", b"")],
+    ]
+    blobs_written = [
+        write_layer(entries, blobs, compression=Compression.NONE, source_date_epoch=SDE)
+        for entries in layers
+    ]
+    built = build_image(
+        ImageConfigSpec(), Platform.parse("linux/amd64"), blobs_written, source_date_epoch=SDE
+    )
+    write_oci_dir(built, tmp_path / "layout")
+    with opened(str(tmp_path / "layout")) as source:
+        view = build_fsview(source, lambda path, member: 1 << 40)
+    assert "app/app.jar" not in view.nodes
+    keep = view.nodes["app/keep.jar"].spool
+    assert keep is not None and view.spool_dir is not None
+    assert list(Path(view.spool_dir.name).iterdir()) == [keep]
+    assert digest(keep.read_bytes()) == digest(second)
 
 
 def test_catalog_reads_spooled_archives_and_databases(tmp_path: Path) -> None:
@@ -141,3 +179,118 @@ def test_sbom_of_a_fat_jar_keeps_memory_flat(tmp_path: Path) -> None:
     assert {"fat", "dep"} <= {name.rpartition(":")[2] for name in names}, names
     peak_kib = int(done.stderr.strip().split()[-1])
     assert peak_kib < 150 * 1024, f"peak RSS {peak_kib} KiB"
+
+
+# --- archives that would fill the disk, or cannot be read ----------------------------------
+
+
+def test_nested_archives_have_a_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A small jar of large nested ones (a zip bomb's shape) stops at MAX_EXTRACTED, and says
+    so; what was read before the budget ran out is kept."""
+    monkeypatch.setattr(langpkgs, "MAX_EXTRACTED", 3 * MiB)
+    nested = {f"lib/dep{i}.jar": jar_bytes(f"dep{i}", 2 * MiB) for i in range(3)}
+    outer = jar({**nested, "lib/notazip.jar": b"plain text, not a zip"})
+    warnings: list[str] = []
+    found = language_components("app/app.jar", CapturedFile(outer, 0), warnings)
+    assert [c.name for c in found] == ["org.example:dep0"]
+    assert len(warnings) == 2 and all("take more than 3 MiB extracted" in w for w in warnings)
+    assert "app/app.jar!/lib/dep1.jar" in warnings[0]
+
+
+def test_damaged_compressed_members_do_not_stop_the_catalog() -> None:
+    good = jar({"META-INF/maven/g/a/pom.properties": pom("g", "a", "1") * 50})
+    damaged = bytearray(good)
+    start = damaged.index(b"pom.properties") + len("pom.properties")
+    damaged[start + 5 : start + 25] = b"\xff" * 20  # inside the deflate stream: zlib.error
+    outer = jar({"lib/inner.jar": bytes(damaged), "lib/ok.jar": good})
+    warnings: list[str] = []
+    found = language_components("app/app.jar", CapturedFile(outer, 0), warnings)
+    assert [(c.name, c.locations) for c in found] == [("g:a", ("app/app.jar!/lib/ok.jar",))]
+    assert warnings == []
+
+
+def test_a_nested_archive_that_cannot_be_extracted_is_a_warning(tmp_path: Path) -> None:
+    """The disk fills up (here: a 4 MiB file size limit) while a 10 MiB nested jar is
+    extracted: the SBOM must say its packages are missing, not just leave them out."""
+    outer = tmp_path / "app.jar"
+    with outer.open("wb") as out:
+        write_jar(out, "outer", 0, **{"lib/big.jar": jar_bytes("big", 10 * MiB)})
+    script = (
+        "import resource, sys\n"
+        "from pathlib import Path\n"
+        "from distill.analyze.langpkgs import language_components\n"
+        "from distill.analyze.packages import CapturedFile\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))\n"
+        "warnings = []\n"
+        "found = language_components('app.jar', CapturedFile(b'', 0, 0o644, Path(sys.argv[1])),"
+        " warnings)\n"
+        "print([c.name for c in found]); print(warnings)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(outer)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    names, warnings = done.stdout.splitlines()
+    assert names == "['org.example:outer']"
+    assert "app.jar!/lib/big.jar could not be extracted to a temporary file" in warnings
+    assert "its packages are missing" in warnings
+
+
+# --- interrupted ---------------------------------------------------------------------------
+
+
+def test_sigterm_removes_the_spool(tmp_path: Path) -> None:
+    """A cancelled CI job or `timeout` sends SIGTERM: the CLI's handler unwinds like Ctrl-C,
+    so the spool directory goes instead of staying in the temporary directory."""
+    built = simple_image(tmp_path / "blobs", [file("big.bin", noise(SPOOL_ABOVE + MiB))])
+    write_oci_dir(built, tmp_path / "layout")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    script = (
+        "import signal, sys, time\n"
+        "from distill.cli import _terminate\n"
+        "from distill.analyze.source import opened\n"
+        "from distill.analyze.fsview import build_fsview\n"
+        "signal.signal(signal.SIGTERM, _terminate)\n"
+        "with opened(sys.argv[1]) as source:\n"
+        "    view = build_fsview(source, lambda p, m: 1 << 40)\n"
+        "    print('ready', flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path / "layout")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "TMPDIR": str(temp)},
+    )
+    assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    assert [p.name[:14] for p in temp.iterdir()] == ["distill-spool-"]
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=30)
+    assert proc.returncode != 0
+    assert list(temp.iterdir()) == []
+
+
+def test_cli_exits_on_sigterm_with_a_message(tmp_path: Path) -> None:
+    """A registry that accepts the connection and never answers: the CLI waits in a read,
+    and SIGTERM ends it with exit status 143 and a word, not a traceback."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "distill", "inspect", f"docker://127.0.0.1:{port}/x/y:1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        connection, _ = server.accept()  # the CLI is now waiting for an answer
+        with connection:
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 143
+    assert "terminated" in err and "Traceback" not in err

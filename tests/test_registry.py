@@ -15,6 +15,7 @@ import http.server
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -365,8 +366,8 @@ def test_credential_helpers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
 @pytest.mark.parametrize(
     ("answer", "message"),
     [
-        (["<token>", "refresh"], "identity token"),
         ("not a pair", "gave no Username and Secret"),
+        ('{"Username": null, "Secret": "s"}', "not text"),
     ],
 )
 def test_credential_helper_answers_distill_cannot_use(
@@ -378,6 +379,53 @@ def test_credential_helper_answers_distill_cannot_use(
     config = helper_config(tmp_path / "config.json", credsStore="odd")
     with pytest.raises(DistillError, match=message):
         credentials_from_files("reg.example", None, [config])
+
+
+def test_helper_answers_that_mean_nothing_stored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty answer is no credentials (docker reads it so); an identity token cannot be
+    used yet: warned about, and the next source is tried."""
+    bin_dir = tmp_path / "bin"
+    install_credential_helper(
+        bin_dir, "odd", {"empty.example": ["", ""], "token.example": ["<token>", "refresh"]}
+    )
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    config = helper_config(tmp_path / "config.json", credsStore="odd")
+    later = write_auths(tmp_path / "later.json", {"token.example": "later:l"})
+    assert credentials_from_files("empty.example", None, [config]) is None
+    found = credentials_from_files("token.example", None, [config, later])
+    assert found == Credentials("later", "l", f"from {later}")
+    assert "holds an identity token for token.example" in " ".join(capsys.readouterr().err.split())
+
+
+def test_helper_names_are_plain_names(tmp_path: Path) -> None:
+    for name in ("x/evil", "../evil", ""):
+        config = helper_config(tmp_path / "config.json", credHelpers={"reg.example": name})
+        if name:
+            with pytest.raises(DistillError, match="not a plain name"):
+                credentials_from_files("reg.example", None, [config])
+        else:
+            assert credentials_from_files("reg.example", None, [config]) is None
+
+
+def test_a_failing_helper_does_not_show_what_it_printed_on_stdout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bin_dir = tmp_path / "bin"
+    program = bin_dir / "docker-credential-leaky"
+    bin_dir.mkdir()
+    program.write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        'print(\'{"Username": "u", "Secret": "s3cr3t-token"}\')\n'
+        "print('keychain error', file=sys.stderr)\nsys.exit(3)\n"
+    )
+    program.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    config = helper_config(tmp_path / "config.json", credsStore="leaky")
+    with pytest.raises(DistillError, match=r"failed for reg\.example: keychain error") as caught:
+        credentials_from_files("reg.example", None, [config])
+    assert "s3cr3t" not in caught.value.message + (caught.value.hint or "")
 
 
 def test_a_missing_helper_is_warned_about(

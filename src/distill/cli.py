@@ -438,8 +438,20 @@ def compare(
         render_compare(comparison, Console())
 
 
+class _Terminated(BaseException):
+    """SIGTERM (a CI job cancelled, `timeout`): unwinds like Ctrl-C, so temporary files and
+    half-written outputs are removed on the way out instead of left behind."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise _Terminated
+
+
 def main(argv: list[str] | None = None) -> None:
+    import signal
+
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="distill", standalone_mode=False)
     except click.exceptions.Abort:
@@ -468,3 +480,6 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         log.console().print("[red]interrupted[/]")
         sys.exit(130)
+    except _Terminated:
+        log.console().print("[red]terminated[/]")
+        sys.exit(143)

@@ -43,3 +43,11 @@ def atomic_path(path: Path) -> Iterator[Path]:
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
+
+
+def spool_dir() -> str | None:
+    """Where large temporary files go: ``$TMPDIR`` if set, else ``/var/tmp`` (disk, where
+    ``/tmp`` is often RAM), as containers/image does; None lets ``tempfile`` choose."""
+    if os.environ.get("TMPDIR"):
+        return None
+    return "/var/tmp" if os.access("/var/tmp", os.W_OK | os.X_OK) else None

@@ -158,7 +158,7 @@ def build_catalog(
         if path in owned:
             continue
         try:
-            lang.extend(language_components(path, files[path]))
+            lang.extend(language_components(path, files[path], warnings))
         except DistillError as exc:
             warnings.append(exc.message)
     if executables and not databases:

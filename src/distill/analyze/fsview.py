@@ -35,6 +35,7 @@ from distill.analyze.source import ImageSource
 from distill.analyze.stream import LayerStream
 from distill.analyze.tarscan import TarEntry, TarFormatError, TarScanner, TarTruncated
 from distill.errors import DistillError
+from distill.fsutil import spool_dir
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -242,6 +243,7 @@ class _Builder:
     counts: _Counts = field(default_factory=_Counts)
     deferred: bool = False  # the last layer's check was left for later
     spool_dir: tempfile.TemporaryDirectory[str] | None = None
+    spool_users: dict[Path, int] = field(default_factory=dict)  # paths sharing a spool file
 
     # --- tree edits ---------------------------------------------------------------------
 
@@ -281,6 +283,8 @@ class _Builder:
         parent, _, base = path.rpartition("/")
         self.children[parent].discard(base)
         self._waste(node)
+        if node.spool is not None:
+            self._release(node.spool)
         return True, count + 1, removed_bytes + (node.size if node.kind is NodeKind.FILE else 0)
 
     def _dive(self, path: str, size: int) -> None:
@@ -378,7 +382,7 @@ class _Builder:
     def _spool(self, head: bytes, tar: TarScanner, size: int) -> Path:
         """A large kept file, written to the view's spool directory as it is read."""
         if self.spool_dir is None:
-            self.spool_dir = tempfile.TemporaryDirectory(prefix="distill-spool-")
+            self.spool_dir = tempfile.TemporaryDirectory(prefix="distill-spool-", dir=spool_dir())
         path = Path(self.spool_dir.name) / str(self.inodes + 1)
         with path.open("wb") as out:
             out.write(head)
@@ -387,7 +391,21 @@ class _Builder:
                 chunk = tar.read_data(min(SPOOL_CHUNK, left))
                 out.write(chunk)
                 left -= len(chunk)
+        self.spool_users[path] = 1
         return path
+
+    def _share(self, spool: Path | None) -> Path | None:
+        if spool is not None:
+            self.spool_users[spool] += 1
+        return spool
+
+    def _release(self, spool: Path) -> None:
+        """A path holding ``spool`` is gone: the file goes with the last of them (a later
+        layer that overwrites or deletes a fat jar frees its disk space at once)."""
+        self.spool_users[spool] -= 1
+        if not self.spool_users[spool]:
+            del self.spool_users[spool]
+            spool.unlink()
 
     def _hardlink(self, path: str, member: TarEntry, where: str) -> FsNode:
         target_path = _normal(member.linkname)
@@ -415,7 +433,7 @@ class _Builder:
             content=target.content,
             stored=0,
             inode=target.inode,
-            spool=target.spool,
+            spool=self._share(target.spool),
         )
 
     def _whiteout(self, parent: str, base: str) -> None:

@@ -8,22 +8,27 @@ levels deep, and named ``outer.jar!/inner.jar``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from posixpath import basename, dirname
 from typing import IO, TYPE_CHECKING
 
 from distill.analyze.packages import CapturedFile, Component, PackageType, make_purl, text
 from distill.errors import DistillError
+from distill.fsutil import spool_dir
 
 if TYPE_CHECKING:
     import zipfile  # imported once there is an archive to read, as email is for METADATA
 
-# Large archives are read from temporary files, not memory; the cap bounds disk and time.
+# Large archives are read from temporary files, not memory; the caps bound disk and time.
 MAX_ARCHIVE_BYTES = 1 << 30
+MAX_EXTRACTED = 1 << 30  # nested archives extracted from one top-level archive, in all
 NESTED_IN_MEMORY = 8 << 20  # a nested archive larger than this is extracted to a file
+ZIP_MAGIC = b"PK\x03\x04"
 MAX_NESTED_DEPTH = 3
 # Text metadata (pom.properties, MANIFEST.MF, PKG-INFO) is tiny; a bigger file is not metadata.
 MAX_METADATA_BYTES = 1 << 20
@@ -42,7 +47,11 @@ def npm_package_dir(directory: str) -> bool:
     return len(parts) >= 3 and parts[-3] == "node_modules" and parts[-2].startswith("@")
 
 
-def language_components(path: str, captured: CapturedFile) -> list[Component]:
+def language_components(
+    path: str, captured: CapturedFile, warnings: list[str] | None = None
+) -> list[Component]:
+    """What ``captured`` declares; problems that leave the list incomplete but not wrong go
+    to ``warnings``."""
     name = basename(path)
     parent = dirname(path)
     if name == "METADATA" and parent.endswith(".dist-info"):
@@ -53,7 +62,8 @@ def language_components(path: str, captured: CapturedFile) -> list[Component]:
         return _npm(path, captured)
     if is_archive(path):
         source = captured.file if captured.file is not None else captured.data
-        return list(java_archive(path, source, captured.layer))
+        budget = _Budget(MAX_EXTRACTED, path, [] if warnings is None else warnings)
+        return list(java_archive(path, source, captured.layer, budget=budget))
     return []
 
 
@@ -128,18 +138,35 @@ def _npm_licenses(manifest: Mapping[str, object]) -> tuple[str, ...]:
 # --- Java ------------------------------------------------------------------------------------
 
 
+@dataclass
+class _Budget:
+    """How many bytes of nested archives one top-level archive may still have extracted: a
+    small jar of huge nested ones (a zip bomb) must not fill the disk."""
+
+    left: int
+    top: str
+    warnings: list[str]
+
+
 def java_archive(
-    path: str, source: bytes | Path | IO[bytes], layer: int, depth: int = 0
+    path: str,
+    source: bytes | Path | IO[bytes],
+    layer: int,
+    depth: int = 0,
+    budget: _Budget | None = None,
 ) -> Iterator[Component]:
     """The packages of a jar/war/ear and of the archives nested in it (``outer!/inner``),
     from its bytes or a file holding them (large ones are not read into memory).
 
     Every ``pom.properties`` names one Maven artifact (a fat jar holds many); an archive with
-    none falls back to its manifest's Implementation or Bundle fields.
+    none falls back to its manifest's Implementation or Bundle fields. A nested archive that
+    is damaged or not a zip is passed over; one that cannot be extracted, or would take the
+    extracted total past ``MAX_EXTRACTED``, is named in ``budget.warnings``.
     """
     import io
     import zipfile
 
+    budget = budget or _Budget(MAX_EXTRACTED, path, [])
     try:
         archive = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except (zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -164,48 +191,95 @@ def java_archive(
         if depth >= MAX_NESTED_DEPTH:
             return
         for info in infos:
-            if is_archive(info.filename) and 0 < info.file_size <= MAX_ARCHIVE_BYTES:
-                inner = f"{path}!/{info.filename}"
-                try:
-                    nested = _extract(archive, info)
-                except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
-                    continue
-                try:
-                    yield from java_archive(inner, nested, layer, depth + 1)
-                except DistillError:
-                    continue  # a damaged inner archive does not hide the outer one's packages
-                finally:
-                    if not isinstance(nested, bytes):
-                        nested.close()
+            if not (is_archive(info.filename) and info.file_size > 0):
+                continue
+            inner = f"{path}!/{info.filename}"
+            if info.file_size > budget.left:
+                budget.warnings.append(
+                    f"{inner} was not read: the archives nested in {budget.top} take more "
+                    f"than {MAX_EXTRACTED >> 20} MiB extracted; their packages may be missing"
+                )
+                continue
+            try:
+                nested = _extract(archive, info, inner)
+            except _damaged_zip():
+                continue  # a damaged inner archive does not hide the outer one's packages
+            except DistillError as exc:
+                budget.warnings.append(exc.message)
+                continue
+            if nested is None:
+                continue
+            budget.left -= info.file_size
+            try:
+                yield from java_archive(inner, nested, layer, depth + 1, budget)
+            except DistillError:
+                continue
+            finally:
+                if not isinstance(nested, bytes):
+                    nested.close()
 
 
-def _extract(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> bytes | IO[bytes]:
-    """A nested archive: its bytes, or a temporary file (gone when closed) if it is large."""
-    import shutil
+def _extract(
+    archive: zipfile.ZipFile, info: zipfile.ZipInfo, inner: str
+) -> bytes | IO[bytes] | None:
+    """A nested archive: its bytes, or a temporary file (gone when closed) if it is large;
+    None if it is not a zip at all."""
     import tempfile
 
-    if info.file_size <= NESTED_IN_MEMORY:
-        return archive.read(info)
-    spool = tempfile.TemporaryFile(prefix="distill-jar-")  # noqa: SIM115  (the caller closes it)
-    try:
-        with archive.open(info) as member:
-            shutil.copyfileobj(member, spool, 1 << 20)
-        spool.seek(0)
-    except BaseException:
-        spool.close()
-        raise
-    return spool
+    with archive.open(info) as member:
+        head = member.read(4)
+        if head != ZIP_MAGIC:
+            return None
+        if info.file_size <= NESTED_IN_MEMORY:
+            return head + member.read()
+        try:
+            spool = tempfile.TemporaryFile(prefix="distill-jar-", dir=spool_dir())  # noqa: SIM115
+        except OSError as exc:
+            raise _not_extracted(inner, exc) from exc
+        try:
+            chunk = head
+            while chunk:
+                try:
+                    spool.write(chunk)
+                except OSError as exc:
+                    raise _not_extracted(inner, exc) from exc
+                chunk = member.read(1 << 20)  # reading errors: a damaged member
+            try:
+                spool.flush()
+                spool.seek(0)
+            except OSError as exc:
+                raise _not_extracted(inner, exc) from exc
+        except BaseException:
+            with contextlib.suppress(OSError):  # its flush fails as the write did
+                spool.close()
+            raise
+        return spool  # the caller closes it
+
+
+def _not_extracted(inner: str, exc: OSError) -> DistillError:
+    """Writing a nested archive out failed (a full disk): its packages are missing, and
+    the SBOM must say so rather than pass over it as a damaged archive."""
+    return DistillError(
+        f"{inner} could not be extracted to a temporary file ({exc.strerror or exc}); "
+        "its packages are missing"
+    )
 
 
 def _zip_text(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
-    import zipfile
-
     if info.file_size > MAX_METADATA_BYTES:
         return ""
     try:
         return text(archive.read(info))
-    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError):
+    except _damaged_zip():
         return ""
+
+
+def _damaged_zip() -> tuple[type[Exception], ...]:
+    """What reading a damaged zip member raises (evaluated only when something was)."""
+    import zipfile
+    import zlib
+
+    return (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError, NotImplementedError)
 
 
 def _properties(text: str) -> dict[str, str]:

@@ -17,8 +17,10 @@ Where credentials come from, first match wins:
    ``HOST/team``, then ``HOST`` (also written as a URL, as old docker versions did), whose
    ``auth`` is base64 of ``USER:PASS``; then the ``credsStore`` helper. A helper is
    ``docker-credential-NAME get``, given ``HOST`` on stdin and answering JSON with
-   ``Username`` and ``Secret`` (docker's protocol). A helper that is not installed is
-   warned about and skipped; one that fails is an error.
+   ``Username`` and ``Secret`` (docker's protocol). A helper that is not installed, or
+   holds only an identity token, is warned about and skipped; one that fails is an error.
+   With both an ``auths`` entry and ``credsStore``, the entry is used (podman ignores
+   ``credsStore``; docker would use only the store).
 
 Schemes (RFC 7235 challenges in ``WWW-Authenticate``):
 
@@ -153,12 +155,15 @@ def credential_helper(helper: str, host: str, path: Path) -> Credentials | None:
     import shutil
     import subprocess
 
+    if not helper or "/" in helper or os.sep in helper or helper.startswith("."):
+        raise DistillError(
+            f"{path} names the credential helper {helper!r}, which is not a plain name",
+            hint="a helper is named as in docker-credential-NAME, e.g. 'pass'",
+        )
     name = f"docker-credential-{helper}"
     program = shutil.which(name)
     if program is None:
-        from distill import log
-
-        log.warn(f"{path} names the credential helper {helper!r}, but {name} is not installed")
+        _warn_once(f"{path} names the credential helper {helper!r}, but {name} is not installed")
         return None
     try:
         done = subprocess.run(
@@ -166,28 +171,44 @@ def credential_helper(helper: str, host: str, path: Path) -> Credentials | None:
         )
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise DistillError(f"{name} could not be run for {host}: {exc}") from None
-    said = (done.stdout + done.stderr).strip()
+    check = f"check it with: echo {host} | {name} get"
     if done.returncode != 0:
-        if "credentials not found" in said.lower():
+        if "credentials not found" in (done.stdout + done.stderr).lower():
             return None
+        # stderr only: stdout may hold a secret the helper printed before it failed
+        said = done.stderr.strip().splitlines()
         raise DistillError(
-            f"{name} failed for {host}: {said.splitlines()[-1] if said else done.returncode}",
-            hint=f"check it with: echo {host} | {name} get",
+            f"{name} failed for {host}: {said[-1] if said else f'exit code {done.returncode}'}",
+            hint=check,
         )
     try:
         answer = json.loads(done.stdout)
-        user, secret = str(answer["Username"]), str(answer["Secret"])
+        user, secret = answer["Username"], answer["Secret"]
     except (ValueError, KeyError, TypeError):
-        raise DistillError(
-            f"{name} gave no Username and Secret for {host}",
-            hint=f"check it with: echo {host} | {name} get",
-        ) from None
+        raise DistillError(f"{name} gave no Username and Secret for {host}", hint=check) from None
+    if not isinstance(user, str) or not isinstance(secret, str):
+        raise DistillError(f"{name} gave a Username or Secret that is not text", hint=check)
+    if not user and not secret:
+        return None  # as docker reads an empty answer: nothing stored
     if user == "<token>":
-        raise DistillError(
-            f"{name} holds an identity token for {host}, which distill cannot use yet",
-            hint="pass --creds USER:PASS (or a personal access token as the password)",
+        _warn_once(
+            f"{name} holds an identity token for {host}, which distill cannot use yet; "
+            "pass --creds USER:PASS (or a personal access token as the password)"
         )
+        return None
     return Credentials(user, secret, f"from {name}")
+
+
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    # Credentials are looked up per repository: one missing helper is said once.
+    if message not in _warned:
+        _warned.add(message)
+        from distill import log
+
+        log.warn(message)
 
 
 def credentials_from_files(
