@@ -14,7 +14,8 @@ registry starts once per pytest process (once per xdist worker) and is always st
     docker token (Bearer) auth: ``(Registry, TokenServer)``. The :class:`TokenServer` on
     another loopback port signs JWTs with a throwaway key (via ``openssl``): valid users
     get every action they ask for (``READER_USER`` only ``pull``), anonymous clients only
-    ``pull`` on ``public/…``.
+    ``pull`` on ``public/…``; ``IDENTITY_TOKEN`` is a refresh token for ``TEST_USER`` in
+    docker's OAuth2 flow (a POSTed form).
 ``tls_registry``
     https with a self-signed certificate for 127.0.0.1 (``.cert``).
 
@@ -47,6 +48,7 @@ STOP_TIMEOUT = 10.0
 TEST_USER = "distill"
 TEST_PASSWORD = "s3cret:pass"  # a colon in a password must survive USER:PASS parsing
 READER_USER, READER_PASSWORD = "reader", "read-only"  # token_registry: pull rights only
+IDENTITY_TOKEN = "refresh-0f3c9a"  # token_registry: an OAuth2 refresh token for TEST_USER
 
 
 def free_port() -> int:
@@ -199,6 +201,9 @@ class TokenServer:
         default_factory=lambda: {TEST_USER: TEST_PASSWORD, READER_USER: READER_PASSWORD}
     )
     readers: frozenset[str] = frozenset({READER_USER})
+    refresh_tokens: dict[str, str] = field(
+        default_factory=lambda: {IDENTITY_TOKEN: TEST_USER}  # refresh token -> user
+    )
     token_field: str = "token"
     expires_in: int | None = 300
     requests: list[tuple[str | None, tuple[str, ...]]] = field(default_factory=list)
@@ -266,20 +271,37 @@ class TokenServer:
             return 401, b'{"details": "wrong credentials"}'
         name = user if isinstance(user, str) else None
         query = urllib.parse.parse_qs(url.query)
-        scopes = query.get("scope", [])
+        return self.issue(name, query.get("scope", []), query.get("service", [""])[0])
+
+    def answer_oauth(self, path: str, form: str) -> tuple[int, bytes]:
+        """docker's OAuth2 flow: a refresh token (an identity token) POSTed as a form."""
+        if urllib.parse.urlsplit(path).path != "/token":
+            return 404, b""
+        fields = {k: v[0] for k, v in urllib.parse.parse_qs(form).items()}
+        user = self.refresh_tokens.get(fields.get("refresh_token", ""))
+        if fields.get("grant_type") != "refresh_token" or not fields.get("client_id"):
+            return 400, b'{"error": "unsupported_grant_type"}'
+        if user is None:
+            return 400, b'{"error": "invalid_grant"}'
+        scopes = fields.get("scope", "").split()
+        return self.issue(user, scopes, fields.get("service", ""), key="access_token")
+
+    def issue(
+        self, name: str | None, scopes: list[str], service: str, key: str | None = None
+    ) -> tuple[int, bytes]:
         self.requests.append((name, tuple(scopes)))
         now = int(time.time())
         claims = {
             "iss": self.issuer,
             "sub": name or "",
-            "aud": query.get("service", [""])[0],
+            "aud": service,
             "exp": now + 600,
             "nbf": now - 60,
             "iat": now - 60,
             "jti": uuid.uuid4().hex,
             "access": self.grant(name, scopes),
         }
-        reply: dict[str, Any] = {self.token_field: self.sign(claims)}
+        reply: dict[str, Any] = {key or self.token_field: self.sign(claims)}
         if self.expires_in is not None:
             reply["expires_in"] = self.expires_in
         return 200, json.dumps(reply).encode()
@@ -292,7 +314,14 @@ class TokenServer:
                 pass
 
             def do_GET(self) -> None:
-                status, body = owner.answer(self.path, self.headers.get("Authorization"))
+                self.reply(*owner.answer(self.path, self.headers.get("Authorization")))
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                form = self.rfile.read(length).decode()
+                self.reply(*owner.answer_oauth(self.path, form))
+
+            def reply(self, status: int, body: bytes) -> None:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))

@@ -63,6 +63,7 @@ from distill.registry.reference import (
 )
 from distill.rootfs.tree import EntryKind, FsEntry
 from registry_fixtures import (  # noqa: F401  (the fixtures are used by name)
+    IDENTITY_TOKEN,
     READER_PASSWORD,
     READER_USER,
     TEST_PASSWORD,
@@ -382,21 +383,24 @@ def test_credential_helper_answers_distill_cannot_use(
 
 
 def test_helper_answers_that_mean_nothing_stored(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An empty answer is no credentials (docker reads it so); an identity token cannot be
-    used yet: warned about, and the next source is tried."""
+    """An empty answer is no credentials (docker reads it so) and the next source is tried;
+    "<token>" as the user name marks an identity token, kept as such."""
     bin_dir = tmp_path / "bin"
     install_credential_helper(
         bin_dir, "odd", {"empty.example": ["", ""], "token.example": ["<token>", "refresh"]}
     )
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     config = helper_config(tmp_path / "config.json", credsStore="odd")
-    later = write_auths(tmp_path / "later.json", {"token.example": "later:l"})
-    assert credentials_from_files("empty.example", None, [config]) is None
-    found = credentials_from_files("token.example", None, [config, later])
+    later = write_auths(tmp_path / "later.json", {"empty.example": "later:l"})
+    found = credentials_from_files("empty.example", None, [config, later])
     assert found == Credentials("later", "l", f"from {later}")
-    assert "holds an identity token for token.example" in " ".join(capsys.readouterr().err.split())
+    token = credentials_from_files("token.example", None, [config])
+    assert token == Credentials("<token>", "refresh", "from docker-credential-odd")
+    assert token is not None and token.identity_token
+    with pytest.raises(DistillError, match="identity token, and this registry wants"):
+        token.basic_header()
 
 
 def test_helper_names_are_plain_names(tmp_path: Path) -> None:
@@ -838,6 +842,38 @@ def test_token_auth(
     with (
         RegistryClient(reg.host, credentials=wrong) as client,
         pytest.raises(DistillError, match="rejected the credentials"),
+    ):
+        client.get_manifest(name, "1")
+
+
+@pytest.mark.container
+def test_identity_token_from_a_credential_helper(
+    tmp_path: Path,
+    token_registry: tuple[Registry, TokenServer],
+    no_ambient_credentials: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`docker login` with some registries stores an OAuth2 refresh token in the helper
+    ("<token>" as the user): it goes to the token server in docker's OAuth2 form."""
+    reg, tokens = token_registry
+    image = make_image(tmp_path / "blobs", b"behind an identity token\n")
+    name = unique()
+    with RegistryClient(reg.host, credentials=creds(reg)) as client:
+        push_image(image, f"{reg.host}/{name}:1", client=client)
+    bin_dir = tmp_path / "bin"
+    install_credential_helper(bin_dir, "oauth", {reg.host: ["<token>", IDENTITY_TOKEN]})
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    config = Path(os.environ["HOME"]) / ".docker" / "config.json"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(json.dumps({"credHelpers": {reg.host: "oauth"}}))
+    before = len(tokens.requests)
+    with RegistryClient(reg.host) as client:
+        assert client.get_manifest(name, "1").digest == image.descriptor.digest
+    assert tokens.requests[before:] == [(TEST_USER, (f"repository:{name}:pull",))]
+    install_credential_helper(bin_dir, "oauth", {reg.host: ["<token>", "revoked"]})
+    with (
+        RegistryClient(reg.host) as client,
+        pytest.raises(DistillError, match="rejected the credentials from docker-credential-oauth"),
     ):
         client.get_manifest(name, "1")
 

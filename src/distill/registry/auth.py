@@ -17,8 +17,9 @@ Where credentials come from, first match wins:
    ``HOST/team``, then ``HOST`` (also written as a URL, as old docker versions did), whose
    ``auth`` is base64 of ``USER:PASS``; then the ``credsStore`` helper. A helper is
    ``docker-credential-NAME get``, given ``HOST`` on stdin and answering JSON with
-   ``Username`` and ``Secret`` (docker's protocol). A helper that is not installed, or
-   holds only an identity token, is warned about and skipped; one that fails is an error.
+   ``Username`` and ``Secret`` (docker's protocol; the user name ``<token>`` marks an
+   identity token). A helper that is not installed is warned about and skipped; one that
+   fails is an error.
    With both an ``auths`` entry and ``credsStore``, the entry is used (podman ignores
    ``credsStore``; docker would use only the store).
 
@@ -30,7 +31,10 @@ Schemes (RFC 7235 challenges in ``WWW-Authenticate``):
     docker's token authentication: a GET to ``realm`` with ``service`` and one ``scope``
     parameter per scope (``repository:team/app:pull,push``), with the credentials as Basic
     auth when there are any (anonymous otherwise), returns JSON with ``token`` (or
-    ``access_token``) and ``expires_in`` (60 seconds when absent). Credentials are only
+    ``access_token``) and ``expires_in`` (60 seconds when absent). An identity token (an
+    OAuth2 refresh token, from ``docker login`` with some registries) is POSTed instead as
+    a form (``grant_type=refresh_token``, ``refresh_token``, ``client_id``, ``service``,
+    ``scope``), docker's OAuth2 flow. Credentials are only
     sent to a realm over https, on this machine, or when TLS checks are off.
 """
 
@@ -58,6 +62,8 @@ DEFAULT_TOKEN_LIFETIME = 60.0  # seconds; the token spec's value when expires_in
 TOKEN_MARGIN = 5.0
 MAX_TOKEN_RESPONSE = 1 << 20
 HELPER_TIMEOUT = 60  # seconds: a helper may wait for a keychain to unlock
+IDENTITY_TOKEN_USER = "<token>"  # how credential helpers mark an identity token
+CLIENT_ID = "distill"  # the OAuth2 client_id sent with a refresh token
 
 CREDENTIALS_HINT = (
     "pass --creds USER:PASS, set DISTILL_REGISTRY_AUTH=USER:PASS, or log in with "
@@ -84,7 +90,18 @@ class Credentials:
             )
         return cls(user, password, source)
 
+    @property
+    def identity_token(self) -> bool:
+        """An OAuth2 refresh token (docker's "identity token"): only a token server takes it."""
+        return self.username == IDENTITY_TOKEN_USER
+
     def basic_header(self) -> str:
+        if self.identity_token:
+            raise DistillError(
+                f"the credentials {self.source} are an identity token, and this registry "
+                "wants a user name and password (Basic authentication)",
+                hint="pass --creds USER:PASS",
+            )
         raw = f"{self.username}:{self.password}".encode()
         return "Basic " + base64.b64encode(raw).decode("ascii")
 
@@ -190,12 +207,6 @@ def credential_helper(helper: str, host: str, path: Path) -> Credentials | None:
         raise DistillError(f"{name} gave a Username or Secret that is not text", hint=check)
     if not user and not secret:
         return None  # as docker reads an empty answer: nothing stored
-    if user == "<token>":
-        _warn_once(
-            f"{name} holds an identity token for {host}, which distill cannot use yet; "
-            "pass --creds USER:PASS (or a personal access token as the password)"
-        )
-        return None
     return Credentials(user, secret, f"from {name}")
 
 
@@ -377,24 +388,42 @@ def fetch_token(
         params.append(("service", challenge.params["service"]))
     params += [("scope", scope) for scope in scopes]
     headers: dict[str, str] = {}
-    if credentials is not None:
-        if not _may_send_credentials(realm, tls_verify):
-            raise DistillError(
-                f"the registry sends credentials to {realm}, which is plain http",
-                hint="refusing to send a password unencrypted; use --no-tls-verify "
-                "only if you accept that",
-            )
-        headers["Authorization"] = credentials.basic_header()
-    try:
-        resp = session.get(
-            realm,
-            params=params,
-            headers=headers,
-            timeout=timeout,
-            verify=tls_verify,
-            proxies=dict(proxies) if proxies else None,
-            stream=True,
+    if credentials is not None and not _may_send_credentials(realm, tls_verify):
+        raise DistillError(
+            f"the registry sends credentials to {realm}, which is plain http",
+            hint="refusing to send a password unencrypted; use --no-tls-verify "
+            "only if you accept that",
         )
+    try:
+        if credentials is not None and credentials.identity_token:
+            # docker's OAuth2 flow: the refresh token in a POSTed form, scopes in one field
+            form = {
+                "grant_type": "refresh_token",
+                "refresh_token": credentials.password,
+                "client_id": CLIENT_ID,
+                "service": challenge.params.get("service", ""),
+                "scope": " ".join(scopes),
+            }
+            resp = session.post(
+                realm,
+                data=form,
+                timeout=timeout,
+                verify=tls_verify,
+                proxies=dict(proxies) if proxies else None,
+                stream=True,
+            )
+        else:
+            if credentials is not None:
+                headers["Authorization"] = credentials.basic_header()
+            resp = session.get(
+                realm,
+                params=params,
+                headers=headers,
+                timeout=timeout,
+                verify=tls_verify,
+                proxies=dict(proxies) if proxies else None,
+                stream=True,
+            )
     except requests.exceptions.SSLError as exc:
         raise DistillError(
             f"TLS error fetching a registry token from {realm}: {exc}",
@@ -406,8 +435,9 @@ def fetch_token(
             f"cannot fetch a registry token from {realm}: {exc}",
             hint="the registry's token server is unreachable; check the network and proxy",
         ) from exc
+    refused = (401, 403, 400) if credentials and credentials.identity_token else (401, 403)
     with resp:
-        if resp.status_code in (401, 403):
+        if resp.status_code in refused:  # OAuth2 says 400 invalid_grant for a bad token
             if credentials is None:
                 raise DistillError(
                     f"the token server {realm} wants credentials for {' '.join(scopes)}",
