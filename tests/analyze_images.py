@@ -12,6 +12,8 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -229,3 +231,28 @@ def write_docker25_archive(image: BuiltImage, path: Path, tag: str, work: Path) 
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
+
+
+# --- memory ----------------------------------------------------------------------------------
+
+_PRINT_PEAK = (  # appended to a measured script: its last words on stderr
+    "\nimport sys as _sys\n"
+    "_sys.stderr.write('\\nVmHWM ' + open('/proc/self/status').read()"
+    ".split('VmHWM:')[1].split()[0])\n"
+)
+
+
+def run_measuring_peak(script: str, *args: str | Path) -> tuple[str, int]:
+    """Run ``script`` in a fresh Python; its stdout and its peak RSS in KiB.
+
+    The peak is the process's own VmHWM, not getrusage's ru_maxrss: that survives execve,
+    so a child reports its parent's peak when that is higher (a pytest worker's, late in a
+    run)."""
+    done = subprocess.run(
+        [sys.executable, "-c", script + _PRINT_PEAK, *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout, int(done.stderr.rsplit("VmHWM ", 1)[1])

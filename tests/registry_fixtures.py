@@ -385,7 +385,23 @@ def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]
         yield reg
 
 
-# --- credential helpers ----------------------------------------------------------------------
+# --- credentials -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def no_ambient_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No auth files and no DISTILL_REGISTRY_AUTH, here and in subprocesses started with
+    ``os.environ``: a fresh HOME, which it returns."""
+    from distill.registry.auth import AUTH_ENV
+
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for name in ("REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "DOCKER_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delenv(AUTH_ENV, raising=False)
+    return home
+
 
 _HELPER = """#!{python}
 # A docker credential helper (docker-credential-NAME get), speaking the real protocol:

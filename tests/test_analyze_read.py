@@ -35,6 +35,7 @@ from analyze_images import (
     member,
     raw_image,
     raw_layer,
+    run_measuring_peak,
     simple_image,
     symlink,
     tar_bytes,
@@ -780,7 +781,6 @@ def test_a_large_layer_is_streamed(tmp_path: Path, compression: Compression) -> 
     built = simple_image(tmp_path / "blobs", entries, compression=compression)
     write_oci_archive(built, tmp_path / "big.tar")
     sparse.unlink()
-    # VmHWM, not ru_maxrss: that survives execve and would report the pytest worker's peak.
     script = (
         "import sys\n"
         "from distill.analyze.source import opened\n"
@@ -788,9 +788,8 @@ def test_a_large_layer_is_streamed(tmp_path: Path, compression: Compression) -> 
         "with opened(sys.argv[1]) as s:\n"
         "    v = build_fsview(s, lambda p, m: 64)\n"
         "assert v.nodes['big'].size == 300 << 20 and v.nodes['big'].content == bytes(64)\n"
-        "print(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n"
     )
-    peak_kib = int(run(sys.executable, "-c", script, tmp_path / "big.tar"))
+    _, peak_kib = run_measuring_peak(script, tmp_path / "big.tar")
     assert peak_kib < 150 * 1024, f"peak RSS {peak_kib} KiB"
 
 

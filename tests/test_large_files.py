@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from analyze_images import SDE, file, hardlink, simple_image
+from analyze_images import SDE, file, hardlink, run_measuring_peak, simple_image
 from distill.analyze import langpkgs
 from distill.analyze.catalog import catalog_view
 from distill.analyze.fsview import SPOOL_ABOVE, SPOOL_HEAD, build_fsview
@@ -166,18 +166,10 @@ def test_sbom_of_a_fat_jar_keeps_memory_flat(tmp_path: Path) -> None:
         "from distill.analyze.sbom import SbomFormat, image_sbom\n"
         "result = image_sbom(sys.argv[1], SbomFormat.CYCLONEDX_JSON)\n"
         "sys.stdout.write(result.document.decode())\n"
-        "sys.stderr.write(open('/proc/self/status').read().split('VmHWM:')[1].split()[0])\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, str(tmp_path / "layout")],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=300,
-    )
-    names = {c["name"] for c in json.loads(done.stdout)["components"]}
+    document, peak_kib = run_measuring_peak(script, tmp_path / "layout")
+    names = {c["name"] for c in json.loads(document)["components"]}
     assert {"fat", "dep"} <= {name.rpartition(":")[2] for name in names}, names
-    peak_kib = int(done.stderr.strip().split()[-1])
     assert peak_kib < 150 * 1024, f"peak RSS {peak_kib} KiB"
 
 

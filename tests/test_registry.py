@@ -73,6 +73,7 @@ from registry_fixtures import (  # noqa: F401  (the fixtures are used by name)
     auth_registry,
     free_port,
     install_credential_helper,
+    no_ambient_credentials,
     registry,
     running_token_server,
     tls_registry,
@@ -116,18 +117,6 @@ def skopeo_inspect(reg: Registry, name: str, *extra: str) -> str:
 def creds(reg: Registry) -> Credentials:
     assert reg.username is not None and reg.password is not None
     return Credentials(reg.username, reg.password)
-
-
-@pytest.fixture
-def no_ambient_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """An environment whose auth files are all absent (a fresh HOME); returns HOME."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for name in ("REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "DOCKER_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv(AUTH_ENV, raising=False)
-    return home
 
 
 def write_auths(path: Path, auths: dict[str, str]) -> Path:

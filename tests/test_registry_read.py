@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from analyze_images import SDE, file, fixture_image, simple_image
+from analyze_images import SDE, file, fixture_image, run_measuring_peak, simple_image
 from distill.analyze.fsview import build_fsview
 from distill.analyze.source import ImageSource, open_source, opened
 from distill.build import check_output, output_name, parse_output, write_output
@@ -38,6 +38,7 @@ from registry_fixtures import (  # noqa: F401  (the fixtures are used by name)
     auth_registry,
     free_port,
     install_credential_helper,
+    no_ambient_credentials,
     registry,
 )
 
@@ -90,18 +91,6 @@ def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.Complet
     )
     proc.stderr = " ".join(proc.stderr.split())  # rich wraps at the terminal width
     return proc
-
-
-@pytest.fixture
-def no_ambient_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    """No auth files and no DISTILL_REGISTRY_AUTH, here and in subprocesses (their env)."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for name in ("REGISTRY_AUTH_FILE", "XDG_RUNTIME_DIR", "XDG_CONFIG_HOME", "DOCKER_CONFIG"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.delenv(AUTH_ENV, raising=False)
-    return dict(os.environ)
 
 
 @pytest.fixture(scope="module")
@@ -173,7 +162,7 @@ def test_basic_auth(
     auth_registry: Registry,
     image: BuiltImage,
     archive: str,
-    no_ambient_credentials: dict[str, str],
+    no_ambient_credentials: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     reference = f"docker://{auth_registry.host}/read/private:1"
@@ -267,8 +256,6 @@ def test_layers_are_streamed(tmp_path: Path, registry: Registry) -> None:
     reference = f"docker://{registry.host}/read/{unique('big')}:1"
     push_image(built, reference)
     big.unlink()
-    # The peak is the reader's VmHWM, not getrusage's ru_maxrss: that survives execve, so a
-    # child reports its parent's peak when that is higher (a pytest worker's, late in a run).
     script = (
         "import sys\n"
         "from distill.analyze.source import opened\n"
@@ -276,14 +263,8 @@ def test_layers_are_streamed(tmp_path: Path, registry: Registry) -> None:
         "with opened(sys.argv[1]) as s:\n"
         "    v = build_fsview(s, lambda p, m: 64)\n"
         "assert v.nodes['big'].size == 96 << 20 and len(v.nodes['big'].content) == 64\n"
-        "status = open('/proc/self/status').read().split('VmHWM:')[1]\n"
-        "print(status.split()[0])\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script, reference], capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr
-    peak_kib = int(done.stdout)
+    _, peak_kib = run_measuring_peak(script, reference)
     assert peak_kib < 90 * 1024, f"peak RSS {peak_kib} KiB for a 96 MiB layer"
 
 
@@ -305,11 +286,11 @@ def test_cli_inspect_and_sbom(pushed: ImageReference, archive: str) -> None:
 
 
 def test_cli_credentials(
-    auth_registry: Registry, image: BuiltImage, no_ambient_credentials: dict[str, str]
+    auth_registry: Registry, image: BuiltImage, no_ambient_credentials: Path
 ) -> None:
     remote = f"docker://{auth_registry.host}/read/cli:1"
     push_image(image, remote, credentials=creds(auth_registry))
-    env = no_ambient_credentials
+    env = dict(os.environ)
     good = run_cli("inspect", "--json", "--creds", auth_registry.creds, remote, env=env)
     assert good.returncode == 0, good.stderr
     assert json.loads(good.stdout)["reference"] == remote
@@ -329,13 +310,13 @@ def test_cli_credentials_from_a_credential_helper(
     tmp_path: Path,
     auth_registry: Registry,
     image: BuiltImage,
-    no_ambient_credentials: dict[str, str],
+    no_ambient_credentials: Path,
 ) -> None:
     """After `docker login` with a credential store, config.json holds only the store's
     name: distill runs the helper, as docker and podman do."""
     remote = f"docker://{auth_registry.host}/read/helper:1"
     push_image(image, remote, credentials=creds(auth_registry))
-    env = dict(no_ambient_credentials)
+    env = dict(os.environ)
     bin_dir = tmp_path / "bin"
     store = {auth_registry.host: [auth_registry.username, auth_registry.password]}
     install_credential_helper(bin_dir, "teststore", store)
@@ -380,10 +361,10 @@ def test_write_output_pushes(
 
 
 def test_cli_build_checks_push_access_first(
-    auth_registry: Registry, no_ambient_credentials: dict[str, str], tmp_path: Path
+    auth_registry: Registry, no_ambient_credentials: Path, tmp_path: Path
 ) -> None:
     """Wrong credentials fail the build before anything is resolved or downloaded."""
-    env = {**no_ambient_credentials, "DISTILL_CACHE_DIR": str(tmp_path / "cache")}
+    env = {**os.environ, "DISTILL_CACHE_DIR": str(tmp_path / "cache")}
     out = f"docker://{auth_registry.host}/read/static:1"
     proc = run_cli("build", "static", "-o", out, "--creds", "distill:wrong", env=env)
     assert proc.returncode == 1, proc.stderr
@@ -394,10 +375,10 @@ def test_cli_build_checks_push_access_first(
 
 @pytest.mark.network
 def test_cli_build_static_to_a_registry(
-    auth_registry: Registry, no_ambient_credentials: dict[str, str]
+    auth_registry: Registry, no_ambient_credentials: Path
 ) -> None:
     out = f"docker://{auth_registry.host}/read/static:1"
-    env = no_ambient_credentials
+    env = dict(os.environ)
     proc = run_cli("build", "static", "-o", out, "--creds", auth_registry.creds, env=env)
     assert proc.returncode == 0, proc.stderr
     digest = proc.stdout.strip()

@@ -25,7 +25,7 @@ import posixpath
 import tempfile
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
@@ -241,7 +241,6 @@ class _Builder:
     inodes: int = 0
     layer: int = 0
     counts: _Counts = field(default_factory=_Counts)
-    deferred: bool = False  # the last layer's check was left for later
     spool_dir: tempfile.TemporaryDirectory[str] | None = None
     spool_users: dict[Path, int] = field(default_factory=dict)  # paths sharing a spool file
 
@@ -343,7 +342,7 @@ class _Builder:
             self.counts.removed += self._remove(path, lower_only=False)[1]
         if old is not None:
             changed = old.changed_in if old.layer == self.layer else (*old.changed_in, self.layer)
-            node = _with_history(node, old.added_in, changed)
+            node = replace(node, added_in=old.added_in, changed_in=changed)
         self._link(node)
         if node.kind is not NodeKind.DIR:
             self._dive(path, node.stored)
@@ -484,7 +483,7 @@ class _Builder:
                     f"{where} is not a valid tar archive ({exc})",
                     hint="the layer is damaged or not a layer; fetch or save the image again",
                 ) from None
-        self.deferred = not stream.finish(wait=wait)
+        stream.finish(wait=wait)
         c = self.counts
         return LayerStats(
             index=layer.index,
@@ -519,25 +518,6 @@ class _Builder:
         )
 
 
-def _with_history(node: FsNode, added_in: int, changed_in: tuple[int, ...]) -> FsNode:
-    return FsNode(
-        node.path,
-        node.kind,
-        node.mode,
-        node.uid,
-        node.gid,
-        node.size,
-        added_in=added_in,
-        changed_in=changed_in,
-        linkname=node.linkname,
-        hardlink_to=node.hardlink_to,
-        content=node.content,
-        stored=node.stored,
-        inode=node.inode,
-        spool=node.spool,
-    )
-
-
 def build_fsview(source: ImageSource, want: Want | None = None) -> FsView:
     """Read every layer of ``source`` once, bottom first, and merge them."""
     return analyse_fsview(source, want, lambda view: view)
@@ -558,7 +538,7 @@ def analyse_fsview(source: ImageSource, want: Want | None, analysis: Callable[[F
                 except Exception:
                     stream.check_blob()  # a damaged blob explains a bad tar best
                     raise
-                if builder.deferred:
+                if not stream.checked:
                     pending.append(stream)
         result = analysis(builder.view(stats))
     except Exception:

@@ -118,7 +118,7 @@ class TarFiles:
                         f"{path} is a compressed archive",
                         hint="decompress it first (gunzip, zstd -d, ...) and inspect the .tar",
                     )
-            with FileRange(path) as handle:
+                handle.seek(0)
                 self._scan(handle)
         except OSError as exc:
             raise DistillError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -427,14 +427,11 @@ class DockerArchiveImage:
         return iter(self._manifest.layers)
 
     def open_layer(self, layer: LayerDescriptor) -> LayerStream:
-        taken = self._layer_files.take(layer.index)
-        if taken is not None:
-            return LayerStream(taken[0], layer, taken[1])
-        return LayerStream(cast(BinaryIO, self._files.open(self._paths[layer.index])), layer)
+        path = self._paths[layer.index]
+        return self._layer_files.stream(layer, lambda: cast(BinaryIO, self._files.open(path)))
 
     def close(self) -> None:
-        if hasattr(self, "_layer_files"):
-            self._layer_files.close()
+        self._layer_files.close()
         if self._on_close is not None:
             self._on_close()
             self._on_close = None

@@ -309,11 +309,8 @@ class ManifestImage:
     def open_layer(self, layer: LayerDescriptor) -> LayerStream:
         if layer.digest is None:
             raise DistillError(f"{layer.label} has no digest to fetch it by")
-        taken = self._layer_files.take(layer.index)
-        if taken is not None:
-            return LayerStream(taken[0], layer, taken[1])
         descriptor = Descriptor(layer.media_type, layer.digest, layer.size)
-        return LayerStream(self._store.open_blob(descriptor), layer)
+        return self._layer_files.stream(layer, partial(self._store.open_blob, descriptor))
 
     def close(self) -> None:
         try:

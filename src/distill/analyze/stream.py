@@ -87,6 +87,17 @@ class FileRange(io.RawIOBase):
         self._left -= size
         return size
 
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Within the range; only from its start (what reading it again needs)."""
+        if whence != io.SEEK_SET or not 0 <= offset <= self.size:
+            raise io.UnsupportedOperation("a file range seeks only to a place inside it")
+        self._handle.seek(self.offset + offset)
+        self._left = self.size - offset
+        return offset
+
     def close(self) -> None:
         self._handle.close()
         super().close()
@@ -233,10 +244,14 @@ class LayerFiles:
             raise
         return cls(handles)
 
-    def take(self, index: int) -> tuple[BinaryIO, HashJob] | None:
-        """Layer ``index``'s file and its hashing, once (None: not a file, or taken)."""
-        handle = self._handles.pop(index, None)
-        return None if handle is None else (cast(BinaryIO, handle), self._jobs[index])
+    def stream(self, layer: LayerDescriptor, fallback: Callable[[], BinaryIO]) -> LayerStream:
+        """Layer ``layer``'s stream: from its file opened with the image and the hashing
+        already under way, the first time; from ``fallback()`` (a source's own way to open
+        it) when it is not a file here or is read again."""
+        handle = self._handles.pop(layer.index, None)
+        if handle is None:
+            return LayerStream(fallback(), layer)
+        return LayerStream(cast(BinaryIO, handle), layer, self._jobs[layer.index])
 
     def close(self) -> None:
         if self._hasher is not None:
@@ -275,14 +290,11 @@ class _RawCounter:
         return data
 
     def skip(self, size: int) -> int:
-        """Without reading, if the raw stream is a file nobody here needs to hash."""
+        """Move on without reading: only for a file range the second thread hashes (the
+        ``LayerStream`` reads whatever it must hash itself)."""
+        assert isinstance(self._raw, FileRange) and self.hash is None
         head = min(size, len(self._head))
         self._head = self._head[head:]
-        if self.hash is not None or not isinstance(self._raw, FileRange):
-            moved = head
-            while moved < size and (data := self.read(min(CHUNK, size - moved))):
-                moved += len(data)
-            return moved
         moved = self._raw.skip(size - head)
         self.size += moved
         return head + moved
@@ -382,18 +394,21 @@ class LayerStream:
             moved += len(data)
         return moved
 
-    def finish(self, *, wait: bool = True) -> bool:
+    def finish(self, *, wait: bool = True) -> None:
         """Take in whatever the tar reader left (end-of-archive padding) and check digests.
         With ``wait=False`` a check that rests on the second thread's hashing is left for
-        ``complete()`` (returns False), so the caller can work meanwhile."""
+        ``complete()`` (``checked`` stays False), so the caller can work meanwhile."""
         if self._checked:
-            return True
+            return
         while self.skip(CHUNK):
             pass
-        if not wait and self._job is not None and self._own_hasher is None:
-            return False
-        self._verify()
-        return True
+        if wait or self._job is None or self._own_hasher is not None:
+            self._verify()
+
+    @property
+    def checked(self) -> bool:
+        """Whether the digests were checked (``finish(wait=False)`` may leave them)."""
+        return self._checked
 
     def complete(self) -> None:
         """The check ``finish(wait=False)`` left; it may come after ``close()``."""
