@@ -447,6 +447,18 @@ def _terminate(signum: int, frame: object) -> None:
     raise _Terminated
 
 
+def _print_error(message: str, hint: str | None) -> None:
+    """The error as one line and the hint as one more, whatever they quote: text from an
+    image or a server can hold newlines, terminal escapes or rich markup."""
+    from rich.markup import escape
+
+    from distill.bounded import one_line
+
+    log.console().print(f"[bold red]error:[/] {escape(one_line(message))}")
+    if hint:
+        log.console().print(f"[dim]hint:[/] {escape(one_line(hint))}")
+
+
 def main(argv: list[str] | None = None) -> None:
     import signal
 
@@ -463,9 +475,7 @@ def main(argv: list[str] | None = None) -> None:
     except DistillError as exc:
         if debug:
             raise
-        log.console().print(f"[bold red]error:[/] {exc.message}")
-        if exc.hint:
-            log.console().print(f"[dim]hint:[/] {exc.hint}")
+        _print_error(exc.message, exc.hint)
         sys.exit(1)
     except Exception as exc:
         # Only a subprocess can have failed if subprocess was loaded (it is not, for most

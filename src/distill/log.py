@@ -65,7 +65,13 @@ def is_tty() -> bool:
 def complete_step(title: str) -> Iterator[None]:
     """Log a pipeline step and how long it took (mkosi's complete_step)."""
     start = time.monotonic()
-    info(f"[bold]‣[/] {title}")
+    if not _quiet:
+        from rich.markup import escape
+
+        from distill.bounded import one_line
+
+        # Titles quote image names and paths: never markup, never more than one line.
+        console().print(f"[bold]‣[/] {escape(one_line(title))}")
     yield
     if not _quiet:
         console().print(f"  [dim]done in {time.monotonic() - start:.2f}s[/]")

@@ -1,0 +1,147 @@
+"""Running distill on hostile input, and what every such run must show.
+
+A hostile case is a command line plus the files it reads. It passes when distill ends in its
+own error (exit 1, one ``error:`` line, at most one ``hint:`` line, no traceback) or in a
+correct result, within CASE_SECONDS and CASE_RSS, with nothing written outside its target.
+The run is a real subprocess: its peak RSS comes from ``wait4``'s rusage of that one child.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+CASE_SECONDS = 30.0
+CASE_RSS = 1 << 30  # 1 GiB
+
+
+@dataclass(frozen=True)
+class Outcome:
+    args: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+    max_rss: int  # bytes
+    timed_out: bool
+
+    def describe(self) -> str:
+        return (
+            f"distill {' '.join(self.args)[:300]}\n exit {self.returncode} in "
+            f"{self.seconds:.1f}s, peak RSS {self.max_rss >> 20} MiB"
+            f"{' (TIMED OUT)' if self.timed_out else ''}\n--- stderr ---\n{self.stderr[-3000:]}"
+            f"\n--- stdout ---\n{self.stdout[-1000:]}"
+        )
+
+
+def _drain(stream: object, sink: list[bytes]) -> None:
+    assert hasattr(stream, "read")
+    while chunk := stream.read(65536):
+        sink.append(chunk)
+
+
+def run_distill(
+    args: Sequence[str],
+    *,
+    cwd: Path,
+    env: Mapping[str, str] | None = None,
+    timeout: float = CASE_SECONDS,
+) -> Outcome:
+    """Run ``distill ARGS`` in ``cwd``; kill it (and its process group) after ``timeout``."""
+    full_env = dict(os.environ)
+    full_env.pop("COLUMNS", None)
+    full_env.update(env or {})
+    start = time.monotonic()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "distill", *args],
+        cwd=cwd,
+        env=full_env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        start_new_session=True,
+    )
+    out: list[bytes] = []
+    err: list[bytes] = []
+    readers = [
+        threading.Thread(target=_drain, args=(proc.stdout, out), daemon=True),
+        threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True),
+    ]
+    for reader in readers:
+        reader.start()
+    timed_out = threading.Event()
+
+    def _kill() -> None:
+        timed_out.set()
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    timer = threading.Timer(timeout, _kill)
+    timer.start()
+    try:
+        _, status, usage = os.wait4(proc.pid, 0)
+    finally:
+        timer.cancel()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    seconds = time.monotonic() - start
+    for reader in readers:
+        reader.join(5)
+    return Outcome(
+        args=tuple(args),
+        returncode=proc.returncode,
+        stdout=b"".join(out).decode("utf-8", "replace"),
+        stderr=b"".join(err).decode("utf-8", "replace"),
+        seconds=seconds,
+        max_rss=usage.ru_maxrss * 1024,
+        timed_out=timed_out.is_set(),
+    )
+
+
+def assert_bounded(outcome: Outcome) -> None:
+    assert not outcome.timed_out, outcome.describe()
+    assert outcome.seconds < CASE_SECONDS, outcome.describe()
+    assert outcome.max_rss <= CASE_RSS, outcome.describe()
+    assert "Traceback" not in outcome.stderr, outcome.describe()
+    assert "Traceback" not in outcome.stdout, outcome.describe()
+
+
+def assert_clean_error(outcome: Outcome, *mentions: str) -> str:
+    """Exit 1 with exactly one ``error:`` line (and at most one ``hint:`` line after it),
+    bounded, no traceback; each of ``mentions`` appears in the error or hint. Returns the
+    error line."""
+    assert_bounded(outcome)
+    assert outcome.returncode == 1, outcome.describe()
+    lines = outcome.stderr.rstrip("\n").splitlines()
+    errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
+    assert len(errors) == 1, outcome.describe()
+    tail = lines[errors[0] :]
+    assert len(tail) == 1 or (len(tail) == 2 and tail[1].startswith("hint:")), outcome.describe()
+    text = "\n".join(tail)
+    for mention in mentions:
+        assert mention in text, f"{mention!r} not in the error\n{outcome.describe()}"
+    return lines[errors[0]]
+
+
+def snapshot(root: Path) -> dict[str, tuple[int, int]]:
+    """Every path under ``root`` with its size and mtime: compare two to find what a run
+    wrote where it should not."""
+    found: dict[str, tuple[int, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = os.path.join(dirpath, name)
+            st = os.lstat(path)
+            found[os.path.relpath(path, root)] = (st.st_size, st.st_mtime_ns)
+    return found
+
+
+def changed(before: Mapping[str, tuple[int, int]], after: Mapping[str, tuple[int, int]]) -> set[str]:
+    return {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
