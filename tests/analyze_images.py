@@ -17,16 +17,16 @@ import sys
 import tarfile
 from pathlib import Path
 
-from distill.oci.image import (
+from distill.image.build import (
     BuiltImage,
     HistoryEntry,
     ImageConfigSpec,
     Platform,
     build_image,
 )
-from distill.oci.layer import MEDIA_TYPE_LAYER, Compression, LayerBlob, write_layer
-from distill.oci.layout import write_oci_dir
+from distill.image.layer_blob import MEDIA_TYPE_LAYER, Compression, LayerBlob, write_layer
 from distill.rootfs.tree import EntryKind, FsEntry
+from distill.transports.write import write_oci_dir
 
 SDE = 1_700_000_000
 OS_RELEASE = b'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_ID="13"\n'

@@ -42,7 +42,10 @@ from analyze_images import (
     write_docker25_archive,
 )
 from distill.analyze.fsview import FsView, NodeKind, analyse_fsview, build_fsview
-from distill.analyze.source import (
+from distill.errors import DistillError
+from distill.image.build import BuiltImage, ImageConfigSpec, Platform, build_image, build_index
+from distill.image.layer_blob import Compression, write_layer
+from distill.image.partial import (
     SourceRef,
     SourceTransport,
     host_platform,
@@ -50,12 +53,9 @@ from distill.analyze.source import (
     opened,
     parse_source,
 )
-from distill.analyze.stream import sniff_compression
-from distill.errors import DistillError
-from distill.oci.image import BuiltImage, ImageConfigSpec, Platform, build_image, build_index
-from distill.oci.layer import Compression, write_layer
-from distill.oci.layout import write_docker_archive, write_oci_archive, write_oci_dir
+from distill.image.stream import sniff_compression
 from distill.rootfs.tree import EntryKind, FsEntry
+from distill.transports.write import write_docker_archive, write_oci_archive, write_oci_dir
 from registry_fixtures import Registry, registry  # noqa: F401
 
 TAG = "example/app:1"
@@ -783,7 +783,7 @@ def test_a_large_layer_is_streamed(tmp_path: Path, compression: Compression) -> 
     sparse.unlink()
     script = (
         "import sys\n"
-        "from distill.analyze.source import opened\n"
+        "from distill.image.partial import opened\n"
         "from distill.analyze.fsview import build_fsview\n"
         "with opened(sys.argv[1]) as s:\n"
         "    v = build_fsview(s, lambda p, m: 64)\n"

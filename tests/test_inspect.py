@@ -24,11 +24,11 @@ from distill.analyze.inspect import (
     user_id,
 )
 from distill.analyze.render import render_inspect
-from distill.analyze.source import opened
 from distill.errors import DistillError
-from distill.oci.image import BuiltImage
-from distill.oci.layout import write_docker_archive, write_oci_dir
+from distill.image.build import BuiltImage
+from distill.image.partial import opened
 from distill.rootfs.tree import EntryKind, FsEntry
+from distill.transports.write import write_docker_archive, write_oci_dir
 from fat_image import build_fat_image
 from test_lock import run_cli
 

@@ -28,10 +28,10 @@ from distill.analyze.catalog import catalog_view
 from distill.analyze.fsview import SPOOL_ABOVE, SPOOL_HEAD, build_fsview
 from distill.analyze.langpkgs import language_components
 from distill.analyze.packages import CapturedFile
-from distill.analyze.source import opened
-from distill.oci.image import ImageConfigSpec, Platform, build_image
-from distill.oci.layer import Compression, write_layer
-from distill.oci.layout import write_oci_dir
+from distill.image.build import ImageConfigSpec, Platform, build_image
+from distill.image.layer_blob import Compression, write_layer
+from distill.image.partial import opened
+from distill.transports.write import write_oci_dir
 from sbom_fixtures import jar
 
 MiB = 1 << 20
@@ -244,7 +244,7 @@ def test_sigterm_removes_the_spool(tmp_path: Path) -> None:
     script = (
         "import signal, sys, time\n"
         "from distill.cli import _terminate\n"
-        "from distill.analyze.source import opened\n"
+        "from distill.image.partial import opened\n"
         "from distill.analyze.fsview import build_fsview\n"
         "signal.signal(signal.SIGTERM, _terminate)\n"
         "with opened(sys.argv[1]) as source:\n"

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from distill.errors import DistillError
-from distill.oci.image import (
+from distill.image.build import (
     MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST,
     BuiltImage,
@@ -27,8 +27,9 @@ from distill.oci.image import (
     build_index,
     rfc3339,
 )
-from distill.oci.layer import Compression, LayerBlob, write_layer
-from distill.oci.layout import (
+from distill.image.layer_blob import Compression, LayerBlob, write_layer
+from distill.rootfs.tree import EntryKind, FsEntry
+from distill.transports.write import (
     REF_NAME,
     Destination,
     Transport,
@@ -39,7 +40,6 @@ from distill.oci.layout import (
     write_oci_archive,
     write_oci_dir,
 )
-from distill.rootfs.tree import EntryKind, FsEntry
 
 SDE = 1_700_000_000
 BUSYBOX = Path("/bin/busybox")

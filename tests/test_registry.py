@@ -27,7 +27,7 @@ import requests
 
 from distill.download import RetryPolicy
 from distill.errors import DistillError
-from distill.oci.image import (
+from distill.image.build import (
     MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST,
     BuiltImage,
@@ -37,8 +37,7 @@ from distill.oci.image import (
     build_index,
     sha256_digest,
 )
-from distill.oci.layer import Compression, write_layer
-from distill.oci.layout import Destination, Transport, write_image
+from distill.image.layer_blob import Compression, write_layer
 from distill.registry.auth import (
     AUTH_ENV,
     Challenge,
@@ -62,6 +61,7 @@ from distill.registry.reference import (
     parse_reference,
 )
 from distill.rootfs.tree import EntryKind, FsEntry
+from distill.transports.write import Destination, Transport, write_image
 from registry_fixtures import (  # noqa: F401  (the fixtures are used by name)
     IDENTITY_TOKEN,
     READER_PASSWORD,

@@ -23,16 +23,16 @@ import pytest
 
 from analyze_images import SDE, file, fixture_image, run_measuring_peak, simple_image
 from distill.analyze.fsview import build_fsview
-from distill.analyze.source import ImageSource, open_source, opened
 from distill.build import check_output, output_name, parse_output, write_output
 from distill.errors import DistillError
-from distill.oci.image import BuiltImage, ImageConfigSpec, Platform, build_image, build_index
-from distill.oci.layer import Compression, write_layer
-from distill.oci.layout import Destination, Transport, write_oci_archive
+from distill.image.build import BuiltImage, ImageConfigSpec, Platform, build_image, build_index
+from distill.image.layer_blob import Compression, write_layer
+from distill.image.partial import ImageSource, open_source, opened
 from distill.registry.auth import AUTH_ENV, Credentials
 from distill.registry.push import push_image
 from distill.registry.reference import ImageReference
 from distill.rootfs.tree import EntryKind, FsEntry
+from distill.transports.write import Destination, Transport, write_oci_archive
 from registry_fixtures import (  # noqa: F401  (the fixtures are used by name)
     Registry,
     auth_registry,
@@ -258,7 +258,7 @@ def test_layers_are_streamed(tmp_path: Path, registry: Registry) -> None:
     big.unlink()
     script = (
         "import sys\n"
-        "from distill.analyze.source import opened\n"
+        "from distill.image.partial import opened\n"
         "from distill.analyze.fsview import build_fsview\n"
         "with opened(sys.argv[1]) as s:\n"
         "    v = build_fsview(s, lambda p, m: 64)\n"

@@ -38,10 +38,10 @@ from distill.analyze.sbom import (
     to_spdx_json,
 )
 from distill.errors import DistillError
-from distill.oci.image import ImageConfigSpec, Platform, build_image
-from distill.oci.layer import write_layer
-from distill.oci.layout import write_oci_dir
+from distill.image.build import ImageConfigSpec, Platform, build_image
+from distill.image.layer_blob import write_layer
 from distill.rootfs.tree import EntryKind, FsEntry
+from distill.transports.write import write_oci_dir
 from fat_image import build_fat_image
 from sbom_fixtures import (
     BASE_FILES_CONTROL,

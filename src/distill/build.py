@@ -22,8 +22,7 @@ from distill.cache import BlobCache
 from distill.debian.lock import Lock, lock_spec
 from distill.debian.mirror import Mirrors, discover_mirrors
 from distill.errors import DistillError
-from distill.layers import LayerGroup, LayerRole, cached_layer, diff_entries, group_packages
-from distill.oci.image import (
+from distill.image.build import (
     ANNOTATION_PREFIX,
     BuiltImage,
     Descriptor,
@@ -32,9 +31,9 @@ from distill.oci.image import (
     Platform,
     build_index,
 )
-from distill.oci.image import build_image as build_oci_image
-from distill.oci.layer import Compression, LayerBlob
-from distill.oci.layout import Destination, Target, Transport, parse_destination, write_image
+from distill.image.build import build_image as build_oci_image
+from distill.image.layer_blob import Compression, LayerBlob
+from distill.layers import LayerGroup, LayerRole, cached_layer, diff_entries, group_packages
 from distill.registry.auth import Credentials
 from distill.registry.push import check_push_access, push_image
 from distill.registry.reference import ImageReference, is_registry_reference, parse_reference
@@ -45,6 +44,7 @@ from distill.rootfs.tree import EntryKind, FsEntry
 from distill.rootfs.userfiles import file_entries, missing_file, path_entries
 from distill.rootfs.usrmerge import relocate
 from distill.spec import DEBUG_PACKAGE, Accounts, Spec
+from distill.transports.write import Destination, Target, Transport, parse_destination, write_image
 from distill.unpack import Unpacked, fetch_debs, staging_dir, unpack_all
 
 SDE_ENV = "SOURCE_DATE_EPOCH"

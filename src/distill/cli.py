@@ -176,7 +176,7 @@ def build(
     """
     from distill.build import build_image, output_name, parse_output
     from distill.debian.lock import read_lock
-    from distill.oci.layer import Compression
+    from distill.image.layer_blob import Compression
     from distill.spec import load_spec
 
     loaded = load_spec(spec, suite=suite, archs=archs)
@@ -276,7 +276,7 @@ def sbom(
     docker://HOST/REPO:TAG or a path to a layout or archive. SOURCE_DATE_EPOCH, when set,
     is the document's creation time (else the image's), so the output is reproducible.
     """
-    from distill.analyze.source import opened
+    from distill.image.partial import opened
 
     with (
         log.complete_step(f"Cataloguing {image}"),
@@ -340,7 +340,7 @@ def inspect(
     IMAGE is oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE,
     containers-storage:NAME, docker://HOST/REPO:TAG or a path to a layout or archive.
     """
-    from distill.analyze.source import opened
+    from distill.image.partial import opened
 
     with (
         log.complete_step(f"Inspecting {image}"),

@@ -31,7 +31,6 @@ from distill.analyze.langpkgs import (
     language_components,
     npm_package_dir,
 )
-from distill.analyze.model import OS_RELEASE_PATHS, parse_os_release
 from distill.analyze.packages import (
     CapturedFile,
     Catalog,
@@ -41,9 +40,10 @@ from distill.analyze.packages import (
     make_purl,
     text,
 )
-from distill.analyze.tarscan import TarEntry
 from distill.debian.control import parse_stanzas
 from distill.errors import DistillError
+from distill.image.manifest import OS_RELEASE_PATHS, parse_os_release
+from distill.image.tarscan import TarEntry
 
 __all__ = [
     "CapturedFile",

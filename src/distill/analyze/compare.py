@@ -28,9 +28,9 @@ from distill.analyze import catalog as catalog_module
 from distill.analyze.fsview import FsView, NodeKind, analyse_fsview
 from distill.analyze.inspect import InspectReport, exec_kind, inspect_view, inspect_want
 from distill.analyze.packages import Catalog
-from distill.analyze.source import ImageSource, opened
-from distill.analyze.tarscan import TarEntry
 from distill.errors import DistillError
+from distill.image.partial import ImageSource, opened
+from distill.image.tarscan import TarEntry
 
 if TYPE_CHECKING:
     from distill.registry.auth import Credentials

@@ -21,11 +21,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from distill.analyze.fsview import FsNode, FsView, NodeKind, analyse_fsview
-from distill.analyze.model import OS_RELEASE_PATHS, parse_os_release
-from distill.analyze.source import ImageSource, opened
-from distill.analyze.tarscan import TarEntry
 from distill.errors import DistillError
-from distill.oci.image import Platform
+from distill.image.build import Platform
+from distill.image.manifest import OS_RELEASE_PATHS, parse_os_release
+from distill.image.partial import ImageSource, opened
+from distill.image.tarscan import TarEntry
 
 if TYPE_CHECKING:
     from distill.registry.auth import Credentials

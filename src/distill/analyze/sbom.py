@@ -39,9 +39,9 @@ from distill.analyze.licenses import (
     component_licenses,
     spdx_license_expression,
 )
-from distill.analyze.source import ImageSource, opened
 from distill.debian.control import gc_paused
 from distill.errors import DistillError
+from distill.image.partial import ImageSource, opened
 
 if TYPE_CHECKING:
     from distill.registry.auth import Credentials

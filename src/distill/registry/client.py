@@ -28,7 +28,7 @@ import requests
 
 from distill.download import CHUNK_SIZE, DEFAULT_RETRY, RetryPolicy
 from distill.errors import DistillError
-from distill.oci.image import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, sha256_digest
+from distill.image.build import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, sha256_digest
 from distill.registry.auth import Credentials
 from distill.registry.reference import check_digest, check_manifest_reference, check_repository
 from distill.registry.stream import BlobStream

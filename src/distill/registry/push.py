@@ -1,4 +1,4 @@
-"""Push an image built by :mod:`distill.oci` to a registry: ``docker://HOST/REPO:TAG``.
+"""Push an image built by :mod:`distill.image` to a registry: ``docker://HOST/REPO:TAG``.
 
 Order matters to registries, which refuse a manifest listing blobs they do not have:
 every blob (layers and configs) first, in parallel, each skipped when the repository
@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.errors import DistillError
-from distill.oci.image import MEDIA_TYPE_MANIFEST, BuiltImage, Descriptor, ImageIndex
-from distill.oci.layout import Target
+from distill.image.build import MEDIA_TYPE_MANIFEST, BuiltImage, Descriptor, ImageIndex
 from distill.registry.auth import Credentials
 from distill.registry.client import RegistryClient
 from distill.registry.reference import ImageReference, parse_reference
+from distill.transports.write import Target
 
 DEFAULT_PUSH_JOBS = 4
 

@@ -32,7 +32,15 @@ from enum import StrEnum
 from functools import partial
 from typing import TYPE_CHECKING, BinaryIO, Protocol
 
-from distill.analyze.model import (
+from distill.errors import DistillError
+from distill.image.build import (
+    MEDIA_TYPE_CONFIG,
+    MEDIA_TYPE_INDEX,
+    MEDIA_TYPE_MANIFEST,
+    Descriptor,
+    Platform,
+)
+from distill.image.manifest import (
     MEDIA_TYPE_DOCKER_CONFIG,
     MEDIA_TYPE_DOCKER_LIST,
     MEDIA_TYPE_DOCKER_MANIFEST,
@@ -44,15 +52,7 @@ from distill.analyze.model import (
     parse_descriptor,
     short,
 )
-from distill.analyze.stream import FileRange, LayerFiles, LayerStream
-from distill.errors import DistillError
-from distill.oci.image import (
-    MEDIA_TYPE_CONFIG,
-    MEDIA_TYPE_INDEX,
-    MEDIA_TYPE_MANIFEST,
-    Descriptor,
-    Platform,
-)
+from distill.image.stream import FileRange, LayerFiles, LayerStream
 
 if TYPE_CHECKING:
     from distill.registry.auth import Credentials
@@ -450,7 +450,7 @@ def open_source(
     """Open the image ``text`` names, for ``platform`` (default: this host's, or the only
     one). The caller closes it (``ImageSource.close``); see ``opened`` for a ``with``.
     ``tls_verify`` and ``credentials`` are for ``docker://`` images."""
-    from distill.analyze import readers
+    from distill.transports import local as readers
 
     wanted = Platform.parse(platform) if isinstance(platform, str) else platform
     prefix = text.partition(":")[0]
@@ -459,7 +459,7 @@ def open_source(
     else:
         ref = readers.detect_path(text)
     if ref.transport is SourceTransport.DOCKER:
-        from distill.analyze import registry_source  # requests, only when needed
+        from distill.transports import docker as registry_source
 
         return registry_source.open_registry_image(
             ref.path, name=text, platform=wanted, tls_verify=tls_verify, credentials=credentials

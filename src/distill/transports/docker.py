@@ -1,5 +1,5 @@
 """``docker://HOST/REPO:TAG`` and ``docker://HOST/REPO@DIGEST``: a registry as the
-``BlobStore`` behind :class:`~distill.analyze.source.ManifestImage`.
+``BlobStore`` behind :class:`~distill.image.partial.ManifestImage`.
 
 What comes from where, and what checks it:
 
@@ -28,8 +28,8 @@ from __future__ import annotations
 import io
 from typing import BinaryIO, cast
 
-from distill.analyze.source import INDEX_TYPES, MANIFEST_TYPES, ManifestImage
-from distill.oci.image import Descriptor, Platform
+from distill.image.build import Descriptor, Platform
+from distill.image.partial import INDEX_TYPES, MANIFEST_TYPES, ManifestImage
 from distill.registry.auth import Credentials
 from distill.registry.client import Manifest, RegistryClient
 from distill.registry.reference import ImageReference, parse_reference

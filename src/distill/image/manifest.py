@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from distill.errors import DistillError
-from distill.oci.image import Descriptor, Platform
+from distill.image.build import Descriptor, Platform
 
 MEDIA_TYPE_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MEDIA_TYPE_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"

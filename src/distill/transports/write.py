@@ -45,14 +45,14 @@ from typing import IO, BinaryIO, Protocol
 
 from distill.errors import DistillError
 from distill.fsutil import atomic_path
-from distill.oci.image import (
+from distill.image.build import (
     MEDIA_TYPE_INDEX,
     BuiltImage,
     Descriptor,
     ImageIndex,
     canonical_json,
 )
-from distill.oci.layer import CHUNK, LayerBlob, decompressed
+from distill.image.layer_blob import CHUNK, LayerBlob, decompressed
 
 REF_NAME = "org.opencontainers.image.ref.name"
 DEFAULT_REF = "latest"

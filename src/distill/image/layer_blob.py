@@ -39,7 +39,7 @@ from typing import IO, Any, BinaryIO, Protocol
 from isal import isal_zlib
 
 from distill.errors import DistillError
-from distill.oci.compression import CHUNK, MEDIA_TYPE_LAYER, Compression, decompressed
+from distill.image.compression import CHUNK, MEDIA_TYPE_LAYER, Compression, decompressed
 from distill.rootfs.tree import EntryKind, FsEntry
 
 __all__ = [

@@ -17,7 +17,10 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
-from distill.analyze.model import (
+from distill.errors import DistillError
+from distill.image.build import Descriptor, Platform, sha256_digest
+from distill.image.compression import Compression
+from distill.image.manifest import (
     MEDIA_TYPE_DOCKER_CONFIG,
     MEDIA_TYPE_DOCKER_LAYER,
     ImageConfig,
@@ -29,7 +32,7 @@ from distill.analyze.model import (
     parse_descriptor,
     short,
 )
-from distill.analyze.source import (
+from distill.image.partial import (
     INDEX_TYPES,
     MANIFEST_TYPES,
     MAX_JSON_BLOB,
@@ -40,11 +43,8 @@ from distill.analyze.source import (
     check_platform,
     read_json_blob,
 )
-from distill.analyze.stream import FileRange, LayerFiles, LayerStream, sniff_compression
-from distill.analyze.tarscan import TarFormatError, TarScanner, TarTruncated
-from distill.errors import DistillError
-from distill.oci.compression import Compression
-from distill.oci.image import Descriptor, Platform, sha256_digest
+from distill.image.stream import FileRange, LayerFiles, LayerStream, sniff_compression
+from distill.image.tarscan import TarFormatError, TarScanner, TarTruncated
 
 REF_ANNOTATIONS = ("org.opencontainers.image.ref.name", "io.containerd.image.name")
 _HEX_NAME = re.compile(r"(?:.*/)?(?:blobs/sha256/)?([0-9a-f]{64})(?:\.json|\.tar)?")

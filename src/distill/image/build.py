@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from distill.errors import DistillError
 
 if TYPE_CHECKING:  # only annotations: reading an image does not load the layer writer
-    from distill.oci.layer import LayerBlob
+    from distill.image.layer_blob import LayerBlob
 
 MEDIA_TYPE_CONFIG = "application/vnd.oci.image.config.v1+json"
 MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
