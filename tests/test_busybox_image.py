@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from analyze_images import SDE
-from distill.image.build import ImageConfigSpec, Platform, build_image
+from distill.image.build import ImageConfigSpec, build_image
 from distill.image.layer_blob import Compression, write_layer
+from distill.image.platform import Platform
 from distill.rootfs.tree import EntryKind, FsEntry
-from distill.transports.write import write_docker_archive
+from distill.transports._write import write_docker_archive
 from test_lock import run_cli
 from test_sbom import deb_packages, trivy_image
 

@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from analyze_images import ADDED, SDE, elf, file, fixture_image, hardlink, simple_image, symlink
+from analyze_images import (
+    ADDED,
+    SDE,
+    elf,
+    file,
+    fixture_image,
+    hardlink,
+    opened,
+    simple_image,
+    symlink,
+)
 from distill.analyze.inspect import (
     AttackSurface,
     InspectReport,
@@ -25,10 +35,9 @@ from distill.analyze.inspect import (
 )
 from distill.analyze.render import render_inspect
 from distill.errors import DistillError
-from distill.image.build import BuiltImage
-from distill.image.partial import opened
+from distill.image.model import Image as BuiltImage
 from distill.rootfs.tree import EntryKind, FsEntry
-from distill.transports.write import write_docker_archive, write_oci_dir
+from distill.transports._write import write_docker_archive, write_oci_dir
 from fat_image import build_fat_image
 from test_lock import run_cli
 

@@ -38,10 +38,11 @@ from distill.analyze.sbom import (
     to_spdx_json,
 )
 from distill.errors import DistillError
-from distill.image.build import ImageConfigSpec, Platform, build_image
+from distill.image.build import ImageConfigSpec, build_image
 from distill.image.layer_blob import write_layer
+from distill.image.platform import Platform
 from distill.rootfs.tree import EntryKind, FsEntry
-from distill.transports.write import write_oci_dir
+from distill.transports._write import write_oci_dir
 from fat_image import build_fat_image
 from sbom_fixtures import (
     BASE_FILES_CONTROL,

@@ -42,8 +42,8 @@ from distill.analyze.packages import (
 )
 from distill.debian.control import parse_stanzas
 from distill.errors import DistillError
-from distill.image.manifest import OS_RELEASE_PATHS, parse_os_release
 from distill.image.tarscan import TarEntry
+from distill.rootfs.osrelease import OS_RELEASE_PATHS, parse_os_release
 
 __all__ = [
     "CapturedFile",

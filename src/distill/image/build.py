@@ -7,8 +7,6 @@ timestamp is ``source_date_epoch``; nothing reads the clock or the host.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -16,84 +14,23 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from distill.errors import DistillError
+from distill.image.descriptor import Descriptor
+from distill.image.digest import canonical_json
+from distill.image.layer import Layer
+from distill.image.manifest import parse_config
+from distill.image.mediatypes import MEDIA_TYPE_CONFIG, MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST
+from distill.image.model import Image, Index, assemble_image
+from distill.image.platform import Platform
 
 if TYPE_CHECKING:  # only annotations: reading an image does not load the layer writer
     from distill.image.layer_blob import LayerBlob
 
-MEDIA_TYPE_CONFIG = "application/vnd.oci.image.config.v1+json"
-MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_TYPE_INDEX = "application/vnd.oci.image.index.v1+json"
-
 ANNOTATION_PREFIX = "org.opencontainers.image."
-
-# Debian architecture -> (OCI architecture, variant): the names container runtimes match.
-_DEBIAN_ARCHES: dict[str, tuple[str, str | None]] = {
-    "amd64": ("amd64", None),
-    "arm64": ("arm64", "v8"),
-    "armhf": ("arm", "v7"),
-    "armel": ("arm", "v5"),
-    "i386": ("386", None),
-    "ppc64el": ("ppc64le", None),
-    "s390x": ("s390x", None),
-    "riscv64": ("riscv64", None),
-    "mips64el": ("mips64le", None),
-    "loong64": ("loong64", None),
-}
-# The variant a platform string means when it names none (as containerd normalises them).
-_DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7"}
-
-
-def canonical_json(value: object) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def sha256_digest(data: bytes) -> str:
-    return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
 def rfc3339(epoch: int) -> str:
     """``epoch`` as an RFC 3339 UTC timestamp with second precision."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-@dataclass(frozen=True, slots=True)
-class Platform:
-    architecture: str
-    os: str = "linux"
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        """``os/arch[/variant]`` or ``arch``; arm64 means arm64/v8 and arm means arm/v7."""
-        parts = text.strip().split("/")
-        if len(parts) == 1:
-            parts = ["linux", *parts]
-        if not 2 <= len(parts) <= 3 or not all(parts):
-            raise DistillError(
-                f"not a platform: {text!r}", hint="write it as os/arch[/variant], e.g. linux/arm64"
-            )
-        variant = parts[2] if len(parts) == 3 else _DEFAULT_VARIANTS.get(parts[1])
-        return cls(architecture=parts[1], os=parts[0], variant=variant)
-
-    @classmethod
-    def from_debian(cls, arch: str) -> Platform:
-        try:
-            architecture, variant = _DEBIAN_ARCHES[arch]
-        except KeyError:
-            raise DistillError(
-                f"no OCI platform for Debian architecture {arch!r}",
-                hint="supported: " + ", ".join(sorted(_DEBIAN_ARCHES)),
-            ) from None
-        return cls(architecture=architecture, variant=variant)
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-    def to_json(self) -> dict[str, str]:
-        out = {"architecture": self.architecture, "os": self.os}
-        if self.variant:
-            out["variant"] = self.variant
-        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,67 +93,6 @@ class ImageConfigSpec:
         out = {ANNOTATION_PREFIX + k: v for k, v in named.items() if v is not None}
         out.update(self.annotations)
         return out
-
-
-@dataclass(frozen=True, slots=True)
-class Descriptor:
-    media_type: str
-    digest: str
-    size: int
-    platform: Platform | None = None
-    annotations: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, media_type: str, data: bytes, platform: Platform | None = None) -> Descriptor:
-        return cls(media_type, sha256_digest(data), len(data), platform)
-
-    @property
-    def hex(self) -> str:
-        return self.digest.removeprefix("sha256:")
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "mediaType": self.media_type,
-            "digest": self.digest,
-            "size": self.size,
-        }
-        if self.platform is not None:
-            out["platform"] = self.platform.to_json()
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class BuiltImage:
-    """One platform's image: the config and manifest bytes exactly as digested, and the
-    layer blobs the manifest lists."""
-
-    platform: Platform
-    config: bytes
-    manifest: bytes
-    layers: tuple[LayerBlob, ...]
-
-    @property
-    def config_descriptor(self) -> Descriptor:
-        return Descriptor.of(MEDIA_TYPE_CONFIG, self.config)
-
-    @property
-    def descriptor(self) -> Descriptor:
-        """The manifest's descriptor, with the platform (as an index lists it)."""
-        return Descriptor.of(MEDIA_TYPE_MANIFEST, self.manifest, self.platform)
-
-
-@dataclass(frozen=True, slots=True)
-class ImageIndex:
-    """A multi-platform image: the index bytes and the images it lists, in its order."""
-
-    images: tuple[BuiltImage, ...]
-    index: bytes
-
-    @property
-    def descriptor(self) -> Descriptor:
-        return Descriptor.of(MEDIA_TYPE_INDEX, self.index)
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -320,13 +196,13 @@ def build_config(
 
 
 def build_manifest(
-    config: bytes, layers: Sequence[LayerBlob], annotations: Mapping[str, str] | None = None
+    config: bytes, layers: Sequence[Layer], annotations: Mapping[str, str] | None = None
 ) -> bytes:
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": MEDIA_TYPE_MANIFEST,
         "config": Descriptor.of(MEDIA_TYPE_CONFIG, config).to_json(),
-        "layers": [Descriptor(b.media_type, b.digest, b.size).to_json() for b in layers],
+        "layers": [layer.descriptor.to_json() for layer in layers],
     }
     if annotations:
         manifest["annotations"] = dict(annotations)
@@ -336,26 +212,33 @@ def build_manifest(
 def build_image(
     spec: ImageConfigSpec,
     platform: Platform,
-    layers: Sequence[LayerBlob],
+    layers: Sequence[LayerBlob | Layer],
     *,
     source_date_epoch: int,
     history: Sequence[HistoryEntry] | None = None,
-) -> BuiltImage:
+) -> Image:
     """Config and manifest for ``layers`` (bottom first), annotated from ``spec``."""
+    parts = [layer if isinstance(layer, Layer) else layer.layer() for layer in layers]
     config = build_config(
         spec,
         platform,
-        [b.diff_id for b in layers],
+        [layer.diff_id for layer in parts],
         source_date_epoch=source_date_epoch,
         history=history,
     )
-    manifest = build_manifest(config, layers, spec.manifest_annotations(source_date_epoch))
-    return BuiltImage(platform, config, manifest, tuple(layers))
+    annotations = spec.manifest_annotations(source_date_epoch)
+    config_descriptor = Descriptor.of(MEDIA_TYPE_CONFIG, config)
+    return assemble_image(
+        build_manifest(config, parts, annotations),
+        MEDIA_TYPE_MANIFEST,
+        parse_config(config, config_descriptor.digest, "the image config built"),
+        config_descriptor,
+        parts,
+        annotations,
+    )
 
 
-def build_index(
-    images: Sequence[BuiltImage], annotations: Mapping[str, str] | None = None
-) -> ImageIndex:
+def build_index(images: Sequence[Image], annotations: Mapping[str, str] | None = None) -> Index:
     """An image index over one image per platform, listed in the order given."""
     seen: set[Platform] = set()
     for image in images:
@@ -374,4 +257,16 @@ def build_index(
     }
     if annotations:
         index["annotations"] = dict(annotations)
-    return ImageIndex(tuple(images), canonical_json(index))
+    return index_of(canonical_json(index), MEDIA_TYPE_INDEX, images, annotations)
+
+
+def index_of(
+    data: bytes,
+    media_type: str,
+    children: Sequence[Image | Index],
+    annotations: Mapping[str, str] | None = None,
+) -> Index:
+    """An ``Index`` whose entries are ``children``, in memory already."""
+    by_digest = {child.digest: child for child in children}
+    entries = tuple(child.descriptor for child in children)
+    return Index(data, media_type, entries, lambda d: by_digest[d.digest], dict(annotations or {}))

@@ -7,59 +7,14 @@ uses and names the blob (and the file it is in) when something is wrong.
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from distill.errors import DistillError
-from distill.image.build import Descriptor, Platform
-
-MEDIA_TYPE_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MEDIA_TYPE_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MEDIA_TYPE_DOCKER_CONFIG = "application/vnd.docker.container.image.v1+json"
-MEDIA_TYPE_DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar"
-
-# Digests we can check. Anything else (sha512, or a path smuggled into a digest) is refused
-# before it is used to name a file.
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
-
-
-def short(digest: str | None) -> str:
-    """``sha256:0123456789ab`` — enough to tell layers apart in a message."""
-    return digest[:19] if digest else "no digest"
-
-
-def check_digest(value: object, where: str) -> str:
-    if not isinstance(value, str) or not _DIGEST.fullmatch(value):
-        raise DistillError(
-            f"{where}: {value!r} is not a sha256 digest",
-            hint="distill reads images whose blobs are named sha256:<64 hex digits>",
-        )
-    return value
-
-
-# etc/os-release is usually a symlink to usr/lib/os-release, so the file is often only there.
-OS_RELEASE_PATHS = ("etc/os-release", "usr/lib/os-release")
-
-
-_ASSIGNMENT = re.compile(r"^([A-Z0-9_]+)=(.*)$")
-
-
-def parse_os_release(text: str) -> dict[str, str]:
-    """``KEY=value`` lines with shell quoting, as os-release(5) specifies."""
-    values: dict[str, str] = {}
-    for line in text.splitlines():
-        match = _ASSIGNMENT.match(line.strip())
-        if not match:
-            continue
-        key, value = match.groups()
-        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
-            value = value[1:-1]
-            if line.strip()[len(key) + 1] == '"':
-                value = re.sub(r"\\([\\$\"`])", r"\1", value)
-        values[key] = value
-    return values
+from distill.image.descriptor import Descriptor
+from distill.image.digest import check_digest, short
+from distill.image.platform import Platform, normal_platform
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,35 +181,3 @@ def parse_config(raw: bytes, digest: str, where: str) -> ImageConfig:
         diff_ids=diff_ids,
         history=_history(data.get("history"), where),
     )
-
-
-def normal_platform(arch: str, os_name: str, variant: str | None) -> Platform:
-    """A platform as ``Platform.parse`` would spell it, so ``arm64`` equals ``arm64/v8``."""
-    if variant:
-        return Platform(architecture=arch, os=os_name, variant=variant)
-    return Platform.parse(f"{os_name}/{arch}") if arch and os_name else Platform(arch, os_name)
-
-
-def parse_descriptor(value: object, where: str) -> Descriptor:
-    if not isinstance(value, dict):
-        raise DistillError(f"{where}: a descriptor is not an object", hint="the image is damaged")
-    media_type = value.get("mediaType")
-    size = value.get("size")
-    if not isinstance(media_type, str) or not isinstance(size, int) or size < 0:
-        raise DistillError(
-            f"{where}: a descriptor lacks a mediaType or a size", hint="the image is damaged"
-        )
-    digest = check_digest(value.get("digest"), where)
-    platform = None
-    raw_platform = value.get("platform")
-    if isinstance(raw_platform, dict):
-        platform = normal_platform(
-            str(raw_platform.get("architecture", "")),
-            str(raw_platform.get("os", "")),
-            raw_platform.get("variant") if isinstance(raw_platform.get("variant"), str) else None,
-        )
-    annotations = value.get("annotations")
-    notes = (
-        {str(k): str(v) for k, v in annotations.items()} if isinstance(annotations, dict) else {}
-    )
-    return Descriptor(media_type, digest, size, platform, notes)

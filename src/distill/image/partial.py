@@ -1,144 +1,39 @@
-"""Where an image to analyse comes from: references named like skopeo's, one reader interface.
+"""Images from content-addressed blobs, and the analysers' view of an image.
 
-``oci:DIR[:REF]``, ``oci-archive:FILE[:REF]``
-    An OCI image layout, as a directory or a tar. ``REF`` matches the
-    ``org.opencontainers.image.ref.name`` (or containerd's ``io.containerd.image.name``)
-    annotation in ``index.json``; without it the layout must hold one image.
-``docker-archive:FILE[:NAME:TAG|:@N]``
-    A ``docker save`` / ``podman save`` tar: the classic format (``manifest.json`` with
-    ``<id>/layer.tar`` or ``<hex>.tar`` layers) and the one docker 25+ writes, an OCI layout
-    beside ``manifest.json``.
-``containers-storage:NAME``
-    An image in podman's local storage, saved to a temporary docker-archive with podman.
-``docker://HOST/REPO:TAG`` or ``docker://HOST/REPO@DIGEST``
-    A registry, through ``distill.registry.client`` (``analyze.registry_source``).
+A source that offers blobs by digest (an OCI layout, a docker 25+ archive, a registry)
+implements only ``BlobStore``; ``load_top`` makes the ``Image`` or ``Index`` a descriptor
+names out of it, reading and checking every small blob (index, manifest, config) and
+leaving the layers to be read, checked, when opened.
 
-A path without a transport is recognised by its contents: a directory with ``oci-layout``,
-or a tar with ``manifest.json`` (docker-archive) or ``index.json`` (oci-archive).
-
-Every reader implements ``ImageSource``. Readers whose images are manifests and blobs (OCI
-layouts, docker 25+ archives, registries) implement only ``BlobStore`` and get the rest from
-``ManifestImage``: platform selection, digest checks, config parsing.
+``ImageSource`` is what the analysers (inspect, sbom, compare) read: one platform's
+``Image``, its layers opened as ``LayerStream``s whose files are hashed on a second thread
+from the moment the image is opened (``LayerFiles``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import platform as host
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
-from enum import StrEnum
 from functools import partial
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import BinaryIO, Protocol
 
 from distill.errors import DistillError
-from distill.image.build import (
-    MEDIA_TYPE_CONFIG,
-    MEDIA_TYPE_INDEX,
-    MEDIA_TYPE_MANIFEST,
-    Descriptor,
-    Platform,
-)
+from distill.image.descriptor import Descriptor, parse_descriptor
+from distill.image.digest import canonical_json, short
+from distill.image.layer import Layer
 from distill.image.manifest import (
-    MEDIA_TYPE_DOCKER_CONFIG,
-    MEDIA_TYPE_DOCKER_LIST,
-    MEDIA_TYPE_DOCKER_MANIFEST,
     ImageConfig,
     ImageManifest,
     LayerDescriptor,
     load_json_object,
     parse_config,
-    parse_descriptor,
-    short,
 )
+from distill.image.mediatypes import CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES, MEDIA_TYPE_INDEX
+from distill.image.model import Image, Index, Top, assemble_image, check_platform
+from distill.image.platform import Platform
 from distill.image.stream import FileRange, LayerFiles, LayerStream
 
-if TYPE_CHECKING:
-    from distill.registry.auth import Credentials
-
 MAX_JSON_BLOB = 16 << 20  # an index, manifest or config larger than this is not one
-INDEX_TYPES = frozenset({MEDIA_TYPE_INDEX, MEDIA_TYPE_DOCKER_LIST})
-MANIFEST_TYPES = frozenset({MEDIA_TYPE_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST})
-CONFIG_TYPES = frozenset({MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_CONFIG})
-_NESTING = 3  # indexes inside indexes (buildx, docker 29) go this deep at most
-
-_HOST_ARCHES = {
-    "x86_64": "amd64",
-    "amd64": "amd64",
-    "aarch64": "arm64",
-    "arm64": "arm64",
-    "armv7l": "arm",
-    "i686": "386",
-    "i386": "386",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-    "riscv64": "riscv64",
-}
-
-
-def host_platform() -> Platform:
-    machine = host.machine().lower()
-    return Platform.parse(f"linux/{_HOST_ARCHES.get(machine, machine)}")
-
-
-class SourceTransport(StrEnum):
-    OCI = "oci"
-    OCI_ARCHIVE = "oci-archive"
-    DOCKER_ARCHIVE = "docker-archive"
-    CONTAINERS_STORAGE = "containers-storage"
-    DOCKER = "docker"
-
-
-@dataclass(frozen=True, slots=True)
-class SourceRef:
-    """A parsed image reference. ``path`` is the directory or file, the storage image name,
-    or for ``docker`` the registry reference (``HOST/REPO:TAG`` or ``HOST/REPO@DIGEST``)."""
-
-    transport: SourceTransport
-    path: str
-    ref: str | None = None
-
-    def __str__(self) -> str:
-        if self.transport is SourceTransport.DOCKER:
-            return f"docker://{self.path}"
-        return f"{self.transport}:{self.path}" + (f":{self.ref}" if self.ref else "")
-
-
-_TRANSPORT_HINT = (
-    "write oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE, "
-    "containers-storage:NAME or docker://HOST/REPO:TAG"
-)
-
-
-def parse_source(text: str) -> SourceRef:
-    """Parse a reference; as with skopeo, a path ends at its first ``:``. A bare path is
-    returned as ``oci`` or an archive transport only by ``open_source``, which looks at it."""
-    if text.startswith("docker://"):
-        name = text.removeprefix("docker://")
-        if not name or "/" not in name.strip("/"):
-            raise DistillError(f"{text!r} names no repository", hint="write docker://HOST/REPO:TAG")
-        return SourceRef(SourceTransport.DOCKER, name)
-    prefix, sep, rest = text.partition(":")
-    try:
-        transport = SourceTransport(prefix) if sep else None
-    except ValueError:
-        transport = None
-    if transport is None or transport is SourceTransport.DOCKER:
-        raise DistillError(f"not an image reference: {text!r}", hint=_TRANSPORT_HINT)
-    if transport is SourceTransport.CONTAINERS_STORAGE:
-        if not rest:
-            raise DistillError(f"{text!r} names no image", hint="write containers-storage:NAME")
-        return SourceRef(transport, rest)
-    path, sep, ref = rest.partition(":")
-    if not path:
-        raise DistillError(f"{text!r} names no path", hint=f"write {prefix}:PATH")
-    if sep and not ref:
-        raise DistillError(
-            f"{text!r} ends with ':' but names no reference",
-            hint=f"write {prefix}:{path}:REF, or leave out the ':'",
-        )
-    return SourceRef(transport, path, ref or None)
 
 
 # --- the interface -----------------------------------------------------------------------
@@ -213,76 +108,160 @@ def read_json_blob(store: BlobStore, descriptor: Descriptor, what: str) -> bytes
     return data
 
 
-# --- platform choice ---------------------------------------------------------------------
-
-
-def _is_attestation(descriptor: Descriptor) -> bool:
-    platform = descriptor.platform
-    return (platform is not None and platform.os == "unknown") or (
-        "vnd.docker.reference.type" in descriptor.annotations
-    )
-
-
-def platform_matches(wanted: Platform, offered: Platform) -> bool:
-    if (wanted.os, wanted.architecture) != (offered.os, offered.architecture):
-        return False
-    return wanted.variant is None or offered.variant in (None, wanted.variant)
-
-
-def choose_platform(
-    candidates: list[Descriptor], wanted: Platform | None, where: str
-) -> Descriptor:
-    """The manifest for ``wanted`` (default: this host; or the only platform there is)."""
-    usable = [d for d in candidates if not _is_attestation(d)]
-    if not usable:
-        raise DistillError(f"{where} lists no image manifests", hint="the index is empty")
-    target = wanted or host_platform()
-    for descriptor in usable:
-        if descriptor.platform is None or platform_matches(target, descriptor.platform):
-            return descriptor
-    if wanted is None and len(usable) == 1:
-        return usable[0]  # inspecting needs no matching CPU: take the only image there is
-    offered = ", ".join(str(d.platform) for d in usable)
-    raise DistillError(
-        f"{where} has no image for {target}; it has {offered}",
-        hint="choose one with --platform, e.g. --platform " + str(usable[0].platform),
-    )
-
-
 # --- manifests and blobs -----------------------------------------------------------------
 
 
-class ManifestImage:
-    """An ``ImageSource`` over a ``BlobStore``, starting at the descriptor of a manifest or
-    an index (or at a list of them, which is then the index). Everything small is read and
-    checked here; layers are read when opened."""
+# --- manifests and indexes from blobs --------------------------------------------------
+
+
+def load_top(store: BlobStore, top: Descriptor | Sequence[Descriptor], name: str) -> Top:
+    """The image or index ``top`` names; a list of descriptors (a layout's ``index.json``
+    naming several images) is taken as an index over them."""
+    if isinstance(top, Descriptor):
+        if top.media_type in INDEX_TYPES:
+            return load_index(store, top, name)
+        return load_image(store, top, name)
+    entries = tuple(top)
+    document = {
+        "schemaVersion": 2,
+        "mediaType": MEDIA_TYPE_INDEX,
+        "manifests": [entry.to_json() for entry in entries],
+    }
+    return Index(
+        canonical_json(document),
+        MEDIA_TYPE_INDEX,
+        entries,
+        _loader(store, name),
+        where="index.json",
+    )
+
+
+def _loader(store: BlobStore, name: str) -> Callable[[Descriptor], Top]:
+    loaded: dict[str, Top] = {}
+
+    def load(entry: Descriptor) -> Top:
+        if entry.digest not in loaded:
+            if entry.media_type in INDEX_TYPES:
+                loaded[entry.digest] = load_index(store, entry, name)
+            else:
+                loaded[entry.digest] = load_image(store, entry, name)
+        return loaded[entry.digest]
+
+    return load
+
+
+def load_index(store: BlobStore, descriptor: Descriptor, name: str) -> Index:
+    where = f"index {short(descriptor.digest)} at {store.where(descriptor.digest)}"
+    raw = read_json_blob(store, descriptor, "index")
+    data = load_json_object(raw, where)
+    manifests = data.get("manifests")
+    if not isinstance(manifests, list):
+        raise DistillError(f"{where} has no manifests list", hint="the index is damaged")
+    entries = tuple(parse_descriptor(item, where) for item in manifests)
+    notes = data.get("annotations")
+    return Index(
+        raw,
+        str(data.get("mediaType") or descriptor.media_type),
+        entries,
+        _loader(store, name),
+        {str(k): str(v) for k, v in notes.items()} if isinstance(notes, dict) else {},
+        where=where,
+    )
+
+
+def load_image(store: BlobStore, chosen: Descriptor, name: str) -> Image:
+    """The image whose manifest ``chosen`` describes: manifest and config read and checked,
+    layers described (and read only when opened)."""
+    where = f"manifest {short(chosen.digest)} at {store.where(chosen.digest)}"
+    if chosen.media_type not in MANIFEST_TYPES:
+        raise DistillError(
+            f"{where} has media type {chosen.media_type!r}, which is not an image manifest",
+            hint="distill reads OCI and docker schema 2 images",
+        )
+    raw = read_json_blob(store, chosen, "manifest")
+    data = load_json_object(raw, where)
+    if data.get("schemaVersion") != 2:
+        raise DistillError(
+            f"{where} is schema version {data.get('schemaVersion')!r}, not 2",
+            hint="docker schema 1 images are obsolete; pull and push the image again",
+        )
+    config_desc = parse_descriptor(data.get("config"), f"{where} config")
+    if config_desc.media_type not in CONFIG_TYPES:
+        raise DistillError(
+            f"{where} is not a container image: its config is {config_desc.media_type!r}",
+            hint="this is another kind of OCI artifact (a chart, a signature, ...)",
+        )
+    config_where = f"config {short(config_desc.digest)} at "
+    config_where += store.where(config_desc.digest)
+    config = parse_config(
+        read_json_blob(store, config_desc, "config"), config_desc.digest, config_where
+    )
+    raw_layers = data.get("layers")
+    if not isinstance(raw_layers, list):
+        raise DistillError(f"{where} has no layers list", hint="the manifest is damaged")
+    descriptors = [parse_descriptor(item, f"{where} layers") for item in raw_layers]
+    check_layer_count(len(descriptors), config, where)
+    origin = getattr(store, "origin", None)
+    layers = [
+        Layer(
+            media_type=d.media_type,
+            digest=d.digest,
+            size=d.size,
+            diff_id=config.diff_ids[i],
+            where=store.where(d.digest),
+            opener=partial(store.open_blob, d.bare()),
+            file=partial(store.open_file, d.bare()),
+            origin=origin,
+        )
+        for i, d in enumerate(descriptors)
+    ]
+    notes = data.get("annotations")
+    image = assemble_image(
+        raw,
+        str(data.get("mediaType") or chosen.media_type),
+        config,
+        config_desc,
+        layers,
+        {str(k): str(v) for k, v in notes.items()} if isinstance(notes, dict) else {},
+    )
+    return image
+
+
+def check_layer_count(count: int, config: ImageConfig, where: str) -> None:
+    if count != len(config.diff_ids):
+        raise DistillError(
+            f"{where} lists {count} layers but its config has {len(config.diff_ids)} diff_ids",
+            hint="the manifest and config do not belong together; the image is damaged",
+        )
+
+
+def select(top: Top, wanted: Platform | None, name: str) -> Image:
+    """The image of ``top`` for ``wanted`` (default: this host's, or the only one)."""
+    image = top.select(wanted, name) if isinstance(top, Index) else top
+    check_platform(image, wanted, name)
+    return image
+
+
+class ImageReader:
+    """An ``ImageSource`` over one platform's ``Image`` of ``top``. Its layers that are
+    files are opened now, so that hashing them starts now (see ``LayerFiles``)."""
 
     def __init__(
         self,
-        store: BlobStore,
-        top: Descriptor | Sequence[Descriptor],
+        top: Top,
         *,
         name: str,
         platform: Platform | None = None,
         on_close: Callable[[], None] | None = None,
     ) -> None:
-        self._store = store
         self._name = name
         self._on_close = on_close
         self._layer_files = LayerFiles({})
         try:
-            self._platforms, chosen = self._resolve(top, platform)
-            self._manifest, self._config = self._load(chosen, platform)
-            # Opened now so that hashing them starts now (see LayerFiles).
+            self.image = select(top, platform, name)
+            self._platforms = top.platforms() if isinstance(top, Index) else (self.image.platform,)
             self._layer_files = LayerFiles.open(
-                {
-                    layer.index: partial(
-                        self._store.open_file,
-                        Descriptor(layer.media_type, layer.digest, layer.size),
-                    )
-                    for layer in self._manifest.layers
-                    if layer.digest is not None
-                }
+                {i: layer.file for i, layer in enumerate(self.image.layers)}
             )
         except BaseException:
             self.close()
@@ -294,190 +273,25 @@ class ManifestImage:
 
     @property
     def manifest(self) -> ImageManifest:
-        return self._manifest
+        return self.image.manifest
 
     @property
     def config(self) -> ImageConfig:
-        return self._config
+        return self.image.config
 
     def platforms(self) -> tuple[Platform, ...]:
         return self._platforms
 
     def layers(self) -> Iterator[LayerDescriptor]:
-        return iter(self._manifest.layers)
+        return iter(self.image.manifest.layers)
 
     def open_layer(self, layer: LayerDescriptor) -> LayerStream:
-        if layer.digest is None:
-            raise DistillError(f"{layer.label} has no digest to fetch it by")
-        descriptor = Descriptor(layer.media_type, layer.digest, layer.size)
-        return self._layer_files.stream(layer, partial(self._store.open_blob, descriptor))
+        return self._layer_files.stream(layer, self.image.layers[layer.index].opener)
 
     def close(self) -> None:
         try:
             self._layer_files.close()
-            self._store.close()
         finally:
             if self._on_close is not None:
                 self._on_close()
                 self._on_close = None
-
-    def _resolve(
-        self, top: Descriptor | Sequence[Descriptor], wanted: Platform | None
-    ) -> tuple[tuple[Platform, ...], Descriptor]:
-        """Follow indexes down to one manifest; also collect what platforms there are."""
-        if isinstance(top, Descriptor):
-            if top.media_type not in INDEX_TYPES:
-                return (), top
-            where = f"index {short(top.digest)} at {self._store.where(top.digest)}"
-            entries = self._flatten(top, where, 0)
-        else:  # the entries of an index that is not a blob (a layout's index.json)
-            where = "index.json"
-            entries = []
-            for descriptor in top:
-                if descriptor.media_type in INDEX_TYPES:
-                    entries.extend(self._flatten(descriptor, where, 1))
-                elif descriptor.media_type in MANIFEST_TYPES:
-                    entries.append(descriptor)
-        chosen = choose_platform(entries, wanted, f"{self._name} ({where})")
-        platforms = tuple(
-            d.platform for d in entries if d.platform is not None and not _is_attestation(d)
-        )
-        return platforms, chosen
-
-    def _flatten(self, index: Descriptor, where: str, depth: int) -> list[Descriptor]:
-        if depth >= _NESTING:
-            raise DistillError(f"{where}: indexes nest deeper than {_NESTING} levels")
-        data = load_json_object(read_json_blob(self._store, index, "index"), where)
-        manifests = data.get("manifests")
-        if not isinstance(manifests, list):
-            raise DistillError(f"{where} has no manifests list", hint="the index is damaged")
-        found: list[Descriptor] = []
-        for item in manifests:
-            descriptor = parse_descriptor(item, where)
-            if descriptor.media_type in INDEX_TYPES:
-                found.extend(self._flatten(descriptor, where, depth + 1))
-            elif descriptor.media_type in MANIFEST_TYPES:
-                found.append(descriptor)
-        return found
-
-    def _load(
-        self, chosen: Descriptor, wanted: Platform | None
-    ) -> tuple[ImageManifest, ImageConfig]:
-        where = f"manifest {short(chosen.digest)} at {self._store.where(chosen.digest)}"
-        if chosen.media_type not in MANIFEST_TYPES:
-            raise DistillError(
-                f"{where} has media type {chosen.media_type!r}, which is not an image manifest",
-                hint="distill reads OCI and docker schema 2 images",
-            )
-        raw = read_json_blob(self._store, chosen, "manifest")
-        data = load_json_object(raw, where)
-        if data.get("schemaVersion") != 2:
-            raise DistillError(
-                f"{where} is schema version {data.get('schemaVersion')!r}, not 2",
-                hint="docker schema 1 images are obsolete; pull and push the image again",
-            )
-        config_desc = parse_descriptor(data.get("config"), f"{where} config")
-        if config_desc.media_type not in CONFIG_TYPES:
-            raise DistillError(
-                f"{where} is not a container image: its config is {config_desc.media_type!r}",
-                hint="this is another kind of OCI artifact (a chart, a signature, ...)",
-            )
-        config_where = f"config {short(config_desc.digest)} at "
-        config_where += self._store.where(config_desc.digest)
-        config = parse_config(
-            read_json_blob(self._store, config_desc, "config"), config_desc.digest, config_where
-        )
-        raw_layers = data.get("layers")
-        if not isinstance(raw_layers, list):
-            raise DistillError(f"{where} has no layers list", hint="the manifest is damaged")
-        descriptors = [parse_descriptor(item, f"{where} layers") for item in raw_layers]
-        check_layer_count(len(descriptors), config, where)
-        layers = tuple(
-            LayerDescriptor(
-                index=i,
-                media_type=d.media_type,
-                size=d.size,
-                digest=d.digest,
-                diff_id=config.diff_ids[i],
-                location=self._store.where(d.digest),
-            )
-            for i, d in enumerate(descriptors)
-        )
-        check_platform(config, wanted, self._name)
-        notes = data.get("annotations")
-        manifest = ImageManifest(
-            media_type=str(data.get("mediaType") or chosen.media_type),
-            digest=chosen.digest,
-            raw=raw,
-            config=config_desc,
-            layers=layers,
-            annotations={str(k): str(v) for k, v in notes.items()}
-            if isinstance(notes, dict)
-            else {},
-        )
-        if not self._platforms:
-            self._platforms = (config.platform,)
-        return manifest, config
-
-
-def check_layer_count(count: int, config: ImageConfig, where: str) -> None:
-    if count != len(config.diff_ids):
-        raise DistillError(
-            f"{where} lists {count} layers but its config has {len(config.diff_ids)} diff_ids",
-            hint="the manifest and config do not belong together; the image is damaged",
-        )
-
-
-def check_platform(config: ImageConfig, wanted: Platform | None, name: str) -> None:
-    """A single-platform image must be the platform asked for, if one was asked for."""
-    if wanted is not None and not platform_matches(wanted, config.platform):
-        raise DistillError(
-            f"{name} has no image for {wanted}; it has {config.platform}",
-            hint=f"leave out --platform, or write --platform {config.platform}",
-        )
-
-
-# --- opening -----------------------------------------------------------------------------
-
-
-def open_source(
-    text: str,
-    *,
-    platform: str | Platform | None = None,
-    tls_verify: bool = True,
-    credentials: Credentials | None = None,
-) -> ImageSource:
-    """Open the image ``text`` names, for ``platform`` (default: this host's, or the only
-    one). The caller closes it (``ImageSource.close``); see ``opened`` for a ``with``.
-    ``tls_verify`` and ``credentials`` are for ``docker://`` images."""
-    from distill.transports import local as readers
-
-    wanted = Platform.parse(platform) if isinstance(platform, str) else platform
-    prefix = text.partition(":")[0]
-    if text.startswith("docker://") or prefix in set(SourceTransport):
-        ref = parse_source(text)
-    else:
-        ref = readers.detect_path(text)
-    if ref.transport is SourceTransport.DOCKER:
-        from distill.transports import docker as registry_source
-
-        return registry_source.open_registry_image(
-            ref.path, name=text, platform=wanted, tls_verify=tls_verify, credentials=credentials
-        )
-    return readers.open_local(ref, text, wanted)
-
-
-@contextmanager
-def opened(
-    text: str,
-    *,
-    platform: str | Platform | None = None,
-    tls_verify: bool = True,
-    credentials: Credentials | None = None,
-) -> Iterator[ImageSource]:
-    """``open_source`` for a ``with`` block: temporary files go when it ends."""
-    source = open_source(text, platform=platform, tls_verify=tls_verify, credentials=credentials)
-    try:
-        yield source
-    finally:
-        source.close()
