@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -279,7 +278,7 @@ def copy(
     from distill.mutate.copy import copy_image
 
     access = replace(_access(tls_verify, credentials, platform), jobs=jobs)
-    with log.complete_step(f"Copying {source} to {destination}"), _progress() as bar:
+    with log.complete_step(f"Copying {source} to {destination}"), log.byte_progress() as bar:
         result = copy_image(
             source,
             destination,
@@ -290,51 +289,10 @@ def copy(
         )
     written = result.written
     log.info(
-        f"[green]wrote[/] {result.destination}: {len(written.written)} blobs sent, "
-        f"{len(written.skipped)} already there, {len(written.mounted)} mounted"
+        f"[green]wrote[/] {result.destination}: {len(written.written)} blobs written, "
+        f"{len(written.skipped)} there already, {len(written.mounted)} mounted"
     )
     click.echo(result.digest)
-
-
-class _Bar:
-    """A progress bar of the layer bytes copied, on a terminal only."""
-
-    def __init__(self) -> None:
-        self._progress: Any = None
-        self._task: Any = None
-
-    def start(self, total: int) -> None:
-        if not log.is_tty():
-            return
-        from rich.progress import (
-            BarColumn,
-            DownloadColumn,
-            Progress,
-            TransferSpeedColumn,
-        )
-
-        self._progress = Progress(
-            BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=log.console()
-        )
-        self._task = self._progress.add_task("copy", total=total)
-        self._progress.start()
-
-    def advance(self, size: int) -> None:
-        if self._progress is not None:
-            self._progress.advance(self._task, size)
-
-    def stop(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-
-
-@contextmanager
-def _progress() -> Iterator[_Bar]:
-    bar = _Bar()
-    try:
-        yield bar
-    finally:
-        bar.stop()
 
 
 @cli.command()

@@ -21,6 +21,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, ClassVar
 
@@ -83,6 +84,11 @@ class Reference(ABC):
     @abstractmethod
     def parse(cls, rest: str) -> Reference:
         """The reference ``TRANSPORT:rest`` names."""
+
+    @classmethod
+    def at_path(cls, path: Path) -> Reference:
+        """The image at ``path``, for transports whose references are paths."""
+        raise DistillError(f"{cls.transport}: references do not name paths")
 
     @abstractmethod
     def open(self, access: Access) -> Opened:
@@ -176,9 +182,32 @@ def parse_source(text: str) -> Reference:
     split = _split(text)
     if split is not None and lookup(split[0]) is not None:
         return parse_reference(text)
-    from distill.transports._local import detect_path
-
     return detect_path(text)
+
+
+def detect_path(text: str) -> Reference:
+    """A path without a transport: a layout directory, or an archive (either kind)."""
+    path = Path(text)
+    if path.is_dir():
+        if (path / "index.json").is_file() or (path / "oci-layout").is_file():
+            return _transport("oci").at_path(path)
+        raise DistillError(
+            f"{path} is a directory but not an OCI image layout (it has no index.json)",
+            hint="give oci:DIR for a layout, or an image archive",
+        )
+    if path.is_file():
+        return _transport("docker-archive").at_path(path)  # which reads OCI archives too
+    raise DistillError(
+        f"{text!r} is neither a file, a directory nor an image reference",
+        hint="write oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE, "
+        "containers-storage:NAME or docker://HOST/REPO:TAG",
+    )
+
+
+def _transport(name: str) -> type[Reference]:
+    found = lookup(name)
+    assert found is not None, f"the {name} transport is missing"
+    return found
 
 
 def open_source(text: str, access: Access) -> ImageSource:

@@ -14,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, Protocol, cast
+from typing import BinaryIO, Protocol, cast
 
 from distill.errors import DistillError
 from distill.image.compression import Compression
@@ -28,9 +28,6 @@ from distill.image.model import Top
 from distill.image.partial import MAX_JSON_BLOB, load_top
 from distill.image.stream import FileRange, sniff_compression
 from distill.image.tarscan import TarFormatError, TarScanner, TarTruncated
-
-if TYPE_CHECKING:
-    from distill.transports import Reference
 
 REF_ANNOTATIONS = ("org.opencontainers.image.ref.name", "io.containerd.image.name")
 _HEX_NAME = re.compile(r"(?:.*/)?(?:blobs/sha256/)?([0-9a-f]{64})(?:\.json|\.tar)?")
@@ -257,28 +254,6 @@ def open_layout(files: _Files, ref: str | None, name: str) -> tuple[LayoutStore,
 
 
 # --- what a path is ----------------------------------------------------------------------
-
-
-def detect_path(text: str) -> Reference:
-    """A path without a transport: a layout directory, or an archive (either kind)."""
-    from distill.transports.docker_archive import DockerArchiveReference
-    from distill.transports.oci import OciReference
-
-    path = Path(text)
-    if path.is_dir():
-        if (path / "index.json").is_file() or (path / "oci-layout").is_file():
-            return OciReference(path)
-        raise DistillError(
-            f"{path} is a directory but not an OCI image layout (it has no index.json)",
-            hint="give oci:DIR for a layout, or an image archive",
-        )
-    if path.is_file():
-        return DockerArchiveReference(path)  # which reads an OCI archive too
-    raise DistillError(
-        f"{text!r} is neither a file, a directory nor an image reference",
-        hint="write oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE, "
-        "containers-storage:NAME or docker://HOST/REPO:TAG",
-    )
 
 
 def archive_files(path: Path, transport: str) -> TarFiles:

@@ -104,6 +104,11 @@ def images_of(top: Top) -> list[Image]:
     return list(top.images()) if isinstance(top, Index) else [top]
 
 
+def layer_digests(top: Top) -> tuple[str, ...]:
+    """The layer blobs a local destination of ``top`` holds (what it wrote)."""
+    return tuple(sorted({layer.digest for image in images_of(top) for layer in image.layers}))
+
+
 def _walk(top: Top, found: dict[str, bytes | Layer]) -> None:
     if isinstance(top, Index):
         found[top.descriptor.hex] = top.index_bytes

@@ -22,7 +22,7 @@ from distill.image.model import Top
 from distill.image.partial import ImageSource
 from distill.transports import Opened, Progress, Reference, WriteResult
 from distill.transports._local import TarFiles
-from distill.transports._write import docker_tag, write_docker_archive
+from distill.transports._write import docker_tag, layer_digests, write_docker_archive
 from distill.transports.docker_archive import open_archive, open_archive_source
 
 
@@ -132,4 +132,4 @@ class ContainersStorageReference(Reference, transport="containers-storage"):
                 f"{_last_line(done.stderr, done.returncode)}",
                 hint="see `podman load --help`; check podman's storage",
             )
-        return WriteResult(descriptor)
+        return WriteResult(descriptor, layer_digests(top))

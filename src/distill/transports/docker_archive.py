@@ -64,7 +64,7 @@ from distill.transports._local import (
     open_layout,
 )
 from distill.transports._writable import check_writable_path
-from distill.transports._write import docker_tag, write_docker_archive
+from distill.transports._write import docker_tag, layer_digests, write_docker_archive
 
 _HEX_NAME = re.compile(r"(?:.*/)?(?:blobs/sha256/)?([0-9a-f]{64})(?:\.json|\.tar)?")
 
@@ -386,6 +386,10 @@ class DockerArchiveReference(Reference, transport="docker-archive"):
             )
         return cls(Path(path), name or None)
 
+    @classmethod
+    def at_path(cls, path: Path) -> DockerArchiveReference:
+        return cls(path)
+
     def __str__(self) -> str:
         return f"docker-archive:{self.path}" + (f":{self.name}" if self.name else "")
 
@@ -411,4 +415,4 @@ class DockerArchiveReference(Reference, transport="docker-archive"):
         descriptor = write_docker_archive(
             top, self.path, tag=self.name, source_date_epoch=mtime, progress=progress
         )
-        return WriteResult(descriptor)
+        return WriteResult(descriptor, layer_digests(top))

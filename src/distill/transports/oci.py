@@ -16,7 +16,7 @@ from distill.image.model import Top
 from distill.transports import Opened, Progress, Reference, WriteResult
 from distill.transports._local import layout_dir, open_layout, split_path
 from distill.transports._writable import check_writable_path
-from distill.transports._write import DEFAULT_REF, check_oci_ref, write_oci_dir
+from distill.transports._write import DEFAULT_REF, check_oci_ref, layer_digests, write_oci_dir
 
 
 @dataclass(frozen=True)
@@ -28,6 +28,10 @@ class OciReference(Reference, transport="oci"):
     def parse(cls, rest: str) -> OciReference:
         path, tag = split_path(rest, "oci")
         return cls(path, check_oci_ref(tag) if tag else None)
+
+    @classmethod
+    def at_path(cls, path: Path) -> OciReference:
+        return cls(path)
 
     def __str__(self) -> str:
         return f"oci:{self.path}" + (f":{self.tag}" if self.tag else "")
@@ -43,4 +47,4 @@ class OciReference(Reference, transport="oci"):
         self, top: Top, access: Access, *, mtime: int = 0, progress: Progress | None = None
     ) -> WriteResult:
         descriptor = write_oci_dir(top, self.path, ref=self.tag or DEFAULT_REF, progress=progress)
-        return WriteResult(descriptor)
+        return WriteResult(descriptor, layer_digests(top))

@@ -15,7 +15,7 @@ from distill.image.model import Top
 from distill.transports import Opened, Progress, Reference, WriteResult
 from distill.transports._local import archive_files, open_layout, split_path
 from distill.transports._writable import check_writable_path
-from distill.transports._write import DEFAULT_REF, check_oci_ref, write_oci_archive
+from distill.transports._write import DEFAULT_REF, check_oci_ref, layer_digests, write_oci_archive
 
 
 @dataclass(frozen=True)
@@ -50,4 +50,4 @@ class OciArchiveReference(Reference, transport="oci-archive"):
         descriptor = write_oci_archive(
             top, self.path, ref=self.tag or DEFAULT_REF, source_date_epoch=mtime, progress=progress
         )
-        return WriteResult(descriptor)
+        return WriteResult(descriptor, layer_digests(top))

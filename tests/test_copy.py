@@ -1,0 +1,155 @@
+"""``distill copy`` between every pair of the five transports, checked by skopeo and podman.
+
+Two images go through all 25 source x destination pairs: a single-platform runnable
+image (the host's static busybox) and a two-platform (amd64 + arm64) index. Each source
+is filled once from an original, then copied to every destination. After each hop skopeo
+accepts the result, podman runs the amd64 image, the diff_ids and the config are the
+original's, and between oci:, oci-archive: and docker:// the manifest (or index) digest
+is the original's too. The registry is a loopback docker-registry with htpasswd auth.
+"""
+
+# ruff: noqa: F811  (fixtures are imported, then named as test parameters)
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from copy_images import (
+    KEEPS_DIGESTS,
+    TRANSPORTS,
+    Places,
+    busybox_image,
+    diff_ids,
+    remove_podman_images,
+    two_platform_index,
+)
+from distill.context import Access
+from distill.errors import DistillError
+from distill.image.model import Image, Index, Top
+from distill.mutate.copy import copy_image
+from distill.registry.client import RegistryClient
+from distill.transports import parse_reference, parse_source
+from registry_fixtures import Registry, auth_registry  # noqa: F401
+
+pytestmark = pytest.mark.container
+
+
+@pytest.fixture
+def places(tmp_path: Path, auth_registry: Registry) -> Iterator[Places]:
+    names: list[str] = []
+    yield Places(tmp_path, auth_registry, names)
+    remove_podman_images(names)
+
+
+def _amd64(top: Top) -> Image:
+    return top.select(None, "test") if isinstance(top, Index) else top
+
+
+def _check_hop(
+    places: Places, original: Top, source: str, destination: str, copied: Top, message: str
+) -> None:
+    s = source.partition(":")[0].removeprefix("docker/").rstrip("/")
+    d = destination.partition(":")[0]
+    s = "docker" if source.startswith("docker://") else s
+    d = "docker" if destination.startswith("docker://") else d
+    where = f"{source} -> {destination}"
+    raw = places.skopeo(destination, "--raw")
+    if s in KEEPS_DIGESTS and d in KEEPS_DIGESTS:
+        # digests are kept: the index (--all-platforms) or the manifest
+        assert f"sha256:{hashlib.sha256(raw.encode()).hexdigest()}" == original.digest, where
+        assert copied.digest == original.digest, where
+    info = json.loads(places.skopeo(destination))
+    assert info["Architecture"] == "amd64", where
+    with parse_source(destination).open(places.access) as opened:
+        back = opened.top
+        if isinstance(original, Index) and isinstance(back, Index):
+            assert diff_ids(back) == diff_ids(original), where
+        amd = _amd64(back)
+        assert amd.diff_ids == _amd64(original).diff_ids, where
+        assert amd.config_bytes == _amd64(original).config_bytes, where
+    assert places.podman_run(destination) == message, where
+
+
+@pytest.mark.parametrize("label", ["single", "multi"])
+def test_copy_matrix(places: Places, label: str) -> None:
+    blobs = places.root / "blobs"
+    message = f"{label} from distill\n"
+    original: Top = (
+        busybox_image(blobs, message.encode()) if label == "single" else two_platform_index(blobs)
+    )
+    if label == "multi":
+        message = "hello from distill\n"
+    origin = f"oci-archive:{places.root / 'origin.tar'}:t1"
+    parse_reference(origin).write(original, Access())
+    access = places.access
+    try:
+        for s in TRANSPORTS:
+            source = places.reference(s, f"{label}-{s}")
+            whole = isinstance(original, Index) and s in KEEPS_DIGESTS
+            copy_image(origin, source, access, all_platforms=whole)
+            for d in TRANSPORTS:
+                destination = places.reference(d, f"{label}-{s}-to-{d}")
+                result = copy_image(
+                    source, destination, access, all_platforms=whole and d in KEEPS_DIGESTS
+                )
+                _check_hop(places, original, source, destination, result.copied, message)
+    finally:
+        ids = {_amd64(original).config_descriptor.digest}
+        remove_podman_images(sorted(ids))
+
+
+def test_pushing_again_sends_nothing_and_same_registry_copies_mount(places: Places) -> None:
+    image = busybox_image(places.root / "blobs", b"pushed twice\n")
+    origin = f"oci:{places.root / 'origin'}"
+    parse_reference(origin).write(image, Access())
+    host = places.registry.host
+    first = copy_image(origin, f"docker://{host}/copy/twice:1", places.access)
+    assert len(first.written.written) == 3  # two layers and the config
+    again = copy_image(origin, f"docker://{host}/copy/twice:2", places.access)
+    assert again.written.written == () and len(again.written.skipped) == 3
+    mounted = copy_image(
+        f"docker://{host}/copy/twice:1", f"docker://{host}/copy/elsewhere:1", places.access
+    )
+    assert set(mounted.written.mounted) == {layer.digest for layer in image.layers}
+    assert mounted.digest == image.digest
+
+
+def test_a_failed_copy_writes_no_tag(places: Places) -> None:
+    image = busybox_image(places.root / "blobs", b"never tagged\n")
+    layout = places.root / "origin"
+    parse_reference(f"oci:{layout}").write(image, Access())
+    blob = layout / "blobs/sha256" / image.layers[1].digest[7:]
+    blob.write_bytes(blob.read_bytes()[:-10])
+    with pytest.raises(DistillError, match=image.layers[1].digest[:19]):
+        copy_image(f"oci:{layout}", f"docker://{places.registry.host}/copy/failed:1", places.access)
+    with (
+        RegistryClient(places.registry.host, credentials=places.access.credentials) as client,
+        pytest.raises(DistillError, match="manifest unknown"),
+    ):
+        client.get_manifest("copy/failed", "1")
+
+
+def test_cli_copy(places: Places, tmp_path: Path) -> None:
+    image = busybox_image(places.root / "blobs", b"cli\n")
+    parse_reference(f"oci-archive:{tmp_path / 'in.tar'}").write(image, Access())
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "distill",
+            "copy",
+            f"oci-archive:{tmp_path / 'in.tar'}",
+            f"oci:{tmp_path / 'out'}",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == image.digest
