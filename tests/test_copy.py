@@ -34,6 +34,7 @@ from distill.errors import DistillError
 from distill.image.model import Image, Index, Top
 from distill.mutate.copy import copy_image
 from distill.registry.client import RegistryClient
+from distill.registry.push import push_image
 from distill.transports import parse_reference, parse_source
 from registry_fixtures import Registry, auth_registry  # noqa: F401
 
@@ -153,3 +154,23 @@ def test_cli_copy(places: Places, tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == image.digest
+
+
+def test_blobs_go_up_in_chunks_from_an_archive_member(places: Places) -> None:
+    """A layer inside an archive is sent from its range of the file, chunk by chunk."""
+    image = busybox_image(places.root / "blobs", b"chunked\n")
+    archive = f"oci-archive:{places.root / 'in.tar'}"
+    parse_reference(archive).write(image, Access())
+    host = places.registry.host
+    with (
+        parse_source(archive).open(places.access) as opened,
+        RegistryClient(
+            host, credentials=places.access.credentials, upload_chunk_size=64 << 10
+        ) as client,
+    ):
+        assert opened.top.layers[0].size > 4 * (64 << 10)  # type: ignore[union-attr]
+        result = push_image(opened.top, f"{host}/copy/chunked:1", client=client)
+    assert set(result.uploaded) >= {layer.digest for layer in image.layers}
+    assert (
+        places.skopeo(f"docker://{host}/copy/chunked:1", "--raw") == image.manifest_bytes.decode()
+    )

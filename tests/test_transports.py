@@ -4,7 +4,6 @@ read is checked (a damaged one is refused, and the message names it).
 containers-storage and docker:// need podman and a registry: they are marked container.
 """
 
-
 from __future__ import annotations
 
 import tarfile

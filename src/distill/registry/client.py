@@ -395,7 +395,7 @@ class RegistryClient:
             chunk = (
                 Body(data=body.data[offset : offset + length])
                 if body.data is not None
-                else Body(path=body.path, offset=offset, length=length)
+                else Body(path=body.path, offset=body.offset + offset, length=length)
             )
             resp = self._http.request(
                 "PATCH",
