@@ -101,23 +101,28 @@ class Places:
             cmd += ["--tls-verify=false", "--creds", self.registry.creds]
         return run([*cmd, reference])
 
-    def podman_run(self, reference: str, *command: str) -> str:
+    def podman_run(
+        self, reference: str, *command: str, entrypoint: str | None = None, stderr: bool = False
+    ) -> str:
         """Run the image ``reference`` names with podman (pulling it from where it is:
         ``remove_podman_images`` removes it afterwards by its ID)."""
         cmd = ["podman", "run", "--rm", "--network", "none"]
+        if entrypoint is not None:
+            cmd += ["--entrypoint", entrypoint]
         image = reference.removeprefix("containers-storage:")
         if reference.startswith("docker://"):  # podman run takes no --creds: pull first
             pull = ["podman", "pull", "-q", "--tls-verify=false", "--creds", self.registry.creds]
             image = run([*pull, reference]).strip()
         if reference.startswith("docker-archive:"):
             image = reference.rsplit(":", 2)[0]  # podman run takes the archive's only image
-        return run([*cmd, image, *command])
+        return run([*cmd, image, *command], stderr=stderr)
 
 
-def run(args: list[str]) -> str:
+def run(args: list[str], *, stderr: bool = False) -> str:
+    """``args``' stdout (or stderr, for programs such as ``java -version``)."""
     done = subprocess.run(args, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, f"{args}: {done.stderr}"
-    return done.stdout
+    return done.stderr if stderr else done.stdout
 
 
 def remove_podman_images(names: list[str]) -> None:

@@ -15,7 +15,7 @@ import hashlib
 import json
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -29,12 +29,14 @@ from copy_images import (
     remove_podman_images,
     two_platform_index,
 )
+from distill.build import build_image
 from distill.context import Access
 from distill.errors import DistillError
 from distill.image.model import Image, Index, Top
 from distill.mutate.copy import copy_image
 from distill.registry.client import RegistryClient
 from distill.registry.push import push_image
+from distill.spec import load_spec
 from distill.transports import parse_reference, parse_source
 from registry_fixtures import Registry, auth_registry  # noqa: F401
 
@@ -52,13 +54,14 @@ def _amd64(top: Top) -> Image:
     return top.select(None, "test") if isinstance(top, Index) else top
 
 
+Runs = Callable[[Places, str], None]
+
+
 def _check_hop(
-    places: Places, original: Top, source: str, destination: str, copied: Top, message: str
+    places: Places, original: Top, source: str, destination: str, copied: Top, runs: Runs
 ) -> None:
-    s = source.partition(":")[0].removeprefix("docker/").rstrip("/")
-    d = destination.partition(":")[0]
-    s = "docker" if source.startswith("docker://") else s
-    d = "docker" if destination.startswith("docker://") else d
+    s = "docker" if source.startswith("docker://") else source.partition(":")[0]
+    d = "docker" if destination.startswith("docker://") else destination.partition(":")[0]
     where = f"{source} -> {destination}"
     raw = places.skopeo(destination, "--raw")
     if s in KEEPS_DIGESTS and d in KEEPS_DIGESTS:
@@ -74,19 +77,12 @@ def _check_hop(
         amd = _amd64(back)
         assert amd.diff_ids == _amd64(original).diff_ids, where
         assert amd.config_bytes == _amd64(original).config_bytes, where
-    assert places.podman_run(destination) == message, where
+    runs(places, destination)
 
 
-@pytest.mark.parametrize("label", ["single", "multi"])
-def test_copy_matrix(places: Places, label: str) -> None:
-    blobs = places.root / "blobs"
-    message = f"{label} from distill\n"
-    original: Top = (
-        busybox_image(blobs, message.encode()) if label == "single" else two_platform_index(blobs)
-    )
-    if label == "multi":
-        message = "hello from distill\n"
-    origin = f"oci-archive:{places.root / 'origin.tar'}:t1"
+def copy_matrix(places: Places, label: str, original: Top, runs: Runs) -> None:
+    """``original`` into each transport once, and from there to each transport."""
+    origin = f"oci-archive:{places.root / (label + '-origin.tar')}:t1"
     parse_reference(origin).write(original, Access())
     access = places.access
     try:
@@ -99,10 +95,43 @@ def test_copy_matrix(places: Places, label: str) -> None:
                 result = copy_image(
                     source, destination, access, all_platforms=whole and d in KEEPS_DIGESTS
                 )
-                _check_hop(places, original, source, destination, result.copied, message)
-    finally:
-        ids = {_amd64(original).config_descriptor.digest}
-        remove_podman_images(sorted(ids))
+                _check_hop(places, original, source, destination, result.copied, runs)
+    finally:  # what podman pulled to run: by image ID, the same everywhere
+        remove_podman_images([_amd64(original).config_descriptor.digest])
+
+
+def says(message: str) -> Runs:
+    def check(places: Places, reference: str) -> None:
+        assert places.podman_run(reference) == message, reference
+
+    return check
+
+
+def test_copy_matrix_single(places: Places) -> None:
+    image = busybox_image(places.root / "blobs", b"single from distill\n")
+    copy_matrix(places, "single", image, says("single from distill\n"))
+
+
+def test_copy_matrix_two_platforms(places: Places) -> None:
+    index = two_platform_index(places.root / "blobs")
+    copy_matrix(places, "multi", index, says("hello from distill\n"))
+
+
+@pytest.mark.network
+def test_copy_matrix_java21(places: Places) -> None:
+    """The issue's single-platform image: the java21 preset, built from the mirror."""
+    out = places.root / "java21.tar"
+    build_image(load_spec("java21", archs=("amd64",)), None, f"oci-archive:{out}")
+    with parse_source(f"oci-archive:{out}").open(Access()) as opened:
+        image = opened.top
+
+        def java_runs(places: Places, reference: str) -> None:
+            version = places.podman_run(
+                reference, "-version", entrypoint="/usr/bin/java", stderr=True
+            )
+            assert 'version "21' in version, reference
+
+        copy_matrix(places, "java21", image, java_runs)
 
 
 def test_pushing_again_sends_nothing_and_same_registry_copies_mount(places: Places) -> None:
