@@ -40,7 +40,7 @@ import shutil
 import tarfile
 import tempfile
 from pathlib import Path
-from typing import IO, BinaryIO
+from typing import IO, BinaryIO, cast
 
 from distill.errors import DistillError
 from distill.fsutil import atomic_path
@@ -144,9 +144,39 @@ def _copy_stream(source: BinaryIO, out: IO[bytes], progress: Progress | None = N
         while chunk := source.read(CHUNK):
             out.write(chunk)
             total += len(chunk)
-    if progress is not None:
-        progress(total)
+            if progress is not None:
+                progress(len(chunk))
     return total
+
+
+class _Counted(io.RawIOBase):
+    """``source``, telling ``progress`` how many bytes each read returned."""
+
+    def __init__(self, source: BinaryIO, progress: Progress | None) -> None:
+        super().__init__()
+        self._source = source
+        self._progress = progress
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._source.read(size)
+        if self._progress is not None and data:
+            self._progress(len(data))
+        return data
+
+    def readinto(self, buffer: object) -> int:
+        view = memoryview(buffer).cast("B")  # type: ignore[arg-type]
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        try:
+            self._source.close()
+        finally:
+            super().close()
 
 
 # --- oci:DIR -------------------------------------------------------------------------------
@@ -334,9 +364,8 @@ def write_oci_archive(
             if isinstance(content, bytes):
                 _add_bytes(tar, name, content, mtime)
             else:
-                _add_stream(tar, name, content.open_compressed(), content.size, mtime)
-                if progress is not None:
-                    progress(content.size)
+                source = _Counted(content.open_compressed(), progress)
+                _add_stream(tar, name, cast(BinaryIO, source), content.size, mtime)
     return target.descriptor
 
 
