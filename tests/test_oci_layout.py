@@ -331,11 +331,15 @@ def test_oci_dir_replaces_a_layout_and_refuses_other_directories(tmp_path: Path)
     new = small_image(tmp_path / "blobs", "linux/arm64")
     out = tmp_path / "out"
     write_oci_dir(old, out)
-    (out / "stale").write_text("from the old layout")
     write_oci_dir(new, out)
     assert check_layout(out, "latest")["digest"] == new.descriptor.digest
-    assert not (out / "stale").exists()
     assert siblings(out) == ["blobs", "out"]
+    # A file distill did not write makes it someone else's directory: refused, kept.
+    (out / "stale").write_text("not distill's")
+    with pytest.raises(DistillError, match="not an OCI layout"):
+        write_oci_dir(old, out)
+    assert (out / "stale").read_text() == "not distill's"
+    assert check_layout(out, "latest")["digest"] == new.descriptor.digest
 
     precious = tmp_path / "home"
     precious.mkdir()

@@ -87,9 +87,11 @@ def lock(spec: str, output: Path, suite: str | None, archs: tuple[str, ...]) -> 
     """Resolve SPEC (a spec file or preset) into a lockfile of exact .debs."""
     from distill.debian.lock import lock_spec, write_lock
     from distill.debian.mirror import discover_mirrors
+    from distill.fsutil import output_file
     from distill.spec import load_spec
 
     loaded = load_spec(spec, suite=suite, archs=archs)
+    output_file(output, inputs=[loaded.source])  # before resolving: a bad -o costs nothing
     mirrors = discover_mirrors(loaded.mirror, loaded.security_mirror)
     with log.complete_step(
         f"Resolving {loaded.name} ({loaded.suite}, {', '.join(loaded.target_archs())})"
@@ -190,6 +192,7 @@ def build(
         jobs=jobs,
         tls_verify=tls_verify,
         credentials=credentials,
+        inputs=[lock_file] if lock_file is not None else [],
     )
     from rich.table import Table
 
@@ -277,7 +280,10 @@ def sbom(
     is the document's creation time (else the image's), so the output is reproducible.
     """
     from distill.analyze.source import opened
+    from distill.fsutil import image_paths, output_file
 
+    if output is not None:
+        output_file(output, inputs=image_paths([image]))  # before reading the image
     with (
         log.complete_step(f"Cataloguing {image}"),
         opened(image, platform=platform, tls_verify=tls_verify, credentials=credentials) as source,
@@ -301,7 +307,7 @@ def sbom(
         sys.stdout.buffer.write(result.document)
         sys.stdout.flush()
     else:
-        atomic_write_bytes(output, result.document)
+        atomic_write_bytes(output, result.document, inputs=image_paths([image]))
         log.info(f"[green]wrote[/] {output}")
 
 
@@ -416,7 +422,10 @@ def compare(
 
     from distill.analyze.compare import compare_references
     from distill.analyze.render import render_compare
+    from distill.fsutil import image_paths, output_file
 
+    if html_file is not None:
+        output_file(html_file, inputs=image_paths(images))  # before reading any image
     with log.complete_step(f"Comparing {len(images)} images"):
         comparison = compare_references(
             images,
@@ -444,6 +453,9 @@ class _Terminated(BaseException):
 
 
 def _terminate(signum: int, frame: object) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut cleanup short
     raise _Terminated
 
 

@@ -9,6 +9,7 @@ layer is held in memory.
 from __future__ import annotations
 
 import json
+import os
 import posixpath
 import re
 from collections.abc import Callable, Iterator
@@ -17,6 +18,7 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
+from distill import tempfiles
 from distill.analyze.model import (
     MEDIA_TYPE_DOCKER_CONFIG,
     MEDIA_TYPE_DOCKER_LAYER,
@@ -464,12 +466,24 @@ def _open_docker_archive(
 # --- podman's storage --------------------------------------------------------------------
 
 
+# What podman takes as an image: a name[:tag][@digest] or an ID. Checked so that no text
+# from the command line reaches podman as anything else (an option, a second argument).
+_STORAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,511}")
+
+
+def check_storage_name(image: str) -> None:
+    if not _STORAGE_NAME.fullmatch(image):
+        raise DistillError(
+            f"containers-storage:{image!r} does not name an image",
+            hint="write containers-storage:NAME[:TAG] or an image ID, as `podman images` shows",
+        )
+
+
 def podman_save(image: str) -> Path:
     """Save ``image`` from podman's storage to a docker-archive in a new temporary
     directory, which the caller removes."""
-    import shutil  # these three only here: local archives open without loading them
+    import shutil  # these two only here: local archives open without loading them
     import subprocess
-    import tempfile
 
     podman = shutil.which("podman")
     if podman is None:
@@ -477,14 +491,22 @@ def podman_save(image: str) -> Path:
             "containers-storage: needs podman, which is not installed",
             hint="install podman, or inspect an archive made with podman save or docker save",
         )
-    tmp = Path(tempfile.mkdtemp(prefix="distill-inspect-"))
+    check_storage_name(image)
+    tmp = tempfiles.spool_mkdtemp("distill-inspect")
     out = tmp / "image.tar"
-    done = subprocess.run(
-        [podman, "image", "save", "--format", "docker-archive", "-o", str(out), image],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        # "--": a name is never an option, whatever check_storage_name lets through.
+        done = subprocess.run(
+            [podman, "image", "save", "--format", "docker-archive", "-o", str(out), "--", image],
+            capture_output=True,
+            text=True,
+            check=False,
+            # podman stages the archive in $TMPDIR: inside ours, it goes when ours does.
+            env={**os.environ, "TMPDIR": str(tmp)},
+        )
+    except BaseException:  # SIGTERM or Ctrl-C while podman writes: no half-saved image left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if done.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         lines = done.stderr.strip().splitlines()

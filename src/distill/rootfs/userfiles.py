@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from distill import tempfiles
 from distill.errors import DistillError
 from distill.rootfs.tree import EntryKind, FsEntry
 from distill.rootfs.usrmerge import relocate
@@ -29,7 +29,7 @@ def stage_file(src: Path, staging: Path) -> tuple[Path, int]:
     tmp_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     size = 0
-    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="local-")
+    fd, tmp_name = tempfiles.mkstemp(tmp_dir, "local")
     try:
         with os.fdopen(fd, "wb") as out, src.open("rb") as fh:
             while chunk := fh.read(_CHUNK):
