@@ -374,7 +374,7 @@ def inspect(
 @click.option(
     "--html",
     "html_file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     help="Also write a self-contained HTML page (charts and tables) here.",
 )
 @click.option(

@@ -102,11 +102,14 @@ def _check_parent(path: Path) -> None:
             f"cannot write {shown(path)}: {shown(probe)} is not a directory",
             hint="choose an output path inside a directory",
         )
-    if not os.access(probe, os.W_OK | os.X_OK):
+    try:
+        # A real probe: access() says yes to root on a read-only or immutable directory.
+        os.unlink(tempfiles.make_file(probe, tempfiles.stem_for(path.name)))
+    except OSError as exc:
         raise DistillError(
-            f"cannot write {shown(path)}: {shown(probe)} is not writable",
+            f"cannot write {shown(path)}: {shown(probe)} is not writable ({exc.strerror})",
             hint="choose another output path, or fix the directory's permissions",
-        )
+        ) from exc
     name_max = 255
     with contextlib.suppress(OSError, ValueError):
         name_max = os.pathconf(probe, "PC_NAME_MAX")
@@ -127,6 +130,21 @@ def _not_an_input(path: Path, target: Path, inputs: Iterable[Path | str]) -> Non
                     f"{shown(path)} is the input {shown(source)}; not overwriting it",
                     hint="write the output to another path",
                 )
+
+
+def check_input_path(path: Path) -> None:
+    """A clean error for a local input that cannot even be looked up (a name too long, a
+    symlink loop, no permission); a missing one is left to the caller to report."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except OSError as exc:
+        reason = "the name is too long" if exc.errno == errno.ENAMETOOLONG else exc.strerror
+        raise DistillError(
+            f"cannot read {shown(path)}: {reason or exc}",
+            hint="check the path of the image",
+        ) from exc
 
 
 def image_paths(references: Iterable[str]) -> list[str]:

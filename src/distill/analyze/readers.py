@@ -45,6 +45,7 @@ from distill.analyze.source import (
 from distill.analyze.stream import FileRange, LayerFiles, LayerStream, sniff_compression
 from distill.analyze.tarscan import TarFormatError, TarScanner, TarTruncated
 from distill.errors import DistillError
+from distill.fsutil import check_input_path
 from distill.oci.compression import Compression
 from distill.oci.image import Descriptor, Platform, sha256_digest
 
@@ -523,6 +524,7 @@ def podman_save(image: str) -> Path:
 def detect_path(text: str) -> SourceRef:
     """A path without a transport: a layout directory, or an archive (either kind)."""
     path = Path(text)
+    check_input_path(path)
     if path.is_dir():
         if (path / "index.json").is_file() or (path / "oci-layout").is_file():
             return SourceRef(SourceTransport.OCI, text)
@@ -543,6 +545,7 @@ def open_local(
     ref: SourceRef, name: str, wanted: Platform | None
 ) -> ManifestImage | DockerArchiveImage:
     path = Path(ref.path)
+    check_input_path(path)
     if ref.transport is SourceTransport.OCI:
         if not path.is_dir():
             raise DistillError(f"{path} is not a directory", hint="oci: names a layout directory")
