@@ -505,3 +505,8 @@ def main(argv: list[str] | None = None) -> None:
     except _Terminated:
         log.console().print("[red]terminated[/]")
         sys.exit(143)
+    finally:
+        from distill import tempfiles
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # on the way out already
+        tempfiles.remove_own()

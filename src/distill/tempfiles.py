@@ -39,6 +39,9 @@ SPOOL_STEMS = (
 _NAME = re.compile(r"(?P<stem>.+)\.(?P<pid>[1-9][0-9]{0,9})\.[a-z0-9_]{8}\.tmp")
 _STEM_BYTES = 200  # leaves room for ".PID.RANDOM.tmp" within a 255-byte file name
 _CLOCK_SLACK = 2.0  # seconds: /proc start times are rounded to the boot time's second
+# What this process made, for remove_own: a name still there at exit was never moved into
+# place nor removed (a signal came between making it and guarding it).
+_made: set[str] = set()
 
 
 def stem_for(name: str) -> str:
@@ -61,17 +64,22 @@ def make_file(directory: Path, stem: str) -> Path:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except FileExistsError:
             continue
+        _made.add(str(path))
         os.close(fd)
         return path
 
 
 def mkstemp(directory: Path, stem: str) -> tuple[int, str]:
     """``tempfile.mkstemp`` with an owner-stamped name."""
-    return tempfile.mkstemp(prefix=_prefix(stem), suffix=SUFFIX, dir=directory)
+    fd, name = tempfile.mkstemp(prefix=_prefix(stem), suffix=SUFFIX, dir=directory)
+    _made.add(name)
+    return fd, name
 
 
 def make_dir(directory: Path, stem: str) -> Path:
-    return Path(tempfile.mkdtemp(prefix=_prefix(stem), suffix=SUFFIX, dir=directory))
+    name = tempfile.mkdtemp(prefix=_prefix(stem), suffix=SUFFIX, dir=directory)
+    _made.add(name)
+    return Path(name)
 
 
 def _boot_time() -> float | None:
@@ -158,7 +166,10 @@ def sweep(directory: Path, stems: Iterable[str] | None = None) -> int:
 def spool_base() -> str:
     """Where large temporary files go: ``$TMPDIR`` if set, else ``/var/tmp`` (disk, where
     ``/tmp`` is often RAM), as containers/image does."""
-    if not os.environ.get("TMPDIR") and os.access("/var/tmp", os.W_OK | os.X_OK):
+    explicit = os.environ.get("TMPDIR")
+    if explicit and os.path.isdir(explicit):
+        return explicit
+    if not explicit and os.access("/var/tmp", os.W_OK | os.X_OK):
         return "/var/tmp"
     return tempfile.gettempdir()
 
@@ -184,3 +195,23 @@ def spool_tempdir(stem: str) -> tempfile.TemporaryDirectory[str]:
 def spool_mkdtemp(stem: str) -> Path:
     prefix, base = spool_prefix(stem)
     return Path(tempfile.mkdtemp(prefix=prefix, suffix=SUFFIX, dir=base))
+
+
+def remove_own() -> None:
+    """Remove every temporary of this process that is still there: the spool directory's
+    entries named with its PID, and what ``make_file``/``mkstemp``/``make_dir`` made. For
+    the way out (cli.main): a SIGTERM that lands between making a temporary and the
+    ``try`` that guards it then leaves nothing either."""
+    for name in sorted(_made):
+        path = Path(name)
+        with contextlib.suppress(OSError):
+            _remove(path, path.lstat())
+    _made.clear()
+    pid = str(os.getpid())
+    base = Path(spool_base())
+    with contextlib.suppress(OSError), os.scandir(base) as entries:
+        for entry in entries:
+            match = _NAME.fullmatch(entry.name)
+            if match and match["pid"] == pid and match["stem"] in SPOOL_STEMS:
+                with contextlib.suppress(OSError):
+                    _remove(Path(entry.path), entry.stat(follow_symlinks=False))
