@@ -226,6 +226,20 @@ BUILD_CASES: dict[str, tuple[Maker, tuple[str, ...]]] = {
 }
 
 
+def _spec(sandbox: Path) -> Path:
+    (sandbox / "spec.yaml").write_text("extends: static\n")
+    return sandbox / "spec.yaml"
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("command", ["build", "lock"])
+def test_output_that_is_the_spec_refused_before_any_work(sandbox: Path, command: str) -> None:
+    spec = _spec(sandbox)
+    target = "docker-archive:spec.yaml" if command == "build" else "spec.yaml"
+    _refused(sandbox, [command, "spec.yaml", "-o", target], spec, ("is the input",))
+    assert not (sandbox / "cache").exists(), "it resolved or fetched before checking -o"
+
+
 @pytest.mark.network
 @pytest.mark.parametrize("case", sorted(BUILD_CASES))
 def test_build_output_refused_before_any_work(sandbox: Path, case: str) -> None:
