@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cache_files
+from cache_helpers import cache_files
 from distill.debian.lock import (
     ArchLock,
     Lock,
