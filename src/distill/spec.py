@@ -11,6 +11,7 @@ distroless tags do: ``nonroot``, ``debug`` and ``debug-nonroot``.
 from __future__ import annotations
 
 import difflib
+import os
 import platform
 import re
 from collections.abc import Callable, Mapping
@@ -22,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from distill.bounded import one_line, read_regular_file
 from distill.errors import DistillError
 from distill.rootfs.prune import Keep
 from distill.spec_values import Accounts as Accounts
@@ -30,6 +32,7 @@ from distill.spec_values import PathSpec as PathSpec
 from distill.spec_values import PathType as PathType
 from distill.spec_values import (
     Where,
+    confine,
     parse_accounts,
     parse_bool,
     parse_command,
@@ -43,6 +46,7 @@ from distill.spec_values import (
     parse_user,
     parse_volumes,
     parse_workdir,
+    show,
 )
 
 DEFAULT_SUITE = "trixie"
@@ -285,22 +289,82 @@ _INT_RE = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$")
 _Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT_RE, list("-+0123456789"))
 
 
-def _compose(text: str, source: str) -> yaml.MappingNode:
+# What a spec may cost to read. Real specs are a few KiB, nest a few levels and use a few
+# anchors; the caps turn a crafted file into one clean error before it costs time or memory.
+MAX_SPEC_BYTES = 1 << 20
+MAX_YAML_DEPTH = 64
+MAX_YAML_ALIASES = 256
+MAX_EXTENDS = 32
+NOT_A_SPEC_HINT = "a spec is a YAML mapping in UTF-8; see docs/spec.md"
+
+
+class _Bounded(_Loader):
+    """The loader with a cap on nesting (PyYAML's composer recurses once per level) and on
+    aliases (each is shared, not copied, but code walking the result would copy it)."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.depth = 0
+        self.aliases = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
+        if self.check_event(yaml.AliasEvent):
+            self.aliases += 1
+            if self.aliases > MAX_YAML_ALIASES:
+                raise yaml.composer.ComposerError(
+                    None, None, f"more than {MAX_YAML_ALIASES} aliases", mark
+                )
+        self.depth += 1
+        if self.depth > MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", mark
+            )
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
+
+def _load_yaml(text: str, source: str) -> tuple[yaml.MappingNode, Any]:
+    """The document's node (for line numbers) and its plain data, or a one-line error that
+    quotes nothing of the text but a token."""
+    loader: _Bounded | None = None
     try:
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
+        loader = _Bounded(text)  # checks every character first
+        node = loader.get_single_node()
+        data = loader.construct_document(node) if node is not None else None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
         at = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = one_line(str(exc.problem or exc.context or "unreadable"), 200)
+        hint = (
+            "a spec holds plain YAML: strings, numbers, lists and mappings, no tags"
+            if isinstance(exc, yaml.constructor.ConstructorError)
+            else "check indentation and quoting near that line"
+        )
+        raise DistillError(f"{at}: invalid YAML: {problem}", hint=hint) from None
+    except yaml.reader.ReaderError as exc:
         raise DistillError(
-            f"{at}: invalid YAML: {problem}", hint="check indentation and quoting near that line"
-        ) from exc
-    if node is None or not isinstance(node, yaml.MappingNode):
+            f"{source}: not a spec: character #x{int(exc.character):04x} at character "
+            f"{exc.position} is not allowed in YAML",
+            hint=NOT_A_SPEC_HINT,
+        ) from None
+    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:
+        # A number or date the constructor cannot make (int() of 5,000 digits, month 13).
+        raise DistillError(
+            f"{source}: invalid YAML: a value it cannot convert ({type(exc).__name__})",
+            hint="numbers and dates must be in range; quote a value to keep it a string",
+        ) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
+    if not isinstance(node, yaml.MappingNode) or not isinstance(data, dict):
         raise DistillError(f"{source}: a spec must be a YAML mapping (key: value)")
-    return node
+    return node, data
 
 
-def _where(node: yaml.MappingNode, source: str, here: Path) -> Where:
+def _where(node: yaml.MappingNode, source: str, here: Path, context: Path) -> Where:
     lines: dict[str, int] = {}
     items: dict[str, list[int]] = {}
     for key, value in node.value:
@@ -308,21 +372,35 @@ def _where(node: yaml.MappingNode, source: str, here: Path) -> Where:
             lines[key.value] = key.start_mark.line + 1
             if isinstance(value, yaml.SequenceNode):
                 items[key.value] = [v.start_mark.line + 1 for v in value.value]
-    return Where(source, lines, items, here)
+    return Where(source, lines, items, here, context)
 
 
-def _parse_mapping(text: str, source: str, here: Path) -> tuple[dict[str, Any], Where]:
-    where = _where(_compose(text, source), source, here)
-    data = yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
+def _parse_mapping(
+    text: str, source: str, here: Path, context: Path
+) -> tuple[dict[str, Any], Where]:
+    node, data = _load_yaml(text, source)
+    where = _where(node, source, here, context)
     parsed: dict[str, Any] = {}
     for key, value in data.items():
-        key = str(key)
+        if not isinstance(key, str):
+            # Only the line: a file that is not a spec must not be quoted back.
+            line = next(
+                (k.start_mark.line + 1 for k, _ in node.value if k.tag != _STR_TAG),
+                None,
+            )
+            at = f"{source}:{line}" if line else source
+            raise DistillError(f"{at}: a key is not a string", hint=NOT_A_SPEC_HINT)
         if key not in FIELDS:
-            close = difflib.get_close_matches(key, FIELDS, n=1)
+            close = difflib.get_close_matches(key[:100], FIELDS, n=1)
             hint = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(FIELDS)}"
-            raise where.fail(key, "unknown key", hint=hint)
+            name = key if _KEY.fullmatch(key) else "a key that is not a name"
+            raise DistillError(f"{where.at(key)}: {name}: unknown key", hint=hint)
         parsed[key] = FIELDS[key].parser(where, key, value)
     return parsed, where
+
+
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 def presets() -> dict[str, str]:
@@ -347,7 +425,8 @@ def _by_name(base: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
 def _merged(key: str, old: Any, new: Any) -> Any:
     rule = FIELDS[key].merge
     if rule is Merge.EXTEND:
-        return old + tuple(item for item in new if item not in old)
+        have = set(old)  # a set: a spec may list 100,000 items
+        return old + tuple(item for item in new if item not in have)
     if rule is Merge.UPDATE:
         if isinstance(old, Keep):
             return replace(old, **new)
@@ -365,7 +444,8 @@ def _merge(base: Spec, parsed: Mapping[str, Any], name: str, source: str) -> Spe
             values[key] = _merged(key, getattr(base, key), value)
     if "entrypoint" in parsed and "cmd" not in parsed:
         values["cmd"] = None  # a new program: the old one's default arguments do not apply
-    added = tuple(p for p in values.get("packages", ()) if p not in base.packages)
+    had = set(base.packages)
+    added = tuple(p for p in values.get("packages", ()) if p not in had)
     if added:
         values["levels"] = (*base.levels, Level(name, added))
     return replace(base, **values)
@@ -414,40 +494,101 @@ def _finish(spec: Spec) -> Spec:
 # --- loading ---------------------------------------------------------------------------------
 
 
-def _load(ref: str, seen: tuple[str, ...], base_dir: Path) -> Spec:
-    if ref in seen:
-        raise DistillError(f"`extends` loops: {' → '.join((*seen, ref))}")
+def _no_such(target: str, known: Mapping[str, str]) -> DistillError:
+    close = difflib.get_close_matches(target, known, n=3)
+    hint = (
+        f"did you mean {', '.join(close)}?"
+        if close
+        else f"presets: {', '.join(sorted(known))} (see `distill presets`); "
+        f"variants: {', '.join(Variant)}"
+    )
+    return DistillError(f"no spec file or preset named {show(target)}", hint=hint)
+
+
+def read_spec_text(path: Path, source: str) -> str:
+    """A spec file's text: a regular file of at most MAX_SPEC_BYTES, in UTF-8."""
+    try:
+        data = read_regular_file(path, MAX_SPEC_BYTES, source, hint=NOT_A_SPEC_HINT)
+    except FileNotFoundError:
+        raise DistillError(f"{source}: no such file") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DistillError(f"{source}: not a spec: not UTF-8 text", hint=NOT_A_SPEC_HINT) from None
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    text: str
+    source: str  # for messages: the file, or preset:NAME
+    name: str
+    key: str  # the resolved file, or preset:NAME, to find loops
+    here: Path | None  # where its relative paths start; None for a preset
+    variant: Variant | None
+
+
+def _resolve(ref: str, seen: tuple[str, ...], here: Path | None, context: Path) -> _Source:
+    """The spec ``ref`` names, read: from a spec in ``here`` (None: from a preset, which
+    extends only presets; ``seen`` empty: from the command line, read wherever it is)."""
+    if len(seen) > MAX_EXTENDS:
+        raise DistillError(f"`extends` goes more than {MAX_EXTENDS} specs deep")
     target, variant = _split_variant(ref)
-    path = (base_dir / target) if not Path(target).is_absolute() else Path(target)
     known = presets()
-    if path.is_file():
-        text, source, name, here = path.read_text(), str(path), path.stem, path.parent
+    path: Path | None = None
+    if here is not None:
+        path = here / target
+        if seen and not (target in known and not os.path.lexists(path)):
+            path = confine(path, context, target)
+    if path is not None and path.is_file():
+        source, key = str(path), str(path.resolve())
+        text = read_spec_text(path, source)
+        found = _Source(text, source, path.stem, key, path.parent, variant)
     elif target in known:
-        text, source, name, here = known[target], f"preset:{target}", target, base_dir
-    else:
-        close = difflib.get_close_matches(target, known, n=3)
-        hint = (
-            f"did you mean {', '.join(close)}?"
-            if close
-            else f"presets: {', '.join(sorted(known))} (see `distill presets`); "
-            f"variants: {', '.join(Variant)}"
+        found = _Source(
+            known[target], f"preset:{target}", target, f"preset:{target}", None, variant
         )
-        raise DistillError(f"no spec file or preset named {target!r}", hint=hint)
-    parsed, where = _parse_mapping(text, source, here)
-    base = Spec(name=name, source=source)
+    else:
+        raise _no_such(target, known)
+    if found.key in seen:
+        raise DistillError(f"`extends` loops: {' → '.join((*seen, found.key))}")
+    return found
+
+
+def _load(spec_source: _Source, seen: tuple[str, ...], context: Path) -> Spec:
+    found = spec_source
+    parsed, where = _parse_mapping(found.text, found.source, found.here or context, context)
+    base = Spec(name=found.name, source=found.source)
     if "extends" in parsed:
+        chain = (*seen, found.key)
         try:
-            base = _load(parsed["extends"], (*seen, ref), here)
+            parent = _resolve(parsed["extends"], chain, found.here, context)
         except DistillError as exc:
-            raise where.fail("extends", exc.message, exc.hint) from exc
-    spec = _merge(base, parsed, name, source)
-    return _apply_variant(spec, variant) if variant is not None else spec
+            raise where.fail("extends", exc.message, exc.hint) from None
+        # Errors inside the parent name its own file and line.
+        base = _load(parent, chain, context)
+    spec = _merge(base, parsed, found.name, found.source)
+    return _apply_variant(spec, found.variant) if found.variant is not None else spec
 
 
-def load_spec(ref: str, *, suite: str | None = None, archs: tuple[str, ...] = ()) -> Spec:
+def load_spec(
+    ref: str,
+    *,
+    suite: str | None = None,
+    archs: tuple[str, ...] = (),
+    context: Path | None = None,
+) -> Spec:
     """Load a spec file or a preset, optionally ``:variant``; command-line ``--suite`` and
-    ``--arch`` override the file."""
-    spec = _finish(_load(ref, (), Path.cwd()))
+    ``--arch`` override the file. Every path the spec (or a spec it extends) names must lie
+    inside ``context``: by default the directory of the spec file (for a preset: the current
+    directory)."""
+    target, _ = _split_variant(ref)
+    named = Path(target)
+    if context is None:
+        context = named.parent if named.is_file() else Path.cwd()
+    if not context.is_dir():
+        raise DistillError(f"the build context {context} is not a directory")
+    context = context.resolve()
+    spec = _finish(_load(_resolve(ref, (), Path.cwd(), context), (), context))
     if suite is not None:
         spec = replace(spec, suite=_suite(Where("--suite"), "suite", suite))
     if archs:
