@@ -354,3 +354,14 @@ def test_spec_files_are_capped_and_must_be_text(tmp_path: Path) -> None:
     (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00garbage")
     with pytest.raises(DistillError, match="not UTF-8"):
         load_spec(str(tmp_path / "bin.yaml"))
+
+
+def test_a_dotdot_source_name_never_reaches_an_image_path(tmp_path: Path) -> None:
+    from distill.rootfs.userfiles import file_entries
+
+    (tmp_path / "ctx/conf").mkdir(parents=True)
+    (tmp_path / "ctx/conf/a").write_text("a\n")
+    (tmp_path / "ctx/s.yaml").write_text("files: [{src: conf/a/.., dest: /etc/}]\n")
+    spec = load_spec(str(tmp_path / "ctx/s.yaml"))
+    paths = [e.path for e in file_entries(spec.files, spec.accounts, _staging(tmp_path))]
+    assert paths == ["etc/conf", "etc/conf/a"]

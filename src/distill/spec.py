@@ -23,7 +23,6 @@ from typing import Any
 
 import yaml
 
-from distill.bounded import one_line, read_regular_file
 from distill.errors import DistillError
 from distill.rootfs.prune import Keep
 from distill.spec_values import Accounts as Accounts
@@ -48,6 +47,7 @@ from distill.spec_values import (
     parse_workdir,
     show,
 )
+from distill.spec_yaml import NOT_A_SPEC_HINT, load_yaml, read_spec_text
 
 DEFAULT_SUITE = "trixie"
 SUITES = {"trixie": "13", "bookworm": "12"}
@@ -158,8 +158,8 @@ FIELDS: dict[str, Field] = {
     "extends": Field(
         parse_str,
         Merge.REPLACE,
-        "a preset (e.g. `base`, `python3:nonroot`) or a spec file (relative to this one) "
-        "this spec builds on",
+        "a preset (e.g. `base`, `python3:nonroot`) or a spec file (relative to this one, "
+        "inside the build context) this spec builds on",
         "extends: python3:nonroot",
     ),
     "suite": Field(_suite, Merge.REPLACE, "Debian release: `trixie` (default) or `bookworm`"),
@@ -190,7 +190,8 @@ FIELDS: dict[str, Field] = {
     "files": Field(
         parse_files,
         Merge.EXTEND,
-        "local files or directories to copy in: `src` (relative to this spec file), `dest` "
+        "local files or directories to copy in: `src` (relative to this spec file, inside "
+        "the build context), `dest` "
         "(image path; a trailing `/` means into that directory), optional `mode` (octal) and "
         "`owner` (`uid:gid` or names)",
         "files:\n  - {src: app.jar, dest: /app/app.jar, owner: 'nonroot:nonroot'}",
@@ -273,95 +274,7 @@ FIELDS: dict[str, Field] = {
 }
 
 
-# --- YAML ------------------------------------------------------------------------------------
-
-
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 without its surprises for image specs: ``0755`` stays the text "0755" (modes
-    are octal, like chmod's) and ``22:22`` is not a sexagesimal number."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:int"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_INT_RE = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$")
-_Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT_RE, list("-+0123456789"))
-
-
-# What a spec may cost to read. Real specs are a few KiB, nest a few levels and use a few
-# anchors; the caps turn a crafted file into one clean error before it costs time or memory.
-MAX_SPEC_BYTES = 1 << 20
-MAX_YAML_DEPTH = 64
-MAX_YAML_ALIASES = 256
-MAX_EXTENDS = 32
-NOT_A_SPEC_HINT = "a spec is a YAML mapping in UTF-8; see docs/spec.md"
-
-
-class _Bounded(_Loader):
-    """The loader with a cap on nesting (PyYAML's composer recurses once per level) and on
-    aliases (each is shared, not copied, but code walking the result would copy it)."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(text)
-        self.depth = 0
-        self.aliases = 0
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        mark = self.peek_event().start_mark  # type: ignore[no-untyped-call]
-        if self.check_event(yaml.AliasEvent):
-            self.aliases += 1
-            if self.aliases > MAX_YAML_ALIASES:
-                raise yaml.composer.ComposerError(
-                    None, None, f"more than {MAX_YAML_ALIASES} aliases", mark
-                )
-        self.depth += 1
-        if self.depth > MAX_YAML_DEPTH:
-            raise yaml.composer.ComposerError(
-                None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", mark
-            )
-        try:
-            return super().compose_node(parent, index)
-        finally:
-            self.depth -= 1
-
-
-def _load_yaml(text: str, source: str) -> tuple[yaml.MappingNode, Any]:
-    """The document's node (for line numbers) and its plain data, or a one-line error that
-    quotes nothing of the text but a token."""
-    loader: _Bounded | None = None
-    try:
-        loader = _Bounded(text)  # checks every character first
-        node = loader.get_single_node()
-        data = loader.construct_document(node) if node is not None else None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark
-        at = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = one_line(str(exc.problem or exc.context or "unreadable"), 200)
-        hint = (
-            "a spec holds plain YAML: strings, numbers, lists and mappings, no tags"
-            if isinstance(exc, yaml.constructor.ConstructorError)
-            else "check indentation and quoting near that line"
-        )
-        raise DistillError(f"{at}: invalid YAML: {problem}", hint=hint) from None
-    except yaml.reader.ReaderError as exc:
-        raise DistillError(
-            f"{source}: not a spec: character #x{int(exc.character):04x} at character "
-            f"{exc.position} is not allowed in YAML",
-            hint=NOT_A_SPEC_HINT,
-        ) from None
-    except (yaml.YAMLError, ValueError, OverflowError, RecursionError) as exc:
-        # A number or date the constructor cannot make (int() of 5,000 digits, month 13).
-        raise DistillError(
-            f"{source}: invalid YAML: a value it cannot convert ({type(exc).__name__})",
-            hint="numbers and dates must be in range; quote a value to keep it a string",
-        ) from None
-    finally:
-        if loader is not None:
-            loader.dispose()
-    if not isinstance(node, yaml.MappingNode) or not isinstance(data, dict):
-        raise DistillError(f"{source}: a spec must be a YAML mapping (key: value)")
-    return node, data
+MAX_EXTENDS = 32  # specs in one `extends` chain
 
 
 def _where(node: yaml.MappingNode, source: str, here: Path, context: Path) -> Where:
@@ -378,7 +291,7 @@ def _where(node: yaml.MappingNode, source: str, here: Path, context: Path) -> Wh
 def _parse_mapping(
     text: str, source: str, here: Path, context: Path
 ) -> tuple[dict[str, Any], Where]:
-    node, data = _load_yaml(text, source)
+    node, data = load_yaml(text, source)
     where = _where(node, source, here, context)
     parsed: dict[str, Any] = {}
     for key, value in data.items():
@@ -503,18 +416,6 @@ def _no_such(target: str, known: Mapping[str, str]) -> DistillError:
         f"variants: {', '.join(Variant)}"
     )
     return DistillError(f"no spec file or preset named {show(target)}", hint=hint)
-
-
-def read_spec_text(path: Path, source: str) -> str:
-    """A spec file's text: a regular file of at most MAX_SPEC_BYTES, in UTF-8."""
-    try:
-        data = read_regular_file(path, MAX_SPEC_BYTES, source, hint=NOT_A_SPEC_HINT)
-    except FileNotFoundError:
-        raise DistillError(f"{source}: no such file") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DistillError(f"{source}: not a spec: not UTF-8 text", hint=NOT_A_SPEC_HINT) from None
 
 
 @dataclass(frozen=True, slots=True)

@@ -165,7 +165,7 @@ class _Fields:
     def __init__(self, value: Any, where: str, path: Path) -> None:
         self.path, self.where = path, where
         if not isinstance(value, dict):
-            raise self.bad(f"{where or 'the lock'} is not an object")
+            raise self.bad(f"{where.rstrip('.') or 'the lock'} is not an object")
         self.value: dict[str, Any] = value
 
     def bad(self, what: str) -> DistillError:

@@ -70,7 +70,7 @@ def missing_file(spec: FileSpec) -> DistillError:
     )
 
 
-def _source(spec: FileSpec) -> Path:
+def checked_source(spec: FileSpec) -> Path:
     """The file or directory ``spec`` names, symlinks resolved, checked again (the tree may
     have changed since the spec was read) to lie inside the build context."""
     try:
@@ -141,10 +141,12 @@ def file_entries(files: Sequence[FileSpec], accounts: Accounts, staging: Path) -
     """The entries of every ``files:`` item, in spec order (a later one wins a path)."""
     result: list[FsEntry] = []
     for spec in files:
-        real = _source(spec)
+        real = checked_source(spec)
         dest = _image_path(spec.dest)
-        if spec.into:
-            dest = f"{dest}/{spec.src.name}" if dest else spec.src.name
+        # normpath: `src: conf/..` must not put a ".." into an image path.
+        name = os.path.basename(os.path.normpath(spec.src))
+        if spec.into and name:
+            dest = f"{dest}/{name}" if dest else name
         if not dest and not real.is_dir():
             raise DistillError(
                 f"{spec.origin}: files: a file cannot replace /", hint="write dest: /"
