@@ -327,3 +327,43 @@ def test_context_option_widens_the_context_visibly(sandbox: Path) -> None:
     )
     assert_clean_error(widened, "unknown suite 'sid'")
     assert not (sandbox / "x.lock").exists()
+
+
+@pytest.mark.network
+def test_a_built_image_holds_links_never_what_they_point_to(sandbox: Path) -> None:
+    """A real build: a link inside a copied tree stays a link (its outside target unread),
+    a link to a file inside the context brings that file's content."""
+    import gzip
+    import io
+    import tarfile
+
+    _outside(sandbox)
+    ctx = sandbox / "ctx"
+    _write(ctx, "tree/real.txt", "inside\n")
+    os.symlink(str(sandbox / "secret.txt"), ctx / "tree/secret")
+    os.symlink("tree/real.txt", ctx / "alias.txt")
+    _write(
+        ctx,
+        "s.yaml",
+        "extends: static\nfiles:\n  - {src: tree, dest: /t}\n  - {src: alias.txt, dest: /a.txt}\n",
+    )
+    outcome = run_distill(["build", "ctx/s.yaml", "-o", "oci:out"], cwd=sandbox, timeout=300)
+    assert outcome.returncode == 0, outcome.describe()
+    members: dict[str, tarfile.TarInfo] = {}
+    contents: dict[str, bytes] = {}
+    for blob in (sandbox / "out/blobs/sha256").iterdir():
+        data = blob.read_bytes()
+        assert SECRET.encode() not in data
+        if data[:2] != b"\x1f\x8b":
+            continue
+        with tarfile.open(fileobj=io.BytesIO(gzip.decompress(data))) as tar:
+            for member in tar:
+                members[member.name] = member
+                if member.isfile() and member.name in ("t/real.txt", "a.txt"):
+                    handle = tar.extractfile(member)
+                    assert handle is not None
+                    contents[member.name] = handle.read()
+    assert members["t/secret"].issym() and members["t/secret"].linkname == str(
+        sandbox / "secret.txt"
+    )
+    assert contents == {"t/real.txt": b"inside\n", "a.txt": b"inside\n"}
