@@ -38,6 +38,12 @@ def _spec_options(func: F) -> F:
         help="Architecture (amd64, arm64); repeat for several. Default: host.",
     )(func)
     func = click.option("--suite", help="Debian suite: trixie (default) or bookworm.")(func)
+    func = click.option(
+        "--context",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help="The directory the spec's files: and extends: may read from. Default: the "
+        "spec file's directory.",
+    )(func)
     return func
 
 
@@ -83,14 +89,16 @@ def _registry_options(func: F) -> F:
     help="Where to write the lock.",
 )
 @_spec_options
-def lock(spec: str, output: Path, suite: str | None, archs: tuple[str, ...]) -> None:
+def lock(
+    spec: str, output: Path, suite: str | None, archs: tuple[str, ...], context: Path | None
+) -> None:
     """Resolve SPEC (a spec file or preset) into a lockfile of exact .debs."""
     from distill.debian.lock import lock_spec, write_lock
     from distill.debian.mirror import discover_mirrors
     from distill.fsutil import output_file
     from distill.spec import load_spec
 
-    loaded = load_spec(spec, suite=suite, archs=archs)
+    loaded = load_spec(spec, suite=suite, archs=archs, context=context)
     output_file(output, inputs=[loaded.source])  # before resolving: a bad -o costs nothing
     mirrors = discover_mirrors(loaded.mirror, loaded.security_mirror)
     with log.complete_step(
@@ -169,6 +177,7 @@ def build(
     jobs: int,
     suite: str | None,
     archs: tuple[str, ...],
+    context: Path | None,
     tls_verify: bool,
     credentials: Credentials | None,
 ) -> None:
@@ -181,7 +190,7 @@ def build(
     from distill.oci.layer import Compression
     from distill.spec import load_spec
 
-    loaded = load_spec(spec, suite=suite, archs=archs)
+    loaded = load_spec(spec, suite=suite, archs=archs, context=context)
     destination = parse_output(output)
     locked = read_lock(lock_file) if lock_file is not None else None
     result = build_image(
