@@ -123,6 +123,12 @@ class Deadline:
     def moved(self, nbytes: int) -> None:
         self._window_bytes += nbytes
 
+    def pause(self, seconds: float) -> None:
+        """Sleep (a retry's backoff) without the time counting against a transfer's rate."""
+        time.sleep(seconds)
+        if self.progressive:
+            self._window_start += seconds
+
     def remaining(self) -> float:
         """Seconds until the deadline (for a transfer: the end of the current window)."""
         return self._window_start + self.limits.timeout - time.monotonic()

@@ -369,8 +369,11 @@ class RegistryTransport:
         attempts = max(self.retry.attempts, 1) if retry_transient else 1
         for attempt in range(attempts):
             if last is not None:
-                pause = self.retry.delay(attempt - 1, last.retry_after)
-                time.sleep(min(pause, self.limits.timeout))
+                pause = min(self.retry.delay(attempt - 1, last.retry_after), self.limits.timeout)
+                if deadline is not None:
+                    deadline.pause(pause)
+                else:
+                    time.sleep(pause)
             clock = deadline or (
                 self.limits.transfer(what)
                 if body is not None and body.path is not None
@@ -395,8 +398,7 @@ class RegistryTransport:
         if not retry_transient:
             raise last
         raise DistillError(
-            f"the registry {self.host} kept failing ({last.reason}) for {what} after "
-            f"{attempts} attempts",
+            f"{what} kept failing ({last.reason}) after {attempts} attempts",
             hint="the registry or the network is having trouble; try again later",
         )
 
