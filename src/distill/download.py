@@ -416,7 +416,7 @@ def _check_status(resp: requests.Response, label: str, *, gone_hint: str) -> Non
 def _retry_after(resp: requests.Response) -> float | None:
     value = resp.headers.get("Retry-After", "").strip()
     # The HTTP-date form is rare from mirrors; falling back to our backoff is fine then.
-    return float(value) if value.isdigit() else None
+    return float(value) if value.isascii() and value.isdigit() else None
 
 
 def _validator(resp: requests.Response) -> str | None:
@@ -432,12 +432,12 @@ def _range_start(content_range: str | None) -> int | None:
     if not content_range or not content_range.startswith("bytes "):
         return None
     first = content_range[6:].split("-", 1)[0].strip()
-    return int(first) if first.isdigit() else None
+    return int(first) if first.isascii() and first.isdigit() and len(first) < 19 else None
 
 
 def _content_length(resp: requests.Response) -> int | None:
     value = resp.headers.get("Content-Length", "").strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
 def _sleep(seconds: float, stop: threading.Event | None) -> None:

@@ -28,6 +28,7 @@ error-controls              400 with 40 KiB of error text full of control charac
 500-forever                 the layer answers 500, always
 500-once                    the manifest answers 500 once, then is served
 429-retry-after             the manifest answers 429 with ``Retry-After: 999999999`` once
+503-odd-retry-after         the manifest answers 503 with a Retry-After of "²" once
 length-more                 the layer declares twice its size, sends it, hangs up
 length-short                the layer is cut off halfway, every time
 length-less                 the manifest declares fewer bytes than it sends
@@ -227,6 +228,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._reply(500)
         elif mode == "429-retry-after" and self.reg.count("manifest") == 1:
             self._reply(429, headers={"Retry-After": "999999999"})
+        elif mode == "503-odd-retry-after" and self.reg.count("manifest") == 1:
+            # "²" (latin-1, as headers are read): a digit to str.isdigit(), not to float().
+            self.send_response(503)
+            self.send_header("Retry-After", "\u00b2")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
         elif mode == "length-less":
             self._reply(200, body, headers, length=len(body) // 2)
         else:

@@ -89,7 +89,9 @@ def test_a_registry_trickling_a_byte_a_second_fails_within_the_deadline(
     assert TIMEOUT <= outcome.seconds < TIMEOUT + 8, outcome.describe()
 
 
-@pytest.mark.parametrize("registry", ["500-once", "429-retry-after", "length-more"], indirect=True)
+@pytest.mark.parametrize(
+    "registry", ["500-once", "429-retry-after", "503-odd-retry-after", "length-more"], indirect=True
+)
 def test_a_registry_that_recovers_or_overpromises_still_gives_the_image(
     registry: MisbehavingRegistry, sandbox: Path
 ) -> None:

@@ -466,7 +466,7 @@ def _range_end(value: str | None) -> int:
     # "0-1023" (or "bytes=0-1023"): the last byte the registry has.
     text = (value or "").removeprefix("bytes=")
     end = text.partition("-")[2]
-    return int(end) if end.isdigit() else -1
+    return int(end) if end.isascii() and end.isdigit() and len(end) < 19 else -1
 
 
 def _declared_media_type(doc: dict[str, Any]) -> str | None:

@@ -154,4 +154,4 @@ def _content_range_start(value: str | None) -> int | None:
     if not value or not value.startswith("bytes "):
         return None
     first = value[6:].partition("-")[0].strip()
-    return int(first) if first.isdigit() else None
+    return int(first) if first.isascii() and first.isdigit() and len(first) < 19 else None

@@ -168,7 +168,7 @@ def errors_text(resp: requests.Response) -> str:
 def retry_after(resp: requests.Response) -> float | None:
     value = resp.headers.get("Retry-After", "").strip()
     # The HTTP-date form is rare; our own backoff is a fine stand-in for it.
-    return float(value) if value.isdigit() else None
+    return float(value) if value.isascii() and value.isdigit() else None
 
 
 class RegistryTransport:
