@@ -194,8 +194,8 @@ class Deadline:
 
 
 def check_location(current: str, location: str, *, verify: bool, what: str) -> str:
-    """The absolute URL a ``Location`` (a redirect, an upload's next URL, a token realm)
-    leads to from ``current``; an error unless it is http(s) and, while TLS is verified,
+    """The absolute URL a ``Location`` (a redirect's, or an upload's next URL) leads to
+    from ``current``; an error unless it is http(s) and, while TLS is verified,
     no step down from https to http."""
     target = urllib.parse.urljoin(current, location.strip())
     scheme = urllib.parse.urlsplit(target).scheme.lower()

@@ -29,6 +29,7 @@ error-controls              400 with 40 KiB of error text full of control charac
 500-once                    the manifest answers 500 once, then is served
 429-retry-after             the manifest answers 429 with ``Retry-After: 999999999`` once
 503-odd-retry-after         the manifest answers 503 with a Retry-After of "²" once
+header-flood                the manifest comes with 500 headers of 8 KiB each
 length-more                 the layer declares twice its size, sends it, hangs up
 length-short                the layer is cut off halfway, every time
 length-less                 the manifest declares fewer bytes than it sends
@@ -233,6 +234,11 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_response(503)
             self.send_header("Retry-After", "\u00b2")
             self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif mode == "header-flood":
+            self.send_response(200)
+            for i in range(500):
+                self.send_header(f"X-Flood-{i}", "x" * 8192)
             self.end_headers()
         elif mode == "length-less":
             self._reply(200, body, headers, length=len(body) // 2)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostile_harness import assert_bounded, assert_clean_error, run_distill
+from hostile_harness import assert_bounded, assert_clean_error, changed, run_distill, snapshot
 from misbehaving_registry import Image, MisbehavingRegistry, load_image, misbehaving_registry
 
 from distill.deadline import DEFAULT_TIMEOUT, MIN_RATE_ENV, TIMEOUT_ENV
@@ -51,6 +51,7 @@ PULL_FAILURES = [
     ("error-controls", ["refused to pull (HTTP 400): DENIED"]),
     ("500-forever", ["the blob app@sha256:", "HTTP 500", "4 attempts"]),
     ("length-short", ["app@sha256:", "broke 4 times"]),
+    ("header-flood", ["the manifest app:1", "4 attempts"]),
     ("length-less", ["app:1"]),
 ]
 
@@ -64,8 +65,10 @@ PULL_FAILURES = [
 def test_a_misbehaving_registry_ends_in_a_clean_error(
     registry: MisbehavingRegistry, mentions: list[str], sandbox: Path
 ) -> None:
+    before = snapshot(sandbox)
     outcome = run_distill(["inspect", f"docker://{registry.host}/app:1"], cwd=sandbox, env=ENV)
     line = assert_clean_error(outcome, registry.host, *mentions)
+    assert not changed(before, snapshot(sandbox)), "a pull wrote files"
     assert len(line) < 600, line
     assert "\x1b" not in outcome.stderr
     # Nothing a server sends keeps distill much past the deadline it was given (the first
