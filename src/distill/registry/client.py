@@ -21,11 +21,11 @@ import urllib.parse
 from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple, cast
 
 import requests
 
-from distill.bounded import parse_json_object
+from distill.bounded import parse_json_object, read_capped
 from distill.deadline import Deadline, Limits, check_location
 from distill.download import DEFAULT_RETRY, RetryPolicy
 from distill.errors import DistillError
@@ -251,12 +251,12 @@ class RegistryClient:
     def fetch_blob(self, repository: str, digest: str, *, max_size: int = 64 << 20) -> bytes:
         """A small blob (an image config) in memory, verified."""
         with self.open_blob(repository, digest) as stream:
-            data = stream.read(max_size + 1)
-            if len(data) > max_size:
-                raise DistillError(
-                    f"the blob {repository}@{digest} is larger than {max_size} bytes",
-                    hint="this is not a blob distill reads into memory",
-                )
+            data = read_capped(
+                cast(IO[bytes], stream),
+                max_size,
+                f"the blob {repository}@{digest} from {self.host}",
+                hint="this is not a blob distill reads into memory",
+            )
             stream.read()  # to the end, so the digest is checked
         return data
 
