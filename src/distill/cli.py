@@ -57,6 +57,19 @@ def _parse_creds(
     return Credentials.parse(value, "given with --creds")
 
 
+def _image_argument(
+    ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...]
+) -> str | tuple[str, ...]:
+    """A ``docker://`` reference is parsed before anything prints it: one carrying
+    ``USER:PASS@`` is refused without being echoed."""
+    from distill.registry.reference import TRANSPORT_PREFIX, parse_reference
+
+    for text in (value,) if isinstance(value, str) else value:
+        if text.startswith(TRANSPORT_PREFIX):
+            parse_reference(text)
+    return value
+
+
 def _registry_options(func: F) -> F:
     """``--tls-verify/--no-tls-verify`` and ``--creds``, for commands that read or write
     ``docker://`` images; they arrive as ``tls_verify`` and ``credentials``."""
@@ -257,7 +270,7 @@ def presets() -> None:
 
 
 @cli.command()
-@click.argument("image")
+@click.argument("image", callback=_image_argument)
 @click.option(
     "--format",
     "sbom_format",
@@ -321,7 +334,7 @@ def sbom(
 
 
 @cli.command()
-@click.argument("image")
+@click.argument("image", callback=_image_argument)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option(
     "--files",
@@ -378,7 +391,7 @@ def inspect(
 
 
 @cli.command()
-@click.argument("images", nargs=-1, required=True)
+@click.argument("images", nargs=-1, required=True, callback=_image_argument)
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON on stdout.")
 @click.option(
     "--html",

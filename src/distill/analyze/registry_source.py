@@ -20,7 +20,10 @@ once by each side; the registry's message (naming ``HOST/REPO@DIGEST``) comes fi
 
 Credentials and TLS are the registry client's: ``credentials`` first, then
 ``DISTILL_REGISTRY_AUTH`` and the podman/docker auth files; https, with plain http allowed
-for hosts on this machine, or for any host with ``tls_verify=False``.
+for hosts on this machine, or for any host with ``tls_verify=False``. So are the limits
+(:mod:`distill.deadline`): every request has ``DISTILL_TIMEOUT`` seconds, and a blob read
+from here fails when it stalls or moves slower than ``DISTILL_MIN_RATE`` (measured as it
+is read: the readers above read each layer straight through, as it arrives).
 """
 
 from __future__ import annotations
