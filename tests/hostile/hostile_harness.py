@@ -143,5 +143,7 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
-def changed(before: Mapping[str, tuple[int, int]], after: Mapping[str, tuple[int, int]]) -> set[str]:
+def changed(
+    before: Mapping[str, tuple[int, int]], after: Mapping[str, tuple[int, int]]
+) -> set[str]:
     return {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}

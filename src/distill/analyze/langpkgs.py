@@ -9,7 +9,6 @@ levels deep, and named ``outer.jar!/inner.jar``.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from posixpath import basename, dirname
 from typing import IO, TYPE_CHECKING
 
 from distill.analyze.packages import CapturedFile, Component, PackageType, make_purl, text
+from distill.bounded import parse_json
 from distill.errors import DistillError
 from distill.fsutil import spool_dir
 
@@ -97,10 +97,7 @@ def _python(path: str, captured: CapturedFile) -> list[Component]:
 
 
 def _npm(path: str, captured: CapturedFile) -> list[Component]:
-    try:
-        manifest = json.loads(captured.data)
-    except ValueError as exc:
-        raise DistillError(f"{path}: not valid JSON ({exc}); skipped") from exc
+    manifest = parse_json(captured.data, path)  # a DistillError here is a warning
     if not isinstance(manifest, dict):
         return []
     name, version = manifest.get("name"), manifest.get("version")

@@ -8,7 +8,6 @@ layer is held in memory.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import re
 from collections.abc import Callable, Iterator
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
 from distill.analyze.model import (
+    IMAGE_DAMAGED,
     MEDIA_TYPE_DOCKER_CONFIG,
     MEDIA_TYPE_DOCKER_LAYER,
     ImageConfig,
@@ -42,6 +42,7 @@ from distill.analyze.source import (
 )
 from distill.analyze.stream import FileRange, LayerFiles, LayerStream, sniff_compression
 from distill.analyze.tarscan import TarFormatError, TarScanner, TarTruncated
+from distill.bounded import parse_json, read_capped
 from distill.errors import DistillError
 from distill.oci.compression import Compression
 from distill.oci.image import Descriptor, Platform, sha256_digest
@@ -61,10 +62,11 @@ class _Files(Protocol):
 
 
 def _read_small(files: _Files, name: str, what: str) -> bytes:
+    where = files.where(name)
     if files.size(name) > MAX_JSON_BLOB:
-        raise DistillError(f"{files.where(name)} is too large to be {what}")
+        raise DistillError(f"{where} is too large to be {what}", hint=IMAGE_DAMAGED)
     with files.open(name) as handle:
-        return handle.read()
+        return read_capped(cast(BinaryIO, handle), MAX_JSON_BLOB, where, hint=IMAGE_DAMAGED)
 
 
 class DirFiles:
@@ -275,12 +277,7 @@ def _open_layout(
 
 def _docker_entries(files: TarFiles) -> list[dict[str, object]]:
     where = files.where("manifest.json")
-    try:
-        data = json.loads(_read_small(files, "manifest.json", "manifest.json"))
-    except ValueError as exc:
-        raise DistillError(
-            f"{where} is not valid JSON: {exc}", hint="the archive is damaged"
-        ) from None
+    data = parse_json(_read_small(files, "manifest.json", "manifest.json"), where)
     if not isinstance(data, list) or not data or not all(isinstance(e, dict) for e in data):
         raise DistillError(f"{where} lists no images", hint="the archive is damaged")
     for entry in data:
