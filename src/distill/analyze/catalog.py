@@ -33,7 +33,7 @@ from distill.analyze.langpkgs import (
     language_components,
     npm_package_dir,
 )
-from distill.analyze.model import OS_RELEASE_PATHS, parse_os_release
+from distill.analyze.model import MAX_OS_RELEASE, OS_RELEASE_PATHS, parse_os_release
 from distill.analyze.packages import (
     CapturedFile,
     Catalog,
@@ -88,13 +88,12 @@ _ENDINGS = (".egg-info", *ARCHIVE_SUFFIXES)
 # How much of each file the catalog reads (docs/analyze.md). Real ones are far smaller: a
 # dpkg status of 3,000 packages is about 6 MiB, an os-release a few hundred bytes. What an
 # image declares must not decide what reading it costs.
-MAX_OS_RELEASE = 64 << 10
 MAX_DATABASE = 64 << 20  # dpkg status, apk installed
 MAX_CONTROL = 1 << 20  # one status.d stanza file
 MAX_FILE_LIST = 16 << 20  # info/<pkg>.list, .md5sums
 MAX_COPYRIGHT = 4 << 20
 # Packages in one image, all kinds: a large real image holds a few thousand.
-MAX_PACKAGES = 100_000
+MAX_PACKAGES = 50_000
 _WINDOW = 1 << 20
 
 

@@ -297,6 +297,11 @@ def summarize_source(
         return inspect_view(source, view), catalog_module.catalog_view(view), executables(view)
 
     report, catalog, found = analyse_fsview(source, compare_want, analyse)
+    if catalog.warnings:
+        from distill import log
+
+        for warning in catalog.warnings:
+            log.warn(f"{source.name}: {warning}")
     scan = scanner or VulnerabilityScanner(enabled=False, cache_dir=None)
     return summarize(report, catalog, found, scan.scan(source, catalog), patterns)
 

@@ -21,9 +21,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from distill.analyze.fsview import FsNode, FsView, NodeKind, analyse_fsview
-from distill.analyze.model import OS_RELEASE_PATHS, parse_os_release
+from distill.analyze.model import MAX_OS_RELEASE, OS_RELEASE_PATHS, parse_os_release
 from distill.analyze.source import ImageSource, opened
 from distill.analyze.tarscan import TarEntry
+from distill.bounded import one_line
 from distill.errors import DistillError
 from distill.oci.image import Platform
 
@@ -49,7 +50,7 @@ BUSYBOX = "busybox"
 def inspect_want(path: str, member: TarEntry) -> int:
     """The bytes ``inspect`` needs: a few small files whole, and each executable's head."""
     if path in _SMALL_FILES:
-        return _SMALL_LIMIT
+        return MAX_OS_RELEASE if path in OS_RELEASE_PATHS else _SMALL_LIMIT
     return EXEC_HEAD if member.mode & 0o111 else 0
 
 
@@ -191,7 +192,16 @@ def _text(view: FsView, path: str) -> str | None:
     node = view.get(real) if real is not None else None
     if node is None or node.content is None:
         return None
-    return node.content.decode("utf-8", "replace")
+    if node.size > len(node.content):
+        from distill import log
+
+        log.warn(
+            f"/{one_line(path)} is {node.size} bytes; only its first {len(node.content)} were read"
+        )
+        content = node.content[: node.content.rfind(b"\n") + 1]
+    else:
+        content = node.content
+    return content.decode("utf-8", "replace")
 
 
 def detect_os(view: FsView) -> OsInfo | None:

@@ -38,6 +38,7 @@ from distill.analyze.source import (
     SourceTransport,
     check_layer_count,
     check_platform,
+    index_manifests,
     read_json_blob,
 )
 from distill.analyze.stream import FileRange, LayerFiles, LayerStream, sniff_compression
@@ -216,10 +217,7 @@ class LayoutStore:
 def _index_entries(files: _Files) -> list[Descriptor]:
     where = files.where("index.json")
     data = load_json_object(_read_small(files, "index.json", "an index"), where)
-    manifests = data.get("manifests")
-    if not isinstance(manifests, list):
-        raise DistillError(f"{where} has no manifests list", hint="the layout is damaged")
-    return [parse_descriptor(item, where) for item in manifests]
+    return [parse_descriptor(item, where) for item in index_manifests(data, where)]
 
 
 def _refs(descriptor: Descriptor) -> list[str]:
@@ -325,6 +323,7 @@ def _oci_manifest_for(files: TarFiles, config_digest: str) -> Descriptor | None:
     """In a docker 25+ archive, the OCI manifest whose config is ``config_digest``."""
     store = LayoutStore(files)
     pending = _index_entries(files)
+    seen = [len(pending)]
     for _ in range(64):  # nested indexes and a few platforms; never a loop
         if not pending:
             break
@@ -332,12 +331,13 @@ def _oci_manifest_for(files: TarFiles, config_digest: str) -> Descriptor | None:
         if not store.exists(descriptor.digest):
             continue  # docker saves one platform's blobs and lists the others
         if descriptor.media_type in INDEX_TYPES:
-            data = load_json_object(read_json_blob(store, descriptor, "index"), "index")
-            items = data.get("manifests")
-            if isinstance(items, list):
-                pending.extend(parse_descriptor(i, store.where(descriptor.digest)) for i in items)
+            where = store.where(descriptor.digest)
+            data = load_json_object(read_json_blob(store, descriptor, "index"), where)
+            items = index_manifests(data, where, seen)
+            pending.extend(parse_descriptor(i, where) for i in items)
         elif descriptor.media_type in MANIFEST_TYPES:
-            data = load_json_object(read_json_blob(store, descriptor, "manifest"), "manifest")
+            where = store.where(descriptor.digest)
+            data = load_json_object(read_json_blob(store, descriptor, "manifest"), where)
             config = data.get("config")
             if isinstance(config, dict) and config.get("digest") == config_digest:
                 return descriptor
