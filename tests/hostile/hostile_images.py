@@ -182,6 +182,7 @@ def write_layout(
 
 def image_of(tmp: Path, build: Callable[[Layer], object], **changes: Any) -> Layout:
     """A one-layer layout at ``tmp/layout`` whose layer ``build`` fills."""
+    tmp.mkdir(parents=True, exist_ok=True)
     layer = Layer(tmp / "layer.tar")
     build(layer)
     return write_layout(tmp / "layout", [layer.close()], **changes)

@@ -30,6 +30,7 @@ from distill.analyze.inspect import InspectReport, exec_kind, inspect_view, insp
 from distill.analyze.packages import Catalog
 from distill.analyze.source import ImageSource, opened
 from distill.analyze.tarscan import TarEntry
+from distill.debian.control import gc_paused
 from distill.errors import DistillError
 
 if TYPE_CHECKING:
@@ -296,7 +297,8 @@ def summarize_source(
     def analyse(view: FsView) -> tuple[InspectReport, Catalog, tuple[Executable, ...]]:
         return inspect_view(source, view), catalog_module.catalog_view(view), executables(view)
 
-    report, catalog, found = analyse_fsview(source, compare_want, analyse)
+    with gc_paused():  # as for sbom: a pass of many small objects and no cycles
+        report, catalog, found = analyse_fsview(source, compare_want, analyse)
     if catalog.warnings:
         from distill import log
 

@@ -356,7 +356,6 @@ class _Builder:
         if base.startswith(WHITEOUT):
             self._whiteout(parent, base)
             return
-        self._check_length(path)
         parent = self._dir(parent)
         path = f"{parent}/{base}" if parent else base
         self._check_length(path)
