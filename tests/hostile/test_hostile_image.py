@@ -515,3 +515,37 @@ def test_a_layer_with_an_absurd_member_size_is_refused(sandbox: Path, tmp_path: 
     layout = image_of(tmp_path, lambda layer: layer.add(member, b"x"))
     outcome = run_distill(["inspect", f"oci:{layout.root}"], cwd=sandbox)
     assert_clean_error(outcome, "layer 1")
+
+
+def test_an_oversized_pom_properties_in_a_jar_is_skipped_with_a_warning(
+    sandbox: Path, tmp_path: Path
+) -> None:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as jar:
+        jar.writestr("META-INF/maven/g/a/pom.properties", b"groupId=g\n" + b"#" * (2 * MB))
+        jar.writestr(
+            "META-INF/MANIFEST.MF", "Implementation-Title: app\nImplementation-Version: 2.0\n"
+        )
+    layout = image_of(tmp_path, lambda layer: layer.file("app/app.jar", buffer.getvalue()))
+    outcome = run_distill(["sbom", f"oci:{layout.root}"], cwd=sandbox)
+    out = succeeded(outcome, "app/app.jar!/META-INF/maven/g/a/pom.properties", "1 MiB")
+    assert "pkg:maven/app@2.0" in out
+
+
+def test_thousands_of_files_2000_directories_deep_are_summed_once(
+    sandbox: Path, tmp_path: Path
+) -> None:
+    def build(layer: Layer) -> None:
+        for i in range(5000):
+            layer.file("d/" * 2030 + f"f{i}", b"x")
+
+    layout = image_of(tmp_path, build)
+    outcome = run_distill(
+        ["inspect", "--json", f"oci:{layout.root}", "--files=/", "--depth", "100000"], cwd=sandbox
+    )
+    report("inspect, 5,000 files 2,030 directories deep", outcome)
+    tree = json.loads(succeeded(outcome))["files"]
+    assert (tree["size"], tree["files"]) == (5000, 5000)

@@ -45,6 +45,8 @@ PACKAGE_MANAGERS = frozenset(
     {"apt", "apt-get", "dpkg", "apk", "rpm", "yum", "dnf", "microdnf", "pip", "pip3", "npm"}
 )
 BUSYBOX = "busybox"
+# Levels of the --files tree at most: each is a nested entry in the report and its JSON.
+MAX_TREE_DEPTH = 64
 
 
 def inspect_want(path: str, member: TarEntry) -> int:
@@ -345,22 +347,27 @@ def attack_surface(view: FsView, user: str) -> AttackSurface:
 
 
 def _du(view: FsView) -> dict[str, tuple[int, int]]:
-    """(bytes, files) of regular files at or under every path; hardlinks counted once."""
+    """(bytes, files) of regular files at or under every path; hardlinks counted once.
+    Summed bottom-up, each directory once: walking every file's ancestors would cost files
+    times depth, which a deep tree makes large."""
     sizes: dict[str, list[int]] = {}
     seen: set[int] = set()
-    for path in sorted(view.nodes):
+    for path in sorted(view.nodes):  # the first path of a hardlinked inode counts
         node = view.nodes[path]
         if node.kind is not NodeKind.FILE or node.inode in seen:
             continue
         seen.add(node.inode)
-        prefix = path
-        while True:
-            entry = sizes.setdefault(prefix, [0, 0])
-            entry[0] += node.size
-            entry[1] += 1
-            if not prefix:
-                break
-            prefix = prefix.rpartition("/")[0]
+        sizes[path] = [node.size, 1]
+        entry = sizes.setdefault(path.rpartition("/")[0], [0, 0])
+        entry[0] += node.size
+        entry[1] += 1
+    directories = sorted((d for d in view.children if d), key=lambda d: -d.count("/"))
+    for directory in directories:  # deepest first: each is complete when its turn comes
+        total = sizes.get(directory)
+        if total is not None:
+            entry = sizes.setdefault(directory.rpartition("/")[0], [0, 0])
+            entry[0] += total[0]
+            entry[1] += total[1]
     return {path: (v[0], v[1]) for path, v in sizes.items()}
 
 
@@ -378,6 +385,7 @@ def file_tree(
         raise DistillError(f"{root} is not in the image", hint="give a path like /usr/lib")
     if du is None:
         du = _du(view)
+    depth = min(depth, MAX_TREE_DEPTH)
 
     def entry(path: str, level: int) -> TreeEntry:
         node = view.get(path) if path else None
