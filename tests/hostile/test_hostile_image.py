@@ -549,3 +549,18 @@ def test_thousands_of_files_2000_directories_deep_are_summed_once(
     report("inspect, 5,000 files 2,030 directories deep", outcome)
     tree = json.loads(succeeded(outcome))["files"]
     assert (tree["size"], tree["files"]) == (5000, 5000)
+
+
+@pytest.mark.parametrize("command", ["sbom", "compare"])
+def test_markup_and_newlines_in_a_file_name_are_warned_as_text(
+    sandbox: Path, tmp_path: Path, command: str
+) -> None:
+    name = "x[/y]\nerror: forged/node_modules/p/package.json"
+    layout = image_of(tmp_path / "img", lambda layer: layer.file(name, b"{bad"))
+    image = f"oci:{layout.root}"
+    args = (
+        ["sbom", image] if command == "sbom" else ["compare", "--no-vulnerabilities", image, image]
+    )
+    outcome = run_distill(args, cwd=sandbox)
+    succeeded(outcome, "x[/y]\\nerror: forged/node_modules/p/package.json is not valid JSON")
+    assert not any(line.startswith("error:") for line in outcome.stderr.splitlines())
