@@ -12,7 +12,6 @@ fails on a machine where no database was ever downloaded. The comparison then sa
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -30,6 +29,7 @@ from distill.analyze.inspect import InspectReport, exec_kind, inspect_view, insp
 from distill.analyze.packages import Catalog
 from distill.analyze.source import ImageSource, opened
 from distill.analyze.tarscan import TarEntry
+from distill.bounded import parse_json
 from distill.debian.control import gc_paused
 from distill.errors import DistillError
 
@@ -99,12 +99,7 @@ def find_trivy() -> str | None:
 
 def parse_trivy_report(data: bytes) -> Vulnerabilities:
     """Count the findings of a ``trivy --format json`` report."""
-    try:
-        report = json.loads(data)
-    except ValueError as exc:
-        raise DistillError(
-            f"trivy's report is not JSON: {exc}", hint="run trivy by hand to see what it says"
-        ) from None
+    report = parse_json(data, "trivy's report", hint="run trivy by hand to see what it says")
     counts = dict.fromkeys(SEVERITIES, 0)
     ids: set[str] = set()
     results = report.get("Results") if isinstance(report, dict) else None
