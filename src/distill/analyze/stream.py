@@ -7,8 +7,10 @@ when the reader reaches the end, a mismatch is a ``DistillError`` naming the lay
 is buffered beyond one read, so memory does not grow with the layer.
 
 A blob that is a file (a layout's blob, an archive's member) is hashed by a second thread
-reading the same open file, and the tar reader seeks past the data it does not want; a blob
-that comes over the network is hashed as it streams through.
+reading the same file (checked to be the same, unchanged, by device, inode, size and mtime),
+and the tar reader seeks past the data it does not want; a blob that comes over the network
+is hashed as it streams through. Each opens a layer's file only when it reaches it, so an
+image of many layers never holds a file open per layer.
 """
 
 from __future__ import annotations
