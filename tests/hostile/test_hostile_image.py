@@ -564,3 +564,24 @@ def test_markup_and_newlines_in_a_file_name_are_warned_as_text(
     outcome = run_distill(args, cwd=sandbox)
     succeeded(outcome, "x[/y]\\nerror: forged/node_modules/p/package.json is not valid JSON")
     assert not any(line.startswith("error:") for line in outcome.stderr.splitlines())
+
+
+def test_a_docker_archive_of_20000_layers_is_refused(sandbox: Path, tmp_path: Path) -> None:
+    def many(entries: list[dict[str, Any]]) -> bytes:
+        entries[0]["Layers"] = entries[0]["Layers"] * 20_000
+        return json.dumps(entries).encode()
+
+    archive = docker_archive(tmp_path / "x.tar", [_one_layer(tmp_path)], manifest=many)
+    outcome = run_distill(
+        ["compare", "--no-vulnerabilities", archive.as_posix(), archive.as_posix()], cwd=sandbox
+    )
+    assert_clean_error(outcome, "20000 layers", "at most 1000")
+
+
+def test_an_index_json_larger_than_any_index_is_refused(sandbox: Path, tmp_path: Path) -> None:
+    def padded(doc: dict[str, Any]) -> bytes:
+        return json.dumps(doc).encode() + b" " * (17 * MB)
+
+    layout = image_of(tmp_path, lambda layer: layer.file("f", b"x"), index=padded)
+    outcome = run_distill(["sbom", f"oci:{layout.root}"], cwd=sandbox)
+    assert_clean_error(outcome, "index.json", "too large")
