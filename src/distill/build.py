@@ -16,12 +16,14 @@ import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from distill import __version__, log
 from distill.cache import BlobCache
 from distill.debian.lock import Lock, lock_spec
 from distill.debian.mirror import Mirrors, discover_mirrors
 from distill.errors import DistillError
+from distill.fsutil import output_file, output_layout
 from distill.layers import LayerGroup, LayerRole, cached_layer, diff_entries, group_packages
 from distill.oci.image import (
     ANNOTATION_PREFIX,
@@ -160,26 +162,13 @@ def build_archs(spec: Spec, lock: Lock | None) -> tuple[str, ...]:
     return tuple(lock.archs)
 
 
-def check_destination(dest: Destination) -> None:
-    """Fail before any work when the output cannot be written where asked."""
-    probe = dest.path.absolute().parent
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    if not probe.is_dir():
-        raise DistillError(
-            f"cannot write {dest.path}: {probe} is not a directory",
-            hint="choose an output path inside a directory",
-        )
-    if dest.transport is not Transport.OCI and dest.path.is_dir():
-        raise DistillError(
-            f"{dest.path} is a directory; an archive destination must be a file",
-            hint="name a file, e.g. image.tar, or use oci: to write a layout directory",
-        )
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise DistillError(
-            f"cannot write {dest.path}: {probe} is not writable",
-            hint="choose another output path, or fix the directory's permissions",
-        )
+def check_destination(dest: Destination, *, inputs: Sequence[Path | str] = ()) -> None:
+    """Fail before any work when the output cannot be written where asked, or would replace
+    something that is not distill's to replace (see ``fsutil``)."""
+    if dest.transport is Transport.OCI:
+        output_layout(dest.path)
+    else:
+        output_file(dest.path, inputs=inputs)
 
 
 # --- registry output: docker://HOST/REPO[:TAG] (distill.registry) ----------------------------
@@ -198,12 +187,18 @@ def output_name(dest: Output) -> str:
     return f"docker://{dest}" if isinstance(dest, ImageReference) else str(dest)
 
 
-def check_output(dest: Output, *, tls_verify: bool, credentials: Credentials | None) -> None:
+def check_output(
+    dest: Output,
+    *,
+    tls_verify: bool,
+    credentials: Credentials | None,
+    inputs: Sequence[Path | str] = (),
+) -> None:
     """``check_destination``; for a registry, that it is reachable and lets us push."""
     if isinstance(dest, ImageReference):
         check_push_access(dest, tls_verify=tls_verify, credentials=credentials)
     else:
-        check_destination(dest)
+        check_destination(dest, inputs=inputs)
 
 
 def write_output(
@@ -380,13 +375,16 @@ def build_image(
     cache: BlobCache | None = None,
     tls_verify: bool = True,
     credentials: Credentials | None = None,
+    inputs: Sequence[Path | str] = (),
 ) -> BuildResult:
     """Build ``spec`` from ``lock`` (resolved now when None) and write it to ``destination``
     (``oci:DIR``, ``oci-archive:FILE`` or ``docker-archive:FILE``, with an optional ``:REF``),
     or push it to ``docker://HOST/REPO[:TAG]`` (``tls_verify`` and ``credentials`` are for that).
+    The output is checked first, and must not be one of ``inputs`` (the spec, the lock).
     """
     dest = parse_output(destination) if isinstance(destination, str) else destination
-    check_output(dest, tls_verify=tls_verify, credentials=credentials)
+    inputs = [*inputs, spec.source]
+    check_output(dest, tls_verify=tls_verify, credentials=credentials, inputs=inputs)
     _check_user(spec)
     for item in spec.files:  # before any download: a typo should cost nothing
         if not os.path.lexists(item.src):
@@ -407,6 +405,7 @@ def build_image(
     ctx = BuildContext(
         spec, lock, cache or BlobCache(), compression, jobs, source_date_epoch(lock), mirrors
     )
+    ctx.cache.sweep()  # what killed builds left in the cache
     results = tuple(build_arch(ctx, arch) for arch in archs)
     images = [r.image for r in results]
     annotations = image_config(spec, set()).manifest_annotations(ctx.source_date_epoch)

@@ -38,6 +38,12 @@ def _spec_options(func: F) -> F:
         help="Architecture (amd64, arm64); repeat for several. Default: host.",
     )(func)
     func = click.option("--suite", help="Debian suite: trixie (default) or bookworm.")(func)
+    func = click.option(
+        "--context",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help="The directory the spec's files: and extends: may read from. Default: the "
+        "spec file's directory.",
+    )(func)
     return func
 
 
@@ -83,13 +89,17 @@ def _registry_options(func: F) -> F:
     help="Where to write the lock.",
 )
 @_spec_options
-def lock(spec: str, output: Path, suite: str | None, archs: tuple[str, ...]) -> None:
+def lock(
+    spec: str, output: Path, suite: str | None, archs: tuple[str, ...], context: Path | None
+) -> None:
     """Resolve SPEC (a spec file or preset) into a lockfile of exact .debs."""
     from distill.debian.lock import lock_spec, write_lock
     from distill.debian.mirror import discover_mirrors
+    from distill.fsutil import output_file
     from distill.spec import load_spec
 
-    loaded = load_spec(spec, suite=suite, archs=archs)
+    loaded = load_spec(spec, suite=suite, archs=archs, context=context)
+    output_file(output, inputs=[loaded.source])  # before resolving: a bad -o costs nothing
     mirrors = discover_mirrors(loaded.mirror, loaded.security_mirror)
     with log.complete_step(
         f"Resolving {loaded.name} ({loaded.suite}, {', '.join(loaded.target_archs())})"
@@ -167,6 +177,7 @@ def build(
     jobs: int,
     suite: str | None,
     archs: tuple[str, ...],
+    context: Path | None,
     tls_verify: bool,
     credentials: Credentials | None,
 ) -> None:
@@ -179,7 +190,7 @@ def build(
     from distill.oci.layer import Compression
     from distill.spec import load_spec
 
-    loaded = load_spec(spec, suite=suite, archs=archs)
+    loaded = load_spec(spec, suite=suite, archs=archs, context=context)
     destination = parse_output(output)
     locked = read_lock(lock_file) if lock_file is not None else None
     result = build_image(
@@ -190,6 +201,7 @@ def build(
         jobs=jobs,
         tls_verify=tls_verify,
         credentials=credentials,
+        inputs=[lock_file] if lock_file is not None else [],
     )
     from rich.table import Table
 
@@ -277,7 +289,10 @@ def sbom(
     is the document's creation time (else the image's), so the output is reproducible.
     """
     from distill.analyze.source import opened
+    from distill.fsutil import image_paths, output_file
 
+    if output is not None:
+        output_file(output, inputs=image_paths([image]))  # before reading the image
     with (
         log.complete_step(f"Cataloguing {image}"),
         opened(image, platform=platform, tls_verify=tls_verify, credentials=credentials) as source,
@@ -301,7 +316,7 @@ def sbom(
         sys.stdout.buffer.write(result.document)
         sys.stdout.flush()
     else:
-        atomic_write_bytes(output, result.document)
+        atomic_write_bytes(output, result.document, inputs=image_paths([image]))
         log.info(f"[green]wrote[/] {output}")
 
 
@@ -368,7 +383,7 @@ def inspect(
 @click.option(
     "--html",
     "html_file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     help="Also write a self-contained HTML page (charts and tables) here.",
 )
 @click.option(
@@ -416,7 +431,10 @@ def compare(
 
     from distill.analyze.compare import compare_references
     from distill.analyze.render import render_compare
+    from distill.fsutil import image_paths, output_file
 
+    if html_file is not None:
+        output_file(html_file, inputs=image_paths(images))  # before reading any image
     with log.complete_step(f"Comparing {len(images)} images"):
         comparison = compare_references(
             images,
@@ -444,6 +462,9 @@ class _Terminated(BaseException):
 
 
 def _terminate(signum: int, frame: object) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut cleanup short
     raise _Terminated
 
 
@@ -493,3 +514,8 @@ def main(argv: list[str] | None = None) -> None:
     except _Terminated:
         log.console().print("[red]terminated[/]")
         sys.exit(143)
+    finally:
+        from distill import tempfiles
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # on the way out already
+        tempfiles.remove_own()

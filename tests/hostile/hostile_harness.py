@@ -8,6 +8,7 @@ The run is a real subprocess: its peak RSS comes from ``wait4``'s rusage of that
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -80,10 +81,8 @@ def run_distill(
 
     def _kill() -> None:
         timed_out.set()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     timer = threading.Timer(timeout, _kill)
     timer.start()

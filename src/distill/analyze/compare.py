@@ -16,13 +16,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from distill import tempfiles
 from distill.analyze import catalog as catalog_module
 from distill.analyze.fsview import FsView, NodeKind, analyse_fsview
 from distill.analyze.inspect import InspectReport, exec_kind, inspect_view, inspect_want
@@ -120,7 +120,7 @@ def scan_sbom(
     """Scan a CycloneDX ``document`` with trivy's local database, never downloading one."""
     if trivy is None:
         return _unavailable(ScanStatus.NO_SCANNER, "trivy not found")
-    with tempfile.TemporaryDirectory(prefix="distill-compare-") as tmp:
+    with tempfiles.spool_tempdir("distill-compare") as tmp:
         sbom, out = Path(tmp, "sbom.cdx.json"), Path(tmp, "report.json")
         sbom.write_bytes(document)
         args = [trivy, "sbom", "--offline-scan", "--skip-db-update", "--skip-java-db-update"]

@@ -30,13 +30,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
+from distill import tempfiles
 from distill.analyze.model import LayerDescriptor
 from distill.analyze.source import ImageSource
 from distill.analyze.stream import LayerStream
 from distill.analyze.tarscan import TarEntry, TarFormatError, TarScanner, TarTruncated
 from distill.bounded import one_line
 from distill.errors import DistillError
-from distill.fsutil import spool_dir
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
@@ -407,7 +407,7 @@ class _Builder:
     def _spool(self, head: bytes, tar: TarScanner, size: int) -> Path:
         """A large kept file, written to the view's spool directory as it is read."""
         if self.spool_dir is None:
-            self.spool_dir = tempfile.TemporaryDirectory(prefix="distill-spool-", dir=spool_dir())
+            self.spool_dir = tempfiles.spool_tempdir("distill-spool")
         path = Path(self.spool_dir.name) / str(self.inodes + 1)
         with path.open("wb") as out:
             out.write(head)

@@ -8,6 +8,7 @@ layer is held in memory.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from collections.abc import Callable, Iterator
@@ -16,6 +17,7 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
+from distill import tempfiles
 from distill.analyze.model import (
     IMAGE_DAMAGED,
     MEDIA_TYPE_DOCKER_CONFIG,
@@ -45,6 +47,7 @@ from distill.analyze.stream import FileRange, LayerFiles, LayerStream, sniff_com
 from distill.analyze.tarscan import TarFormatError, TarScanner, TarTruncated
 from distill.bounded import parse_json, read_capped
 from distill.errors import DistillError
+from distill.fsutil import check_input_path
 from distill.oci.compression import Compression
 from distill.oci.image import Descriptor, Platform, sha256_digest
 
@@ -461,12 +464,24 @@ def _open_docker_archive(
 # --- podman's storage --------------------------------------------------------------------
 
 
+# What podman takes as an image: a name[:tag][@digest] or an ID. Checked so that no text
+# from the command line reaches podman as anything else (an option, a second argument).
+_STORAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,511}")
+
+
+def check_storage_name(image: str) -> None:
+    if not _STORAGE_NAME.fullmatch(image):
+        raise DistillError(
+            f"containers-storage:{image!r} does not name an image",
+            hint="write containers-storage:NAME[:TAG] or an image ID, as `podman images` shows",
+        )
+
+
 def podman_save(image: str) -> Path:
     """Save ``image`` from podman's storage to a docker-archive in a new temporary
     directory, which the caller removes."""
-    import shutil  # these three only here: local archives open without loading them
+    import shutil  # these two only here: local archives open without loading them
     import subprocess
-    import tempfile
 
     podman = shutil.which("podman")
     if podman is None:
@@ -474,14 +489,22 @@ def podman_save(image: str) -> Path:
             "containers-storage: needs podman, which is not installed",
             hint="install podman, or inspect an archive made with podman save or docker save",
         )
-    tmp = Path(tempfile.mkdtemp(prefix="distill-inspect-"))
+    check_storage_name(image)
+    tmp = tempfiles.spool_mkdtemp("distill-inspect")
     out = tmp / "image.tar"
-    done = subprocess.run(
-        [podman, "image", "save", "--format", "docker-archive", "-o", str(out), image],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        # "--": a name is never an option, whatever check_storage_name lets through.
+        done = subprocess.run(
+            [podman, "image", "save", "--format", "docker-archive", "-o", str(out), "--", image],
+            capture_output=True,
+            text=True,
+            check=False,
+            # podman stages the archive in $TMPDIR: inside ours, it goes when ours does.
+            env={**os.environ, "TMPDIR": str(tmp)},
+        )
+    except BaseException:  # SIGTERM or Ctrl-C while podman writes: no half-saved image left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if done.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         lines = done.stderr.strip().splitlines()
@@ -498,6 +521,7 @@ def podman_save(image: str) -> Path:
 def detect_path(text: str) -> SourceRef:
     """A path without a transport: a layout directory, or an archive (either kind)."""
     path = Path(text)
+    check_input_path(path)
     if path.is_dir():
         if (path / "index.json").is_file() or (path / "oci-layout").is_file():
             return SourceRef(SourceTransport.OCI, text)
@@ -518,6 +542,7 @@ def open_local(
     ref: SourceRef, name: str, wanted: Platform | None
 ) -> ManifestImage | DockerArchiveImage:
     path = Path(ref.path)
+    check_input_path(path)
     if ref.transport is SourceTransport.OCI:
         if not path.is_dir():
             raise DistillError(f"{path} is not a directory", hint="oci: names a layout directory")
