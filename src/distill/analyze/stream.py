@@ -120,10 +120,13 @@ class HashJob:
     The job opens the range itself when its turn comes and closes it when done, so an image
     of many layers never holds an open file per layer. The parser opens the same range on its
     own; the two read the same bytes if the file is the same one, unchanged, from the moment
-    the first of them opened it to the moment the last finished (``LayerStream`` checks)."""
+    the image was opened to the moment the last of them finished (``LayerStream`` checks)."""
 
-    def __init__(self, opener: Callable[[], FileRange | None]) -> None:
+    def __init__(
+        self, opener: Callable[[], FileRange | None], initial: Identity | None = None
+    ) -> None:
         self._opener = opener
+        self.initial = initial  # when the image was opened, if the file was there
         self.hash = hashlib.sha256()
         self.count = 0
         self.error: Exception | None = None
@@ -225,7 +228,9 @@ class LayerFiles:
 
     def __init__(self, openers: Mapping[int, Callable[[], FileRange | None]]) -> None:
         self._openers = dict(openers)
-        self._jobs = {index: HashJob(opener) for index, opener in openers.items()}
+        self._jobs = {
+            index: HashJob(opener, _identity_now(opener)) for index, opener in openers.items()
+        }
         self._hasher = BackgroundHasher(list(self._jobs.values())) if self._jobs else None
 
     @classmethod
@@ -249,6 +254,20 @@ class LayerFiles:
     def close(self) -> None:
         if self._hasher is not None:
             self._hasher.close()
+
+
+def _identity_now(opener: Callable[[], FileRange | None]) -> Identity | None:
+    """The file's identity now, its handle closed at once (None: no file to look at)."""
+    try:
+        handle = opener()
+    except (DistillError, OSError):
+        return None
+    if handle is None:
+        return None
+    try:
+        return identity(handle.fileno())
+    finally:
+        handle.close()
 
 
 class _RawCounter:
@@ -444,7 +463,8 @@ class LayerStream:
                 f"{self._what()} changed while it was being read",
                 hint="something else is writing the image; read it again when it is done",
             )
-        if not (job.before == job.after == self._opened == self._finished):
+        same = job.before == job.after == self._opened == self._finished
+        if not same or job.initial not in (None, job.before):
             raise DistillError(
                 f"{self._what()} changed while it was being read",
                 hint="something else is writing the image; read it again when it is done",
