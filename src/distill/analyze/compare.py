@@ -12,7 +12,6 @@ fails on a machine where no database was ever downloaded. The comparison then sa
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -30,6 +29,8 @@ from distill.analyze.inspect import InspectReport, exec_kind, inspect_view, insp
 from distill.analyze.packages import Catalog
 from distill.analyze.source import ImageSource, opened
 from distill.analyze.tarscan import TarEntry
+from distill.bounded import parse_json
+from distill.debian.control import gc_paused
 from distill.errors import DistillError
 
 if TYPE_CHECKING:
@@ -98,12 +99,7 @@ def find_trivy() -> str | None:
 
 def parse_trivy_report(data: bytes) -> Vulnerabilities:
     """Count the findings of a ``trivy --format json`` report."""
-    try:
-        report = json.loads(data)
-    except ValueError as exc:
-        raise DistillError(
-            f"trivy's report is not JSON: {exc}", hint="run trivy by hand to see what it says"
-        ) from None
+    report = parse_json(data, "trivy's report", hint="run trivy by hand to see what it says")
     counts = dict.fromkeys(SEVERITIES, 0)
     ids: set[str] = set()
     results = report.get("Results") if isinstance(report, dict) else None
@@ -296,7 +292,13 @@ def summarize_source(
     def analyse(view: FsView) -> tuple[InspectReport, Catalog, tuple[Executable, ...]]:
         return inspect_view(source, view), catalog_module.catalog_view(view), executables(view)
 
-    report, catalog, found = analyse_fsview(source, compare_want, analyse)
+    with gc_paused():  # as for sbom: a pass of many small objects and no cycles
+        report, catalog, found = analyse_fsview(source, compare_want, analyse)
+    if catalog.warnings:
+        from distill import log
+
+        for warning in catalog.warnings:
+            log.warn(f"{source.name}: {warning}")
     scan = scanner or VulnerabilityScanner(enabled=False, cache_dir=None)
     return summarize(report, catalog, found, scan.scan(source, catalog), patterns)
 

@@ -6,12 +6,12 @@ uses and names the blob (and the file it is in) when something is wrong.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from distill.bounded import parse_json_object
 from distill.errors import DistillError
 from distill.oci.image import Descriptor, Platform
 
@@ -41,6 +41,8 @@ def check_digest(value: object, where: str) -> str:
 
 # etc/os-release is usually a symlink to usr/lib/os-release, so the file is often only there.
 OS_RELEASE_PATHS = ("etc/os-release", "usr/lib/os-release")
+# os-release is a few hundred bytes; more than this is read no further (with a warning).
+MAX_OS_RELEASE = 64 << 10
 
 
 _ASSIGNMENT = re.compile(r"^([A-Z0-9_]+)=(.*)$")
@@ -133,17 +135,12 @@ class ImageManifest:
 # --- parsing -----------------------------------------------------------------------------
 
 
+IMAGE_DAMAGED = "the image is damaged or not an image; fetch or save it again"
+
+
 def load_json_object(data: bytes, where: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DistillError(
-            f"{where} is not valid JSON: {exc}",
-            hint="the image is damaged or not an image; fetch or save it again",
-        ) from None
-    if not isinstance(value, dict):
-        raise DistillError(f"{where} is not a JSON object", hint="the image is damaged")
-    return value
+    """An index, manifest or config: bounded in nesting (``distill.bounded``)."""
+    return parse_json_object(data, where, hint=IMAGE_DAMAGED)
 
 
 def _strings(value: object, what: str, where: str) -> tuple[str, ...] | None:

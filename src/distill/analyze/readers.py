@@ -8,7 +8,6 @@ layer is held in memory.
 
 from __future__ import annotations
 
-import json
 import os
 import posixpath
 import re
@@ -20,6 +19,7 @@ from typing import BinaryIO, Protocol, cast
 
 from distill import tempfiles
 from distill.analyze.model import (
+    IMAGE_DAMAGED,
     MEDIA_TYPE_DOCKER_CONFIG,
     MEDIA_TYPE_DOCKER_LAYER,
     ImageConfig,
@@ -40,10 +40,12 @@ from distill.analyze.source import (
     SourceTransport,
     check_layer_count,
     check_platform,
+    index_manifests,
     read_json_blob,
 )
 from distill.analyze.stream import FileRange, LayerFiles, LayerStream, sniff_compression
 from distill.analyze.tarscan import TarFormatError, TarScanner, TarTruncated
+from distill.bounded import parse_json, read_capped
 from distill.errors import DistillError
 from distill.fsutil import check_input_path
 from distill.oci.compression import Compression
@@ -64,10 +66,11 @@ class _Files(Protocol):
 
 
 def _read_small(files: _Files, name: str, what: str) -> bytes:
+    where = files.where(name)
     if files.size(name) > MAX_JSON_BLOB:
-        raise DistillError(f"{files.where(name)} is too large to be {what}")
+        raise DistillError(f"{where} is too large to be {what}", hint=IMAGE_DAMAGED)
     with files.open(name) as handle:
-        return handle.read()
+        return read_capped(cast(BinaryIO, handle), MAX_JSON_BLOB, where, hint=IMAGE_DAMAGED)
 
 
 class DirFiles:
@@ -217,10 +220,7 @@ class LayoutStore:
 def _index_entries(files: _Files) -> list[Descriptor]:
     where = files.where("index.json")
     data = load_json_object(_read_small(files, "index.json", "an index"), where)
-    manifests = data.get("manifests")
-    if not isinstance(manifests, list):
-        raise DistillError(f"{where} has no manifests list", hint="the layout is damaged")
-    return [parse_descriptor(item, where) for item in manifests]
+    return [parse_descriptor(item, where) for item in index_manifests(data, where)]
 
 
 def _refs(descriptor: Descriptor) -> list[str]:
@@ -278,12 +278,7 @@ def _open_layout(
 
 def _docker_entries(files: TarFiles) -> list[dict[str, object]]:
     where = files.where("manifest.json")
-    try:
-        data = json.loads(_read_small(files, "manifest.json", "manifest.json"))
-    except ValueError as exc:
-        raise DistillError(
-            f"{where} is not valid JSON: {exc}", hint="the archive is damaged"
-        ) from None
+    data = parse_json(_read_small(files, "manifest.json", "manifest.json"), where)
     if not isinstance(data, list) or not data or not all(isinstance(e, dict) for e in data):
         raise DistillError(f"{where} lists no images", hint="the archive is damaged")
     for entry in data:
@@ -331,6 +326,7 @@ def _oci_manifest_for(files: TarFiles, config_digest: str) -> Descriptor | None:
     """In a docker 25+ archive, the OCI manifest whose config is ``config_digest``."""
     store = LayoutStore(files)
     pending = _index_entries(files)
+    seen = [len(pending)]
     for _ in range(64):  # nested indexes and a few platforms; never a loop
         if not pending:
             break
@@ -338,12 +334,13 @@ def _oci_manifest_for(files: TarFiles, config_digest: str) -> Descriptor | None:
         if not store.exists(descriptor.digest):
             continue  # docker saves one platform's blobs and lists the others
         if descriptor.media_type in INDEX_TYPES:
-            data = load_json_object(read_json_blob(store, descriptor, "index"), "index")
-            items = data.get("manifests")
-            if isinstance(items, list):
-                pending.extend(parse_descriptor(i, store.where(descriptor.digest)) for i in items)
+            where = store.where(descriptor.digest)
+            data = load_json_object(read_json_blob(store, descriptor, "index"), where)
+            items = index_manifests(data, where, seen)
+            pending.extend(parse_descriptor(i, where) for i in items)
         elif descriptor.media_type in MANIFEST_TYPES:
-            data = load_json_object(read_json_blob(store, descriptor, "manifest"), "manifest")
+            where = store.where(descriptor.digest)
+            data = load_json_object(read_json_blob(store, descriptor, "manifest"), where)
             config = data.get("config")
             if isinstance(config, dict) and config.get("digest") == config_digest:
                 return descriptor

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import partial
-from typing import TYPE_CHECKING, BinaryIO, Protocol
+from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 
 from distill.analyze.model import (
     MEDIA_TYPE_DOCKER_CONFIG,
@@ -58,6 +58,11 @@ if TYPE_CHECKING:
     from distill.registry.auth import Credentials
 
 MAX_JSON_BLOB = 16 << 20  # an index, manifest or config larger than this is not one
+# Docker stops at 125 layers and overlay mounts at a few hundred; more is not an image.
+MAX_LAYERS = 1000
+# An index listing more manifests than this (every platform, each with an attestation,
+# is a few dozen) is not one.
+MAX_MANIFESTS = 10_000
 INDEX_TYPES = frozenset({MEDIA_TYPE_INDEX, MEDIA_TYPE_DOCKER_LIST})
 MANIFEST_TYPES = frozenset({MEDIA_TYPE_MANIFEST, MEDIA_TYPE_DOCKER_MANIFEST})
 CONFIG_TYPES = frozenset({MEDIA_TYPE_CONFIG, MEDIA_TYPE_DOCKER_CONFIG})
@@ -344,18 +349,21 @@ class ManifestImage:
         )
         return platforms, chosen
 
-    def _flatten(self, index: Descriptor, where: str, depth: int) -> list[Descriptor]:
+    def _flatten(
+        self, index: Descriptor, where: str, depth: int, seen: list[int] | None = None
+    ) -> list[Descriptor]:
+        """The manifests under ``index``; ``seen`` counts the entries read in all, so that
+        indexes listing the same big index many times cannot multiply the work."""
         if depth >= _NESTING:
             raise DistillError(f"{where}: indexes nest deeper than {_NESTING} levels")
+        seen = [0] if seen is None else seen
         data = load_json_object(read_json_blob(self._store, index, "index"), where)
-        manifests = data.get("manifests")
-        if not isinstance(manifests, list):
-            raise DistillError(f"{where} has no manifests list", hint="the index is damaged")
+        manifests = index_manifests(data, where, seen)
         found: list[Descriptor] = []
         for item in manifests:
             descriptor = parse_descriptor(item, where)
             if descriptor.media_type in INDEX_TYPES:
-                found.extend(self._flatten(descriptor, where, depth + 1))
+                found.extend(self._flatten(descriptor, where, depth + 1, seen))
             elif descriptor.media_type in MANIFEST_TYPES:
                 found.append(descriptor)
         return found
@@ -420,7 +428,30 @@ class ManifestImage:
         return manifest, config
 
 
+def index_manifests(data: dict[str, Any], where: str, seen: list[int] | None = None) -> list[Any]:
+    """The ``manifests`` list of an index, refused when it (with the other indexes read for
+    the same image, counted in ``seen``) lists more than ``MAX_MANIFESTS`` entries."""
+    manifests = data.get("manifests")
+    if not isinstance(manifests, list):
+        raise DistillError(f"{where} has no manifests list", hint="the index is damaged")
+    total = len(manifests) + (seen[0] if seen else 0)
+    if total > MAX_MANIFESTS:
+        raise DistillError(
+            f"{where} lists more than {MAX_MANIFESTS} manifests; that is no image index",
+            hint="the index is damaged or made to attack a reader",
+        )
+    if seen is not None:
+        seen[0] = total
+    return manifests
+
+
 def check_layer_count(count: int, config: ImageConfig, where: str) -> None:
+    if count > MAX_LAYERS:
+        raise DistillError(
+            f"{where} lists {count} layers; distill reads images of at most {MAX_LAYERS}",
+            hint="docker refuses images deeper than 125 layers; the image is damaged or made "
+            "to attack a reader",
+        )
     if count != len(config.diff_ids):
         raise DistillError(
             f"{where} lists {count} layers but its config has {len(config.diff_ids)} diff_ids",
