@@ -44,9 +44,4 @@ def local_mirror(tmp_path: Path) -> Iterator[tuple[str, Path]]:
         server.server_close()
 
 
-def cache_files(root: Path) -> list[Path]:
-    """Every file in a cache directory (blobs, derived data, temp files)."""
-    return [p for p in root.rglob("*") if p.is_file()] if root.exists() else []
-
-
 os.environ.setdefault("CONTAINERS_CONF", str(Path(__file__).with_name("containers.conf")))

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import cache_files
+from cache_helpers import cache_files
 from distill.cache import BlobCache
 from distill.debian.archive import (
     fetch_release,

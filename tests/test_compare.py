@@ -237,7 +237,7 @@ def test_trivy_report_counts_by_severity() -> None:
     assert (found.total, found.unique_ids) == (4, 3)
     assert found.describe() == "4 (1 critical, 2 high, 1 unknown)"
     assert parse_trivy_report(b'{"Results": null}').describe() == "0"
-    with pytest.raises(DistillError, match="not JSON"):
+    with pytest.raises(DistillError, match="not valid JSON"):
         parse_trivy_report(b"FATAL")
 
 

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 import pytest
 
 from distill.cache import BlobCache
+from distill.deadline import Limits
 from distill.download import (
     DownloadRequest,
     RetryPolicy,
@@ -47,8 +48,10 @@ class Mirror:
     files: dict[str, bytes] = field(default_factory=dict)
     # Per path, one scripted action per request (then normal service): ("status", code)
     # answers with that code, ("drop", n) sends the headers and n body bytes, then hangs up,
-    # ("slow", ms) sends the body in 16 KiB pieces, ms milliseconds apart.
+    # ("slow", ms) sends the body in 16 KiB pieces, ms milliseconds apart, ("hang", ms)
+    # sends the headers, then nothing for ms milliseconds.
     plans: dict[str, list[tuple[str, int]]] = field(default_factory=dict)
+    redirects: dict[str, str] = field(default_factory=dict)  # path -> Location
     ignore_range: set[str] = field(default_factory=set)
     hits: list[Hit] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -87,7 +90,12 @@ class _Handler(BaseHTTPRequestHandler):
             plan = mirror.plans.get(path)
             action = plan.pop(0) if plan else ("serve", 0)
         data = mirror.files.get(path)
-        if data is None:
+        if path in mirror.redirects:
+            self.send_response(302)
+            self.send_header("Location", mirror.redirects[path])
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif data is None:
             self._reply(path, 404, b"")
         elif action[0] == "status":
             self._reply(path, action[1], b"")
@@ -95,6 +103,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._reply(path, 200, data, etag=_etag(data), cut_at=action[1])
         elif action[0] == "slow":
             self._reply(path, 200, data, etag=_etag(data), pause=action[1] / 1000)
+        elif action[0] == "hang":
+            self._reply(path, 200, data, cut_at=0)
+            time.sleep(action[1] / 1000)
         else:
             self._serve(path, data)
 
@@ -410,3 +421,61 @@ def test_fetch_bytes_retries_truncated_body(mirror: Mirror) -> None:
     mirror.add("/dists/t/InRelease", data, ("drop", 1000))
     assert fetch_bytes(mirror.url + "/dists/t/InRelease", retry=FAST) == data
     assert len(mirror.hits) == 2
+
+
+# --- deadlines and redirects (distill.deadline) ----------------------------------------------
+
+
+def test_a_trickling_mirror_fails_once_below_the_minimum_rate(
+    mirror: Mirror, cache: BlobCache
+) -> None:
+    # 16 KiB every 0.5 s, where 64 KiB a second are asked for over each second.
+    req = mirror.add("/pool/slow.deb", _blob(50), ("slow", 500))
+    started = time.monotonic()
+    with pytest.raises(DistillError, match="below the minimum of 65536 bytes/s") as info:
+        fetch_blob(req, cache, retry=FAST, limits=Limits(timeout=1.0, min_rate=64 << 10))
+    assert time.monotonic() - started < 5  # not after the whole body, nor after retries
+    assert "slow.deb from 127.0.0.1:" in info.value.message
+    assert "DISTILL_TIMEOUT" in (info.value.hint or "")
+    assert len(mirror.hits) == 1  # a slow mirror is not asked again
+    assert _stored(cache) == []
+
+
+def test_a_stalled_mirror_fails_and_is_not_waited_for(mirror: Mirror, cache: BlobCache) -> None:
+    req = mirror.add("/pool/stall.deb", _blob(51), ("hang", 20_000))
+    with pytest.raises(DistillError, match="nothing moved for 1 s"):
+        fetch_blob(req, cache, retry=FAST, limits=Limits(timeout=1.0))
+    with pytest.raises(DistillError, match=r"InRelease from 127\.0\.0\.1"):
+        mirror.add("/dists/t/InRelease", b"x", ("hang", 20_000))
+        fetch_bytes(mirror.url + "/dists/t/InRelease", retry=FAST, limits=Limits(timeout=1.0))
+
+
+@pytest.mark.parametrize(
+    ("location", "complaint"),
+    [
+        ("file:///etc/passwd", "not an http\\(s\\) URL"),
+        ("/pool/loop.deb", "redirected more than 10 times"),
+    ],
+)
+def test_redirects_go_to_http_only_and_not_in_circles(
+    mirror: Mirror, cache: BlobCache, location: str, complaint: str
+) -> None:
+    req = mirror.add("/pool/loop.deb", _blob(52))
+    mirror.redirects["/pool/loop.deb"] = location
+    with pytest.raises(DistillError, match=complaint):
+        fetch_blob(req, cache, retry=FAST)
+
+
+def test_a_redirect_is_followed(mirror: Mirror, cache: BlobCache) -> None:
+    req = mirror.add("/pool/moved.deb", _blob(53))
+    mirror.files["/elsewhere/moved.deb"] = mirror.files["/pool/moved.deb"]
+    mirror.redirects["/pool/moved.deb"] = "/elsewhere/moved.deb"
+    assert fetch_blob(req, cache, retry=FAST).read_bytes() == mirror.files["/elsewhere/moved.deb"]
+
+
+def test_limits_from_the_environment() -> None:
+    assert Limits.from_env({}) == Limits()
+    assert Limits.from_env({"DISTILL_TIMEOUT": "2.5", "DISTILL_MIN_RATE": "10"}) == Limits(2.5, 10)
+    for bad in ({"DISTILL_TIMEOUT": "soon"}, {"DISTILL_TIMEOUT": "-1"}, {"DISTILL_MIN_RATE": "0"}):
+        with pytest.raises(DistillError, match="is not a positive number"):
+            Limits.from_env(bad)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cache_files
+from cache_helpers import cache_files
 from distill.debian.lock import (
     ArchLock,
     Lock,
@@ -96,6 +96,67 @@ def test_malformed_lock(tmp_path: Path, body: str) -> None:
     (tmp_path / "bad.lock").write_text(body)
     with pytest.raises(DistillError, match="not a valid distill lock"):
         read_lock(tmp_path / "bad.lock")
+
+
+def _edited(tmp_path: Path, edit: str) -> Path:
+    """A valid lock with one value replaced: ``edit`` is ``path=json`` (path with dots)."""
+    data = json.loads(json.dumps(_lock_json()))
+    where, value = edit.split("=", 1)
+    *parents, last = where.split(".")
+    node = data
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[int(last) if isinstance(node, list) else last] = json.loads(value)
+    (tmp_path / "x.lock").write_text(json.dumps(data))
+    return tmp_path / "x.lock"
+
+
+def _lock_json() -> dict[str, object]:
+    from distill.debian.lock import lock_to_json
+
+    return lock_to_json(_lock("a" * 64))
+
+
+@pytest.mark.parametrize(
+    ("edit", "match"),
+    [
+        ('archs.amd64.packages.0.size="5"', r"archs\.amd64\.packages\[0\]\.size is not a size"),
+        ("archs.amd64.packages.0.size=-1", "size is not a size"),
+        ("archs.amd64.packages.0.size=true", "size is not a size"),
+        ("archs.amd64.packages.0.name=[1]", r"packages\[0\]\.name is not a string"),
+        ('archs.amd64.packages.0.version="1\\n2"', "version is not a string of printable"),
+        ('archs.amd64.packages.0.sha256="../x"', "sha256 is not a SHA256"),
+        ('archs.amd64.packages="x"', r"archs\.amd64\.packages is not a list"),
+        ("archs.amd64.packages.0=7", r"archs\.amd64\.packages\[0\] is not an object"),
+        ("archs.amd64=[]", "archs.amd64 is not an object"),
+        ("archs=[]", "archs is not an object"),
+        ("request.packages=[1]", "request.packages is not a list of strings"),
+        ('pockets.0.date="yesterday"', r"pockets\[0\]\.date is not an RFC 3339 date"),
+        ("suite=null", "suite is not a string"),
+        ("lockVersion=2", "expected lockVersion 1"),
+    ],
+)
+def test_every_lock_field_is_checked(tmp_path: Path, edit: str, match: str) -> None:
+    with pytest.raises(DistillError, match=match) as err:
+        read_lock(_edited(tmp_path, edit))
+    assert "not a valid distill lock" in err.value.message
+
+
+def test_hostile_lock_documents(tmp_path: Path) -> None:
+    path = tmp_path / "x.lock"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(DistillError, match="nested more than"):
+        read_lock(path)
+    path.write_bytes(b"\xff\x00" * 100)
+    with pytest.raises(DistillError, match="not valid JSON"):
+        read_lock(path)
+    path.write_bytes(b" " * (17 << 20))
+    with pytest.raises(DistillError, match="larger than"):
+        read_lock(path)
+    path.unlink()
+    path.mkdir()
+    with pytest.raises(DistillError, match="not a regular file"):
+        read_lock(path)
 
 
 def test_root_alternatives_take_first_known() -> None:

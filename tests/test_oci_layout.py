@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import subprocess
 import tarfile
@@ -329,11 +330,15 @@ def test_oci_dir_replaces_a_layout_and_refuses_other_directories(tmp_path: Path)
     new = small_image(tmp_path / "blobs", "linux/arm64")
     out = tmp_path / "out"
     write_oci_dir(old, out)
-    (out / "stale").write_text("from the old layout")
     write_oci_dir(new, out)
     assert check_layout(out, "latest")["digest"] == new.descriptor.digest
-    assert not (out / "stale").exists()
     assert siblings(out) == ["blobs", "out"]
+    # A file distill did not write makes it someone else's directory: refused, kept.
+    (out / "stale").write_text("not distill's")
+    with pytest.raises(DistillError, match="not an OCI layout"):
+        write_oci_dir(old, out)
+    assert (out / "stale").read_text() == "not distill's"
+    assert check_layout(out, "latest")["digest"] == new.descriptor.digest
 
     precious = tmp_path / "home"
     precious.mkdir()
@@ -636,3 +641,72 @@ def test_skopeo_picks_a_platform_from_the_index(tmp_path: Path, busybox_image: B
     assert (info["Architecture"], info["Digest"]) == ("arm64", index.descriptor.digest)
     amd = json.loads(run("skopeo", "inspect", f"oci:{tmp_path / 'layout'}:multi"))
     assert amd["Architecture"] == "amd64"
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_stale_temporaries_of_a_killed_write_are_swept(tmp_path: Path) -> None:
+    image = small_image(tmp_path / "blobs")
+    dead = _dead_pid()
+    stale_dir = tmp_path / f".out.{dead}.abcd1234.tmp"
+    (stale_dir / "blobs").mkdir(parents=True)
+    stale_file = tmp_path / f".out.tar.{dead}.abcd1234.tmp"
+    stale_file.write_bytes(b"half an archive")
+    someone_elses = tmp_path / f".other.{dead}.abcd1234.tmp"
+    someone_elses.write_bytes(b"not for this output")
+    write_oci_dir(image, tmp_path / "out")
+    write_oci_archive(image, tmp_path / "out.tar")
+    assert not stale_dir.exists() and not stale_file.exists()
+    assert someone_elses.exists()
+    assert siblings(tmp_path / "out") == sorted(["blobs", "out", "out.tar", someone_elses.name])
+
+
+def test_names_near_the_limit_still_have_room_for_a_temporary(tmp_path: Path) -> None:
+    image = small_image(tmp_path / "blobs")
+    name = "n" * 250  # the temporary's name would be longer than 255 if not shortened
+    write_oci_dir(image, tmp_path / name)
+    write_oci_archive(image, tmp_path / f"{name}.tar")
+    check_layout(tmp_path / name, "latest")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["blobs", name, f"{name}.tar"])
+    with pytest.raises(DistillError, match="too long"):
+        write_oci_archive(image, tmp_path / ("n" * 256))
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink-to-dir", "dangling"])
+def test_archive_refuses_special_files_and_leaves_them(tmp_path: Path, kind: str) -> None:
+    image = small_image(tmp_path / "blobs")
+    node = tmp_path / "out.tar"
+    if kind == "fifo":
+        os.mkfifo(node)
+    elif kind == "symlink-to-dir":
+        node.symlink_to(tmp_path / "blobs")
+    else:
+        node.symlink_to("nowhere")
+    before = os.lstat(node)
+    for write in (write_oci_archive, write_docker_archive):
+        with pytest.raises(DistillError, match="not replacing it") as info:
+            write(image, node)
+        assert info.value.hint
+    after = os.lstat(node)
+    assert (before.st_mode, before.st_ino, before.st_mtime_ns) == (
+        after.st_mode,
+        after.st_ino,
+        after.st_mtime_ns,
+    )
+    assert siblings(node) == ["blobs", "out.tar"]
+
+
+def test_archive_through_a_symlink_replaces_the_file_it_leads_to(tmp_path: Path) -> None:
+    image = small_image(tmp_path / "blobs")
+    (tmp_path / "real").mkdir()
+    real = tmp_path / "real" / "image.tar"
+    real.write_bytes(b"old")
+    link = tmp_path / "link.tar"
+    link.symlink_to(real)
+    write_oci_archive(image, link)
+    assert link.is_symlink() and os.readlink(link) == str(real)
+    assert tarfile.is_tarfile(real) and os.listdir(tmp_path / "real") == ["image.tar"]

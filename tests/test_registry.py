@@ -14,6 +14,7 @@ import hashlib
 import http.server
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -26,6 +27,7 @@ import pytest
 import requests
 
 from distill.context import Access
+from distill.deadline import Limits, check_location
 from distill.download import RetryPolicy
 from distill.errors import DistillError
 from distill.image.build import ImageConfigSpec, build_image, build_index
@@ -165,6 +167,8 @@ def test_parse_reference(text: str, expected: ImageReference) -> None:
         ("reg.example:99999/app", "registry host"),
         ("reg.example/a//b", "repository name"),
         ("reg.example/" + "a" * 260, "longer than 255"),
+        ("docker://user:pa55@reg.example/app:1", "carries credentials"),
+        ("user@reg.example:5000/team/app@sha256:" + HEX, "carries credentials"),
     ],
 )
 def test_parse_reference_rejects(text: str, complaint: str) -> None:
@@ -172,6 +176,66 @@ def test_parse_reference_rejects(text: str, complaint: str) -> None:
         parse_reference(text)
     assert complaint in err.value.message
     assert err.value.hint
+    assert "pa55" not in str(err.value)
+    if "credentials" in complaint:
+        assert "--creds" in (err.value.hint or "")
+        assert "reg.example" in err.value.message
+
+
+def test_a_digest_reference_without_a_host_is_not_mistaken_for_credentials(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DISTILL_DEFAULT_REGISTRY", "reg.example")
+    assert parse_reference(f"busybox@sha256:{HEX}").digest == f"sha256:{HEX}"
+
+
+@pytest.mark.parametrize(
+    ("current", "location", "verify", "result"),
+    [
+        ("https://r.example/v2/a", "/storage/x", True, "https://r.example/storage/x"),
+        ("https://r.example/v2/a", "https://cdn.example/x", True, "https://cdn.example/x"),
+        ("http://r.example/v2/a", "https://cdn.example/x", True, "https://cdn.example/x"),
+        ("https://r.example/v2/a", "http://cdn.example/x", False, "http://cdn.example/x"),
+        ("https://r.example/v2/a", "http://cdn.example/x", True, "from https to plain http"),
+        ("http://r.example/v2/a", "file:///etc/passwd", False, "not an http(s) URL"),
+        ("http://r.example/v2/a", "gopher://r.example/x", False, "not an http(s) URL"),
+    ],
+)
+def test_where_a_location_may_lead(current: str, location: str, verify: bool, result: str) -> None:
+    if "://" in result:
+        assert check_location(current, location, verify=verify, what="w") == result
+    else:
+        with pytest.raises(DistillError, match=re.escape(result)):
+            check_location(current, location, verify=verify, what="w")
+
+
+def test_a_deadline_gives_up_on_a_call_that_does_not_return() -> None:
+    release = threading.Event()
+    discarded: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(DistillError, match=r"gave up on the test call after 0\.3 s"):
+        Limits(timeout=0.3).request("the test call").call(
+            lambda: "late" if release.wait(5) else "never", discarded.append
+        )
+    assert time.monotonic() - started < 3
+    release.set()
+    for _ in range(100):
+        if discarded:
+            break
+        time.sleep(0.02)
+    assert discarded == ["late"]  # what the abandoned call returned is handed back to close
+    assert Limits(timeout=5).request("quick").call(lambda: 42, discarded.append) == 42
+
+
+def test_a_transfer_that_keeps_moving_may_outlast_its_window() -> None:
+    deadline = Limits(timeout=0.2, min_rate=10).transfer("the blob")
+    for _ in range(4):
+        deadline.moved(100)
+        time.sleep(0.1)
+        deadline.check()  # 100 bytes every 0.1 s is well above 10 bytes/s
+    time.sleep(0.45)
+    with pytest.raises(DistillError, match=r"nothing moved for 0\.2 s"):
+        deadline.check()
 
 
 def test_reference_without_a_host_needs_the_default_registry(

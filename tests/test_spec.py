@@ -135,7 +135,7 @@ def test_files_and_paths(tmp_path: Path) -> None:
         "    dest: /app//app.jar\n"
         "    mode: 0640\n"
         "    owner: nonroot:nonroot\n"
-        "  - {src: /abs/x, dest: /x, mode: 755}\n"
+        f"  - {{src: {tmp_path}/abs/x, dest: /x, mode: 755}}\n"
         "paths:\n"
         "  - {path: /data, type: directory, mode: '0o700', owner: 65532}\n"
         "  - {path: /usr/bin/python, type: symlink, target: python3}\n"
@@ -150,7 +150,7 @@ def test_files_and_paths(tmp_path: Path) -> None:
         "nonroot:nonroot",
         f"{tmp_path / 'app.yaml'}:3",
     )
-    assert absolute.mode == 0o755 and absolute.src == Path("/abs/x")
+    assert absolute.mode == 0o755 and absolute.src == tmp_path / "abs/x"
     data, link = spec.paths
     assert (data.type, data.mode, data.owner) == (PathType.DIRECTORY, 0o700, "65532")
     assert (link.type, link.target) == (PathType.SYMLINK, "python3")
@@ -218,3 +218,150 @@ def test_every_key_is_documented() -> None:
     assert [key for key in FIELDS if f"### `{key}`" not in docs] == []
     # The key reference is generated from FIELDS; regenerate it as docs/spec.md says.
     assert reference_markdown() in docs
+
+
+# --- the build context ----------------------------------------------------------------------
+
+
+def test_a_spec_in_a_subdirectory_extends_a_sibling(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub/conf").write_text("x\n")
+    (tmp_path / "sub/b.yaml").write_text("extends: static\nfiles: [{src: conf, dest: /c}]\n")
+    (tmp_path / "sub/a.yaml").write_text("extends: b.yaml\npackages: [libc6]\n")
+    spec = load_spec(str(tmp_path / "sub/a.yaml"))
+    assert spec.files[0].src == tmp_path / "sub/conf"
+    assert spec.files[0].context == (tmp_path / "sub").resolve()
+
+
+def test_context_widens_what_a_spec_may_name(tmp_path: Path) -> None:
+    (tmp_path / "common.yaml").write_text("files: [{src: shared, dest: /s}]\n")
+    (tmp_path / "app").mkdir()
+    (tmp_path / "app/s.yaml").write_text("extends: ../common.yaml\n")
+    with pytest.raises(DistillError, match=r"s\.yaml:1: extends: '\.\./common\.yaml' is outside"):
+        load_spec(str(tmp_path / "app/s.yaml"))
+    spec = load_spec(str(tmp_path / "app/s.yaml"), context=tmp_path)
+    assert spec.files[0].src == tmp_path / "shared"
+
+
+@pytest.mark.parametrize(
+    ("src", "match"),
+    [
+        ("/etc/shadow", r"s\.yaml:2: files\[0\]: src '/etc/shadow' is outside the build context"),
+        ("../../../../../../etc/shadow", r"s\.yaml:2: files\[0\]: src '\.\./\.\./"),
+        ("/proc/self/environ", "leads to '/proc/"),
+        ("out", r"src 'out' is outside the build context .* \(it leads to '/etc'\)"),
+    ],
+)
+def test_files_outside_the_context_are_refused(tmp_path: Path, src: str, match: str) -> None:
+    (tmp_path / "out").symlink_to("/etc")
+    (tmp_path / "s.yaml").write_text(f"files:\n  - {{src: '{src}', dest: /x}}\n")
+    with pytest.raises(DistillError, match=match) as err:
+        load_spec(str(tmp_path / "s.yaml"))
+    assert err.value.hint is not None and "--context" in err.value.hint
+
+
+def test_presets_extend_only_presets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cc").write_text("not: a spec\n")  # python3 extends the preset cc, not this
+    assert "python3" in load_spec("python3").roots
+
+
+def _staging(tmp_path: Path) -> Path:
+    return tmp_path / "staging"
+
+
+def test_a_symlink_inside_the_context_is_followed(tmp_path: Path) -> None:
+    from distill.rootfs.userfiles import file_entries
+
+    (tmp_path / "real.txt").write_text("inside\n")
+    (tmp_path / "link.txt").symlink_to("real.txt")
+    (tmp_path / "s.yaml").write_text("files: [{src: link.txt, dest: /app/}]\n")
+    spec = load_spec(str(tmp_path / "s.yaml"))
+    (entry,) = file_entries(spec.files, spec.accounts, _staging(tmp_path))
+    assert entry.path == "app/link.txt" and entry.content is not None
+    assert entry.content.read_text() == "inside\n"
+
+
+def test_links_inside_a_copied_tree_stay_links(tmp_path: Path) -> None:
+    from distill.rootfs.tree import EntryKind
+    from distill.rootfs.userfiles import file_entries
+
+    (tmp_path / "tree/sub").mkdir(parents=True)
+    (tmp_path / "tree/sub/a").write_text("a\n")
+    (tmp_path / "tree/shadow").symlink_to("/etc/shadow")
+    (tmp_path / "tree/up").symlink_to("..")
+    (tmp_path / "s.yaml").write_text("files: [{src: tree, dest: /t}]\n")
+    spec = load_spec(str(tmp_path / "s.yaml"))
+    entries = {e.path: e for e in file_entries(spec.files, spec.accounts, _staging(tmp_path))}
+    assert sorted(entries) == ["t", "t/shadow", "t/sub", "t/sub/a", "t/up"]
+    assert entries["t/shadow"].kind is EntryKind.SYMLINK
+    assert entries["t/shadow"].linkname == "/etc/shadow" and entries["t/shadow"].content is None
+    assert entries["t/up"].kind is EntryKind.SYMLINK
+
+
+def test_copying_checks_the_context_again(tmp_path: Path) -> None:
+    from distill.rootfs.userfiles import file_entries
+
+    (tmp_path / "conf").write_text("x\n")
+    (tmp_path / "s.yaml").write_text("files: [{src: conf, dest: /c}]\n")
+    spec = load_spec(str(tmp_path / "s.yaml"))
+    (tmp_path / "conf").unlink()
+    (tmp_path / "conf").symlink_to("/etc/passwd")  # swapped after the spec was read
+    with pytest.raises(DistillError, match=r"s\.yaml:1: files: src .* is outside the build"):
+        file_entries(spec.files, spec.accounts, _staging(tmp_path))
+    assert not (_staging(tmp_path)).exists() or not any(_staging(tmp_path).rglob("*"))
+
+
+def test_a_fifo_in_a_copied_tree_is_refused_without_blocking(tmp_path: Path) -> None:
+    import os
+
+    from distill.rootfs.userfiles import file_entries
+
+    (tmp_path / "tree").mkdir()
+    os.mkfifo(tmp_path / "tree/pipe")
+    (tmp_path / "s.yaml").write_text("files: [{src: tree, dest: /t}]\n")
+    spec = load_spec(str(tmp_path / "s.yaml"))
+    with pytest.raises(DistillError, match="'pipe' is neither a file, a directory nor a symlink"):
+        file_entries(spec.files, spec.accounts, _staging(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("body", "match"),
+    [
+        ("env: !!python/object/apply:os.system [id]\n", r"s\.yaml:1: invalid YAML: .*python"),
+        ("? [a]\n: b\n", "invalid YAML"),
+        ("1: x\n", r"s\.yaml:1: a key is not a string"),
+        ("root:$y$j9T$secret: x\n", r"s\.yaml:1: a key that is not a name: unknown key"),
+        ("packages: " + "[" * 100 + "]" * 100 + "\n", "nested more than 64 levels"),
+        ("a: &a x\nb: [" + ", ".join(["*a"] * 300) + "]\n", "more than 256 aliases"),
+        ("labels: {a: 2024-13-01}\n", "a value it cannot convert"),
+        ("paths: [{path: /x, type: &t [[a, b], [c]]}]\n", r"unknown type a list"),
+        ("accounts: {users: [{name: a, uid: 4294967295}]}\n", "expected a number from 0"),
+        ("user: 4294967296\n", "not a user"),
+    ],
+)
+def test_hostile_yaml_ends_in_one_line(tmp_path: Path, body: str, match: str) -> None:
+    (tmp_path / "s.yaml").write_text(body)
+    with pytest.raises(DistillError, match=match) as err:
+        load_spec(str(tmp_path / "s.yaml"))
+    assert "\n" not in err.value.message and "secret" not in err.value.message
+
+
+def test_spec_files_are_capped_and_must_be_text(tmp_path: Path) -> None:
+    (tmp_path / "big.yaml").write_text("packages:\n" + "  - libc6\n" * 110_000)
+    with pytest.raises(DistillError, match="larger than 1048576 bytes"):
+        load_spec(str(tmp_path / "big.yaml"))
+    (tmp_path / "bin.yaml").write_bytes(b"\xff\xfe\x00garbage")
+    with pytest.raises(DistillError, match="not UTF-8"):
+        load_spec(str(tmp_path / "bin.yaml"))
+
+
+def test_a_dotdot_source_name_never_reaches_an_image_path(tmp_path: Path) -> None:
+    from distill.rootfs.userfiles import file_entries
+
+    (tmp_path / "ctx/conf").mkdir(parents=True)
+    (tmp_path / "ctx/conf/a").write_text("a\n")
+    (tmp_path / "ctx/s.yaml").write_text("files: [{src: conf/a/.., dest: /etc/}]\n")
+    spec = load_spec(str(tmp_path / "ctx/s.yaml"))
+    paths = [e.path for e in file_entries(spec.files, spec.accounts, _staging(tmp_path))]
+    assert paths == ["etc/conf", "etc/conf/a"]

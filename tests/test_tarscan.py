@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from distill.image.stream import FileRange
-from distill.image.tarscan import TarEntry, TarFormatError, TarScanner, TarTruncated
+from distill.image.tarscan import MAX_NAME, TarEntry, TarFormatError, TarScanner, TarTruncated
 
 FORMATS = {"ustar": tarfile.USTAR_FORMAT, "gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT}
 
@@ -350,6 +350,30 @@ def test_an_absurd_extended_header_is_refused() -> None:
     header = info("x", b"x", size=1 << 30).tobuf(tarfile.USTAR_FORMAT)
     with pytest.raises(TarFormatError, match="extended header"):
         scan(header + bytes(1024))
+
+
+@pytest.mark.parametrize("fmt", ["gnu", "pax"])
+def test_names_and_link_targets_are_capped(fmt: str) -> None:
+    fits = MAX_NAME - 1  # tarfile may add "/" to a directory: stay one under
+    for name, link, refused in (
+        ("n" * fits, "", None),
+        ("n" * (MAX_NAME + 1), "", "a name longer"),
+        ("l", "t" * (MAX_NAME + 1), "a link target longer"),
+    ):
+        kind = tarfile.SYMTYPE if link else tarfile.REGTYPE
+        data = build([(info(name, kind, linkname=link), b"")], FORMATS[fmt])
+        if refused is None:
+            assert [e.name for e, _ in scan(data)] == [name]
+        else:
+            with pytest.raises(TarFormatError, match=refused):
+                scan(data)
+
+
+def test_extended_headers_are_capped_as_go_caps_them() -> None:
+    member = info("f", size=0)
+    member.pax_headers = {"comment": "c" * (1 << 20)}
+    with pytest.raises(TarFormatError, match="extended header"):
+        scan(build([(member, b"")], tarfile.PAX_FORMAT))
 
 
 def test_bad_pax_records_are_refused() -> None:

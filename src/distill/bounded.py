@@ -9,6 +9,9 @@ these caps: a 200 MB "os-release" or a JSON array nested 100,000 deep ends in on
 from __future__ import annotations
 
 import json
+import os
+import stat
+from pathlib import Path
 from typing import IO, Any
 
 from distill.errors import DistillError
@@ -76,6 +79,28 @@ def read_capped(fh: IO[bytes], limit: int, where: str, *, hint: str = DAMAGED_HI
     if len(data) > limit:
         raise DistillError(f"{where} is larger than {limit} bytes; refusing to read it", hint=hint)
     return data
+
+
+def read_regular_file(path: Path, limit: int, where: str, *, hint: str = DAMAGED_HINT) -> bytes:
+    """The bytes of ``path``, which must be a regular file of at most ``limit`` bytes: a
+    fifo, a device or a directory named where a document belongs fails at once instead of
+    blocking or reading forever. A missing file raises FileNotFoundError for the caller to
+    word; any other failure is a DistillError naming ``where``."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+        raise DistillError(f"{where}: cannot read it: {reason}", hint=hint) from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise DistillError(f"{where} is not a regular file", hint=hint)
+    with os.fdopen(fd, "rb") as fh:
+        try:
+            return read_capped(fh, limit, where, hint=hint)
+        except OSError as exc:
+            raise DistillError(f"{where}: cannot read it: {exc.strerror}", hint=hint) from None
 
 
 def one_line(text: str, limit: int = 2000) -> str:

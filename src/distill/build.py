@@ -16,6 +16,7 @@ import functools
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 from distill import __version__, log
 from distill.cache import BlobCache
@@ -312,13 +313,15 @@ def build_image(
     jobs: int = DEFAULT_JOBS,
     cache: BlobCache | None = None,
     access: Access | None = None,
+    inputs: Sequence[Path | str] = (),
 ) -> BuildResult:
     """Build ``spec`` from ``lock`` (resolved now when None) and write it to ``destination``,
     any transport's reference (``oci:DIR``, ``docker://HOST/REPO[:TAG]``, ...); ``access``
-    says how to reach a registry."""
+    says how to reach a registry. The output is checked first, and must not be one of
+    ``inputs`` (the spec, the lock)."""
     access = access or Access()
     dest = parse_reference(destination) if isinstance(destination, str) else destination
-    dest.check_writable(access)
+    dest.check_writable(access, inputs=[*inputs, spec.source])
     _check_user(spec)
     for item in spec.files:  # before any download: a typo should cost nothing
         if not os.path.lexists(item.src):
@@ -339,6 +342,7 @@ def build_image(
     ctx = BuildContext(
         spec, lock, cache or BlobCache(), compression, jobs, source_date_epoch(lock), mirrors
     )
+    ctx.cache.sweep()  # what killed builds left in the cache
     results = tuple(build_arch(ctx, arch) for arch in archs)
     images = [r.image for r in results]
     annotations = image_config(spec, set()).manifest_annotations(ctx.source_date_epoch)

@@ -3,7 +3,8 @@ artifacts derived from them (parsed indices, layer blobs).
 
 Every write lands in ``root/tmp/`` first and is moved into place with ``os.replace``: readers
 never see a half-written file, and two processes storing the same blob at once both succeed
-(the second rename replaces identical content).
+(the second rename replaces identical content). Temporaries carry their owner's PID
+(``distill.tempfiles``), so what a killed run left is swept by the next one.
 """
 
 from __future__ import annotations
@@ -12,16 +13,17 @@ import errno
 import hashlib
 import os
 import re
-import secrets
 import shutil
 from pathlib import Path
 from typing import BinaryIO
 
 import platformdirs
 
+from distill import tempfiles
 from distill.errors import DistillError
 
 CACHE_DIR_ENV = "DISTILL_CACHE_DIR"
+LAYER_TEMP_STEM = ".layer"  # a layer being written into the blob store (oci.layer)
 _HASH_CHUNK = 1 << 20
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 # Namespaces and keys become path components: keep them to a charset that cannot escape
@@ -93,6 +95,7 @@ class BlobCache:
         self.blobs_dir = self.root / "blobs" / "sha256"
         self.tmp_dir = self.root / "tmp"
         self.derived_dir = self.root / "derived"
+        self._swept = False
 
     def path(self, sha256: str) -> Path:
         """Where the blob with this digest lives (whether or not it is there yet)."""
@@ -118,21 +121,27 @@ class BlobCache:
 
     def tmp_path(self, prefix: str = "") -> Path:
         """A fresh, empty file in ``root/tmp/`` (same filesystem as the store, so it can be
-        renamed into place). The caller owns it and must move or delete it."""
-        safe_prefix = _UNSAFE_PREFIX_RE.sub("_", prefix)[:64]
+        renamed into place). The caller owns it and must move or delete it. The first call
+        in a process sweeps what killed runs left (see ``sweep``)."""
+        stem = _UNSAFE_PREFIX_RE.sub("_", prefix)[:64].rstrip("-") or "blob"
         try:
             self.tmp_dir.mkdir(parents=True, exist_ok=True)
-            while True:
-                path = self.tmp_dir / f"{safe_prefix}{secrets.token_hex(8)}.part"
-                try:
-                    # O_EXCL: the name is ours even when other processes share the cache.
-                    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-                except FileExistsError:
-                    continue
-                os.close(fd)
-                return path
+            self.sweep()
+            # O_EXCL: the name is ours even when other processes share the cache.
+            return tempfiles.make_file(self.tmp_dir, stem)
         except OSError as exc:
             raise _io_error("create a temporary file in", self.tmp_dir, exc) from exc
+
+    def sweep(self) -> None:
+        """Remove the temporaries of runs that are gone (once per process and cache): in
+        ``tmp/`` and ``staging/tmp/`` everything is one, in the blob store the hidden
+        ``.NAME.PID.RANDOM.tmp`` of a layer being written. A live run's stay."""
+        if self._swept:
+            return
+        self._swept = True
+        tempfiles.sweep(self.tmp_dir)
+        tempfiles.sweep(self.root / "staging" / "tmp")
+        tempfiles.sweep(self.blobs_dir, [LAYER_TEMP_STEM])
 
     def put_file(self, src: Path, sha256: str, size: int | None) -> Path:
         """Move ``src`` into the store after checking its hash and size. On a mismatch ``src``

@@ -39,6 +39,12 @@ def _spec_options(func: F) -> F:
         help="Architecture (amd64, arm64); repeat for several. Default: host.",
     )(func)
     func = click.option("--suite", help="Debian suite: trixie (default) or bookworm.")(func)
+    func = click.option(
+        "--context",
+        type=click.Path(exists=True, file_okay=False, path_type=Path),
+        help="The directory the spec's files: and extends: may read from. Default: the "
+        "spec file's directory.",
+    )(func)
     return func
 
 
@@ -61,6 +67,19 @@ def _access(
 
     wanted = Platform.parse(platform) if platform else None
     return Access(tls_verify=tls_verify, credentials=credentials, platform=wanted)
+
+
+def _image_argument(
+    ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...]
+) -> str | tuple[str, ...]:
+    """A ``docker://`` reference is parsed before anything prints it: one carrying
+    ``USER:PASS@`` is refused without being echoed."""
+    from distill.registry.reference import TRANSPORT_PREFIX, parse_reference
+
+    for text in (value,) if isinstance(value, str) else value:
+        if text.startswith(TRANSPORT_PREFIX):
+            parse_reference(text)
+    return value
 
 
 def _registry_options(func: F) -> F:
@@ -95,13 +114,17 @@ def _registry_options(func: F) -> F:
     help="Where to write the lock.",
 )
 @_spec_options
-def lock(spec: str, output: Path, suite: str | None, archs: tuple[str, ...]) -> None:
+def lock(
+    spec: str, output: Path, suite: str | None, archs: tuple[str, ...], context: Path | None
+) -> None:
     """Resolve SPEC (a spec file or preset) into a lockfile of exact .debs."""
     from distill.debian.lock import lock_spec, write_lock
     from distill.debian.mirror import discover_mirrors
+    from distill.fsutil import output_file
     from distill.spec import load_spec
 
-    loaded = load_spec(spec, suite=suite, archs=archs)
+    loaded = load_spec(spec, suite=suite, archs=archs, context=context)
+    output_file(output, inputs=[loaded.source])  # before resolving: a bad -o costs nothing
     mirrors = discover_mirrors(loaded.mirror, loaded.security_mirror)
     with log.complete_step(
         f"Resolving {loaded.name} ({loaded.suite}, {', '.join(loaded.target_archs())})"
@@ -179,6 +202,7 @@ def build(
     jobs: int,
     suite: str | None,
     archs: tuple[str, ...],
+    context: Path | None,
     tls_verify: bool,
     credentials: Credentials | None,
 ) -> None:
@@ -192,7 +216,7 @@ def build(
     from distill.spec import load_spec
     from distill.transports import parse_reference
 
-    loaded = load_spec(spec, suite=suite, archs=archs)
+    loaded = load_spec(spec, suite=suite, archs=archs, context=context)
     destination = parse_reference(output)
     locked = read_lock(lock_file) if lock_file is not None else None
     result = build_image(
@@ -202,6 +226,7 @@ def build(
         compression=Compression(compression),
         jobs=jobs,
         access=_access(tls_verify, credentials),
+        inputs=[lock_file] if lock_file is not None else [],
     )
     from rich.table import Table
 
@@ -241,8 +266,8 @@ def build(
 
 
 @cli.command()
-@click.argument("source")
-@click.argument("destination")
+@click.argument("source", callback=_image_argument)
+@click.argument("destination", callback=_image_argument)
 @click.option("--platform", help="os/arch[/variant] to copy from a multi-platform image.")
 @click.option(
     "--all-platforms", is_flag=True, help="Copy every platform of an index, and the index."
@@ -312,7 +337,7 @@ def presets() -> None:
 
 
 @cli.command()
-@click.argument("image")
+@click.argument("image", callback=_image_argument)
 @click.option(
     "--format",
     "sbom_format",
@@ -343,8 +368,11 @@ def sbom(
     docker://HOST/REPO:TAG or a path to a layout or archive. SOURCE_DATE_EPOCH, when set,
     is the document's creation time (else the image's), so the output is reproducible.
     """
-    from distill.transports import opened
+    from distill.fsutil import output_file
+    from distill.transports import input_paths, opened
 
+    if output is not None:
+        output_file(output, inputs=input_paths([image]))  # before reading the image
     with (
         log.complete_step(f"Cataloguing {image}"),
         opened(image, _access(tls_verify, credentials, platform)) as source,
@@ -368,12 +396,12 @@ def sbom(
         sys.stdout.buffer.write(result.document)
         sys.stdout.flush()
     else:
-        atomic_write_bytes(output, result.document)
+        atomic_write_bytes(output, result.document, inputs=input_paths([image]))
         log.info(f"[green]wrote[/] {output}")
 
 
 @cli.command()
-@click.argument("image")
+@click.argument("image", callback=_image_argument)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON on stdout.")
 @click.option(
     "--files",
@@ -430,12 +458,12 @@ def inspect(
 
 
 @cli.command()
-@click.argument("images", nargs=-1, required=True)
+@click.argument("images", nargs=-1, required=True, callback=_image_argument)
 @click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON on stdout.")
 @click.option(
     "--html",
     "html_file",
-    type=click.Path(path_type=Path, dir_okay=False),
+    type=click.Path(path_type=Path),
     help="Also write a self-contained HTML page (charts and tables) here.",
 )
 @click.option(
@@ -483,7 +511,11 @@ def compare(
 
     from distill.analyze.compare import compare_references
     from distill.analyze.render import render_compare
+    from distill.fsutil import output_file
+    from distill.transports import input_paths
 
+    if html_file is not None:
+        output_file(html_file, inputs=input_paths(images))  # before reading any image
     with log.complete_step(f"Comparing {len(images)} images"):
         comparison = compare_references(
             images,
@@ -509,6 +541,9 @@ class _Terminated(BaseException):
 
 
 def _terminate(signum: int, frame: object) -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # a second TERM must not cut cleanup short
     raise _Terminated
 
 
@@ -558,3 +593,8 @@ def main(argv: list[str] | None = None) -> None:
     except _Terminated:
         log.console().print("[red]terminated[/]")
         sys.exit(143)
+    finally:
+        from distill import tempfiles
+
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)  # on the way out already
+        tempfiles.remove_own()

@@ -1,7 +1,9 @@
 """``Access``: how to reach images, in one object for every transport and verb.
 
-TLS verification and credentials are for registries; ``platform`` chooses the image of a
-multi-platform source; ``jobs`` bounds parallel transfers. Transports read what they need
+TLS verification, credentials and ``limits`` (how long a server may take: the deadlines
+of :mod:`distill.deadline`, from the environment when None) are for registries;
+``platform`` chooses the image of a multi-platform source; ``jobs`` bounds parallel
+transfers. Transports read what they need
 and ignore the rest, so a new setting is one field here, not a parameter in twenty
 signatures.
 """
@@ -12,6 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from distill.deadline import Limits
     from distill.image.platform import Platform
     from distill.registry.auth import Credentials
 
@@ -24,3 +27,4 @@ class Access:
     credentials: Credentials | None = None
     platform: Platform | None = None
     jobs: int = DEFAULT_JOBS
+    limits: Limits | None = None

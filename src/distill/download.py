@@ -3,7 +3,9 @@
 Modelled on pip's downloader: bytes are streamed to a partial file in the cache's tmp dir
 and hashed on the way, transient failures (connection trouble, 5xx, a truncated body) are
 retried with exponential backoff, resuming with ``Range`` where the server allows it, and
-nothing reaches the cache before its size and sha256 check out.
+nothing reaches the cache before its size and sha256 check out. Every download is a
+transfer held to :mod:`distill.deadline`'s limits: one that stalls, or moves less than the
+minimum rate, fails instead of waiting forever; redirects go to http(s) only.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import random
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
@@ -26,12 +29,12 @@ import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from distill import __version__
+from distill.bounded import one_line
 from distill.cache import BlobCache, is_sha256
+from distill.deadline import Deadline, Limits, read_some, send
 from distill.errors import DistillError
 
 USER_AGENT = f"distill/{__version__} python-requests/{requests.__version__}"
-CONNECT_TIMEOUT = 15.0
-READ_TIMEOUT = 60.0
 CHUNK_SIZE = 1 << 16
 DEFAULT_MAX_BYTES = 64 << 20
 DEFAULT_JOBS = 8
@@ -139,9 +142,10 @@ def fetch_blob(
     progress_cb: ProgressCallback | None = None,
     *,
     retry: RetryPolicy = DEFAULT_RETRY,
+    limits: Limits | None = None,
 ) -> Path:
     """The cached blob for ``req``, downloading and verifying it first if needed."""
-    return _fetch_blob(req, cache, session, progress_cb, retry, None)
+    return _fetch_blob(req, cache, session, progress_cb, retry, None, limits or Limits.from_env())
 
 
 def _fetch_blob(
@@ -151,6 +155,7 @@ def _fetch_blob(
     progress_cb: ProgressCallback | None,
     retry: RetryPolicy,
     stop: threading.Event | None,
+    limits: Limits,
 ) -> Path:
     if not is_sha256(req.sha256):
         raise DistillError(
@@ -167,7 +172,7 @@ def _fetch_blob(
             try:
                 with part.open("wb") as fh:
                     partial = _Partial(fh, progress_cb)
-                    _download(req, partial, sess, retry, stop)
+                    _download(req, partial, sess, retry, stop, limits)
             except OSError as exc:
                 raise DistillError(
                     f"could not write {req.name} to {part} while fetching {req.url}: "
@@ -213,17 +218,18 @@ def _download(
     session: requests.Session,
     retry: RetryPolicy,
     stop: threading.Event | None,
+    limits: Limits,
 ) -> None:
     last: _Transient | None = None
     for attempt in range(max(retry.attempts, 1)):
         if last is not None:
-            _sleep(retry.delay(attempt - 1, last.retry_after), stop)
+            _sleep(min(retry.delay(attempt - 1, last.retry_after), limits.timeout), stop)
         if req.size is not None and partial.size == req.size:
             # A previous attempt got every byte before failing; a Range past the end
             # would only earn a 416.
             return
         try:
-            _attempt(req, partial, session, stop)
+            _attempt(req, partial, session, stop, limits.transfer(_what(req.name, req.url)))
         except _Transient as exc:
             last = exc
             continue
@@ -247,6 +253,7 @@ def _attempt(
     partial: _Partial,
     session: requests.Session,
     stop: threading.Event | None,
+    deadline: Deadline,
 ) -> None:
     # Identity encoding: the bytes on disk must be the bytes that were hashed upstream.
     headers = {"Accept-Encoding": "identity"}
@@ -254,7 +261,7 @@ def _attempt(
         headers["Range"] = f"bytes={partial.size}-"
         if partial.validator:
             headers["If-Range"] = partial.validator
-    with _get(session, req.url, req.name, headers) as resp:
+    with _get(session, req.url, req.name, headers, deadline) as resp:
         if resp.status_code == 416 and partial.size:
             partial.restart()
             raise _Transient("server refused to resume (HTTP 416)")
@@ -272,7 +279,7 @@ def _attempt(
         expected_len = _content_length(resp)
         received = 0
         try:
-            for chunk in resp.raw.stream(CHUNK_SIZE, decode_content=False):
+            while chunk := read_some(resp, CHUNK_SIZE, deadline):
                 if stop is not None and stop.is_set():
                     raise _Cancelled
                 partial.append(chunk)
@@ -299,17 +306,20 @@ def fetch_bytes(
     name: str | None = None,
     max_size: int = DEFAULT_MAX_BYTES,
     retry: RetryPolicy = DEFAULT_RETRY,
+    limits: Limits | None = None,
 ) -> bytes:
-    """A small file (e.g. InRelease) in memory, with the same retry policy as blobs.
-    Refuses bodies larger than ``max_size`` bytes."""
+    """A small file (e.g. InRelease) in memory, with the same retry policy and limits as
+    blobs. Refuses bodies larger than ``max_size`` bytes."""
     label = name or url.rstrip("/").rsplit("/", 1)[-1] or url
+    limits = limits or Limits.from_env()
     last: _Transient | None = None
     with _session_for(session) as sess:
         for attempt in range(max(retry.attempts, 1)):
             if last is not None:
-                _sleep(retry.delay(attempt - 1, last.retry_after), None)
+                _sleep(min(retry.delay(attempt - 1, last.retry_after), limits.timeout), None)
             try:
-                return _attempt_bytes(sess, url, label, max_size)
+                deadline = limits.transfer(_what(label, url))
+                return _attempt_bytes(sess, url, label, max_size, deadline)
             except _Transient as exc:
                 last = exc
     assert last is not None
@@ -320,8 +330,10 @@ def fetch_bytes(
     )
 
 
-def _attempt_bytes(session: requests.Session, url: str, label: str, max_size: int) -> bytes:
-    with _get(session, url, label, {}) as resp:
+def _attempt_bytes(
+    session: requests.Session, url: str, label: str, max_size: int, deadline: Deadline
+) -> bytes:
+    with _get(session, url, label, {}, deadline) as resp:
         _check_status(
             resp,
             label,
@@ -332,7 +344,7 @@ def _attempt_bytes(session: requests.Session, url: str, label: str, max_size: in
             raise _too_large(label, url, max_size)
         body = bytearray()
         try:
-            for chunk in resp.iter_content(CHUNK_SIZE):
+            while chunk := read_some(resp, CHUNK_SIZE, deadline, decode=True):
                 body += chunk
                 if len(body) > max_size:
                     raise _too_large(label, url, max_size)
@@ -351,14 +363,20 @@ def _too_large(label: str, url: str, max_size: int) -> DistillError:
     )
 
 
+def _what(label: str, url: str) -> str:
+    return f"{one_line(label, 200)} from {one_line(urllib.parse.urlsplit(url).netloc, 100)}"
+
+
 @contextmanager
 def _get(
-    session: requests.Session, url: str, label: str, headers: dict[str, str]
+    session: requests.Session,
+    url: str,
+    label: str,
+    headers: dict[str, str],
+    deadline: Deadline,
 ) -> Iterator[requests.Response]:
     try:
-        resp = session.get(
-            url, headers=headers, stream=True, timeout=(CONNECT_TIMEOUT, READ_TIMEOUT)
-        )
+        resp = send(session, "GET", url, deadline=deadline, follow_redirects=True, headers=headers)
     except requests.exceptions.SSLError as exc:
         # A certificate problem will not fix itself between attempts.
         raise DistillError(
@@ -370,7 +388,7 @@ def _get(
         raise _Transient(f"could not connect: {exc}") from exc
     except requests.RequestException as exc:
         raise DistillError(
-            f"cannot fetch {label}: {url}: {exc}",
+            f"cannot fetch {label}: {url}: {one_line(str(exc), 300)}",
             hint="check the mirror URL (it must start with http:// or https://)",
         ) from exc
     try:
@@ -398,7 +416,7 @@ def _check_status(resp: requests.Response, label: str, *, gone_hint: str) -> Non
 def _retry_after(resp: requests.Response) -> float | None:
     value = resp.headers.get("Retry-After", "").strip()
     # The HTTP-date form is rare from mirrors; falling back to our backoff is fine then.
-    return float(value) if value.isdigit() else None
+    return float(value) if value.isascii() and value.isdigit() else None
 
 
 def _validator(resp: requests.Response) -> str | None:
@@ -414,12 +432,12 @@ def _range_start(content_range: str | None) -> int | None:
     if not content_range or not content_range.startswith("bytes "):
         return None
     first = content_range[6:].split("-", 1)[0].strip()
-    return int(first) if first.isdigit() else None
+    return int(first) if first.isascii() and first.isdigit() and len(first) < 19 else None
 
 
 def _content_length(resp: requests.Response) -> int | None:
     value = resp.headers.get("Content-Length", "").strip()
-    return int(value) if value.isdigit() else None
+    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
 def _sleep(seconds: float, stop: threading.Event | None) -> None:
@@ -449,6 +467,7 @@ def fetch_all(
     *,
     session: requests.Session | None = None,
     retry: RetryPolicy = DEFAULT_RETRY,
+    limits: Limits | None = None,
 ) -> dict[str, Path]:
     """Fetch every request (``jobs`` at a time) and return their cache paths keyed by
     sha256. The first failure stops the others and is raised. A progress bar is drawn on
@@ -467,13 +486,14 @@ def fetch_all(
         return result
     if show_progress is None:
         show_progress = sys.stderr.isatty()
+    limits = limits or Limits.from_env()
     stop = threading.Event()
     sess = session if session is not None else make_session(jobs)
     pool = ThreadPoolExecutor(max_workers=max(1, min(jobs, len(pending))))
     try:
         with _progress(list(pending.values()), show_progress) as on_bytes:
             futures = {
-                pool.submit(_fetch_blob, req, cache, sess, on_bytes, retry, stop): sha
+                pool.submit(_fetch_blob, req, cache, sess, on_bytes, retry, stop, limits): sha
                 for sha, req in pending.items()
             }
             done, _ = wait(futures, return_when=FIRST_EXCEPTION)

@@ -53,8 +53,13 @@ def show(renderable: object) -> None:
 
 
 def warn(message: str) -> None:
-    # Warnings are never silenced: they say something is missing from the result.
-    console().print(f"[bold yellow]warning:[/] {message}")
+    # Warnings are never silenced: they say something is missing from the result. They
+    # quote names from images (a file called "x[/y]"): printed as text, on one line.
+    from rich.markup import escape
+
+    from distill.bounded import one_line
+
+    console().print(f"[bold yellow]warning:[/] {escape(one_line(message))}")
 
 
 def is_tty() -> bool:

@@ -11,6 +11,7 @@ distroless tags do: ``nonroot``, ``debug`` and ``debug-nonroot``.
 from __future__ import annotations
 
 import difflib
+import os
 import platform
 import re
 from collections.abc import Callable, Mapping
@@ -30,6 +31,7 @@ from distill.spec_values import PathSpec as PathSpec
 from distill.spec_values import PathType as PathType
 from distill.spec_values import (
     Where,
+    confine,
     parse_accounts,
     parse_bool,
     parse_command,
@@ -43,7 +45,9 @@ from distill.spec_values import (
     parse_user,
     parse_volumes,
     parse_workdir,
+    show,
 )
+from distill.spec_yaml import NOT_A_SPEC_HINT, load_yaml, read_spec_text
 
 DEFAULT_SUITE = "trixie"
 SUITES = {"trixie": "13", "bookworm": "12"}
@@ -154,8 +158,8 @@ FIELDS: dict[str, Field] = {
     "extends": Field(
         parse_str,
         Merge.REPLACE,
-        "a preset (e.g. `base`, `python3:nonroot`) or a spec file (relative to this one) "
-        "this spec builds on",
+        "a preset (e.g. `base`, `python3:nonroot`) or a spec file (relative to this one, "
+        "inside the build context) this spec builds on",
         "extends: python3:nonroot",
     ),
     "suite": Field(_suite, Merge.REPLACE, "Debian release: `trixie` (default) or `bookworm`"),
@@ -186,7 +190,8 @@ FIELDS: dict[str, Field] = {
     "files": Field(
         parse_files,
         Merge.EXTEND,
-        "local files or directories to copy in: `src` (relative to this spec file), `dest` "
+        "local files or directories to copy in: `src` (relative to this spec file, inside "
+        "the build context), `dest` "
         "(image path; a trailing `/` means into that directory), optional `mode` (octal) and "
         "`owner` (`uid:gid` or names)",
         "files:\n  - {src: app.jar, dest: /app/app.jar, owner: 'nonroot:nonroot'}",
@@ -269,38 +274,10 @@ FIELDS: dict[str, Field] = {
 }
 
 
-# --- YAML ------------------------------------------------------------------------------------
+MAX_EXTENDS = 32  # specs in one `extends` chain
 
 
-class _Loader(yaml.SafeLoader):
-    """YAML 1.1 without its surprises for image specs: ``0755`` stays the text "0755" (modes
-    are octal, like chmod's) and ``22:22`` is not a sexagesimal number."""
-
-
-_Loader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:int"]
-    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-_INT_RE = re.compile(r"^(?:[-+]?(?:0|[1-9][0-9_]*)|0x[0-9a-fA-F_]+)$")
-_Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT_RE, list("-+0123456789"))
-
-
-def _compose(text: str, source: str) -> yaml.MappingNode:
-    try:
-        node = yaml.compose(text, Loader=_Loader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f"{source}:{mark.line + 1}" if mark is not None else source
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise DistillError(
-            f"{at}: invalid YAML: {problem}", hint="check indentation and quoting near that line"
-        ) from exc
-    if node is None or not isinstance(node, yaml.MappingNode):
-        raise DistillError(f"{source}: a spec must be a YAML mapping (key: value)")
-    return node
-
-
-def _where(node: yaml.MappingNode, source: str, here: Path) -> Where:
+def _where(node: yaml.MappingNode, source: str, here: Path, context: Path) -> Where:
     lines: dict[str, int] = {}
     items: dict[str, list[int]] = {}
     for key, value in node.value:
@@ -308,21 +285,35 @@ def _where(node: yaml.MappingNode, source: str, here: Path) -> Where:
             lines[key.value] = key.start_mark.line + 1
             if isinstance(value, yaml.SequenceNode):
                 items[key.value] = [v.start_mark.line + 1 for v in value.value]
-    return Where(source, lines, items, here)
+    return Where(source, lines, items, here, context)
 
 
-def _parse_mapping(text: str, source: str, here: Path) -> tuple[dict[str, Any], Where]:
-    where = _where(_compose(text, source), source, here)
-    data = yaml.load(text, Loader=_Loader)  # a SafeLoader: plain data only
+def _parse_mapping(
+    text: str, source: str, here: Path, context: Path
+) -> tuple[dict[str, Any], Where]:
+    node, data = load_yaml(text, source)
+    where = _where(node, source, here, context)
     parsed: dict[str, Any] = {}
     for key, value in data.items():
-        key = str(key)
+        if not isinstance(key, str):
+            # Only the line: a file that is not a spec must not be quoted back.
+            line = next(
+                (k.start_mark.line + 1 for k, _ in node.value if k.tag != _STR_TAG),
+                None,
+            )
+            at = f"{source}:{line}" if line else source
+            raise DistillError(f"{at}: a key is not a string", hint=NOT_A_SPEC_HINT)
         if key not in FIELDS:
-            close = difflib.get_close_matches(key, FIELDS, n=1)
+            close = difflib.get_close_matches(key[:100], FIELDS, n=1)
             hint = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(FIELDS)}"
-            raise where.fail(key, "unknown key", hint=hint)
+            name = key if _KEY.fullmatch(key) else "a key that is not a name"
+            raise DistillError(f"{where.at(key)}: {name}: unknown key", hint=hint)
         parsed[key] = FIELDS[key].parser(where, key, value)
     return parsed, where
+
+
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 def presets() -> dict[str, str]:
@@ -347,7 +338,8 @@ def _by_name(base: tuple[Any, ...], new: tuple[Any, ...]) -> tuple[Any, ...]:
 def _merged(key: str, old: Any, new: Any) -> Any:
     rule = FIELDS[key].merge
     if rule is Merge.EXTEND:
-        return old + tuple(item for item in new if item not in old)
+        have = set(old)  # a set: a spec may list 100,000 items
+        return old + tuple(item for item in new if item not in have)
     if rule is Merge.UPDATE:
         if isinstance(old, Keep):
             return replace(old, **new)
@@ -365,7 +357,8 @@ def _merge(base: Spec, parsed: Mapping[str, Any], name: str, source: str) -> Spe
             values[key] = _merged(key, getattr(base, key), value)
     if "entrypoint" in parsed and "cmd" not in parsed:
         values["cmd"] = None  # a new program: the old one's default arguments do not apply
-    added = tuple(p for p in values.get("packages", ()) if p not in base.packages)
+    had = set(base.packages)
+    added = tuple(p for p in values.get("packages", ()) if p not in had)
     if added:
         values["levels"] = (*base.levels, Level(name, added))
     return replace(base, **values)
@@ -414,40 +407,89 @@ def _finish(spec: Spec) -> Spec:
 # --- loading ---------------------------------------------------------------------------------
 
 
-def _load(ref: str, seen: tuple[str, ...], base_dir: Path) -> Spec:
-    if ref in seen:
-        raise DistillError(f"`extends` loops: {' → '.join((*seen, ref))}")
+def _no_such(target: str, known: Mapping[str, str]) -> DistillError:
+    close = difflib.get_close_matches(target, known, n=3)
+    hint = (
+        f"did you mean {', '.join(close)}?"
+        if close
+        else f"presets: {', '.join(sorted(known))} (see `distill presets`); "
+        f"variants: {', '.join(Variant)}"
+    )
+    return DistillError(f"no spec file or preset named {show(target)}", hint=hint)
+
+
+@dataclass(frozen=True, slots=True)
+class _Source:
+    text: str
+    source: str  # for messages: the file, or preset:NAME
+    name: str
+    key: str  # the resolved file, or preset:NAME, to find loops
+    here: Path | None  # where its relative paths start; None for a preset
+    variant: Variant | None
+
+
+def _resolve(ref: str, seen: tuple[str, ...], here: Path | None, context: Path) -> _Source:
+    """The spec ``ref`` names, read: from a spec in ``here`` (None: from a preset, which
+    extends only presets; ``seen`` empty: from the command line, read wherever it is)."""
+    if len(seen) > MAX_EXTENDS:
+        raise DistillError(f"`extends` goes more than {MAX_EXTENDS} specs deep")
     target, variant = _split_variant(ref)
-    path = (base_dir / target) if not Path(target).is_absolute() else Path(target)
     known = presets()
-    if path.is_file():
-        text, source, name, here = path.read_text(), str(path), path.stem, path.parent
+    path: Path | None = None
+    if here is not None:
+        path = here / target
+        if seen and not (target in known and not os.path.lexists(path)):
+            path = confine(path, context, target)
+    if path is not None and path.is_file():
+        source, key = str(path), str(path.resolve())
+        text = read_spec_text(path, source)
+        found = _Source(text, source, path.stem, key, path.parent, variant)
     elif target in known:
-        text, source, name, here = known[target], f"preset:{target}", target, base_dir
-    else:
-        close = difflib.get_close_matches(target, known, n=3)
-        hint = (
-            f"did you mean {', '.join(close)}?"
-            if close
-            else f"presets: {', '.join(sorted(known))} (see `distill presets`); "
-            f"variants: {', '.join(Variant)}"
+        found = _Source(
+            known[target], f"preset:{target}", target, f"preset:{target}", None, variant
         )
-        raise DistillError(f"no spec file or preset named {target!r}", hint=hint)
-    parsed, where = _parse_mapping(text, source, here)
-    base = Spec(name=name, source=source)
+    else:
+        raise _no_such(target, known)
+    if found.key in seen:
+        raise DistillError(f"`extends` loops: {' → '.join((*seen, found.key))}")
+    return found
+
+
+def _load(spec_source: _Source, seen: tuple[str, ...], context: Path) -> Spec:
+    found = spec_source
+    parsed, where = _parse_mapping(found.text, found.source, found.here or context, context)
+    base = Spec(name=found.name, source=found.source)
     if "extends" in parsed:
+        chain = (*seen, found.key)
         try:
-            base = _load(parsed["extends"], (*seen, ref), here)
+            parent = _resolve(parsed["extends"], chain, found.here, context)
         except DistillError as exc:
-            raise where.fail("extends", exc.message, exc.hint) from exc
-    spec = _merge(base, parsed, name, source)
-    return _apply_variant(spec, variant) if variant is not None else spec
+            raise where.fail("extends", exc.message, exc.hint) from None
+        # Errors inside the parent name its own file and line.
+        base = _load(parent, chain, context)
+    spec = _merge(base, parsed, found.name, found.source)
+    return _apply_variant(spec, found.variant) if found.variant is not None else spec
 
 
-def load_spec(ref: str, *, suite: str | None = None, archs: tuple[str, ...] = ()) -> Spec:
+def load_spec(
+    ref: str,
+    *,
+    suite: str | None = None,
+    archs: tuple[str, ...] = (),
+    context: Path | None = None,
+) -> Spec:
     """Load a spec file or a preset, optionally ``:variant``; command-line ``--suite`` and
-    ``--arch`` override the file."""
-    spec = _finish(_load(ref, (), Path.cwd()))
+    ``--arch`` override the file. Every path the spec (or a spec it extends) names must lie
+    inside ``context``: by default the directory of the spec file (for a preset: the current
+    directory)."""
+    target, _ = _split_variant(ref)
+    named = Path(target)
+    if context is None:
+        context = named.parent if named.is_file() else Path.cwd()
+    if not context.is_dir():
+        raise DistillError(f"the build context {context} is not a directory")
+    context = context.resolve()
+    spec = _finish(_load(_resolve(ref, (), Path.cwd(), context), (), context))
     if suite is not None:
         spec = replace(spec, suite=_suite(Where("--suite"), "suite", suite))
     if archs:

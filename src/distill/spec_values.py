@@ -6,6 +6,7 @@ DistillError that names the spec file and line. ``spec.FIELDS`` says which key u
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
 from collections.abc import Mapping, Sequence
@@ -14,14 +15,47 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from distill.bounded import one_line
 from distill.errors import DistillError
 from distill.rootfs.accounts import DEFAULT_ACCOUNTS, DEFAULT_GROUPS, NOLOGIN, Account, Group
 from distill.rootfs.prune import KEEP_KINDS
 
+CONTEXT_HINT = (
+    "a spec reads files only from its build context (the directory of the spec file named "
+    "on the command line); widen it with --context DIR"
+)
+
+
+def confine(path: Path, context: Path, label: str) -> Path:
+    """``path`` with every symlink resolved, provided that lies inside ``context`` (a resolved
+    directory). The one check for every path a spec names (``files:`` sources, ``extends:``),
+    as a Dockerfile's COPY is held to its build context; ``label`` is the path as written."""
+    try:
+        real = path.resolve()
+    except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
+        raise DistillError(f"{show(label)} cannot be resolved: {exc}", hint=CONTEXT_HINT) from None
+    if not real.is_relative_to(context):
+        leads = "" if real == Path(os.path.normpath(path)) else f" (it leads to {show(str(real))})"
+        raise DistillError(
+            f"{show(label)} is outside the build context {context}{leads}", hint=CONTEXT_HINT
+        )
+    return real
+
+
+def show(value: Any) -> str:
+    """A value from a spec, for an error message: scalars quoted and capped, anything else
+    by its type only, so that a message never walks (or prints) a nested or aliased value."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > 10**30:
+        return "a very large number"
+    if isinstance(value, str | int | float | bool) or value is None:
+        return one_line(repr(value), 200)
+    return f"a {type(value).__name__}"
+
 
 class Where:
     """Where a spec's keys (and list items) are, for error messages; ``here`` is the
-    directory relative paths in the spec start from."""
+    directory relative paths in the spec start from, ``context`` the resolved directory
+    they must stay inside."""
 
     def __init__(
         self,
@@ -29,11 +63,13 @@ class Where:
         lines: Mapping[str, int] | None = None,
         items: Mapping[str, Sequence[int]] | None = None,
         here: Path | None = None,
+        context: Path | None = None,
     ) -> None:
         self.source = source
         self.lines = lines or {}
         self.items = items or {}
         self.here = here if here is not None else Path.cwd()
+        self.context = context if context is not None else self.here.resolve()
 
     def at(self, key: str, item: int | None = None) -> str:
         lines = self.items.get(key, ())
@@ -59,7 +95,8 @@ class Accounts:
 class FileSpec:
     """A local file or directory copied into the image."""
 
-    src: Path  # absolute: resolved against the spec file that names it
+    src: Path  # absolute: joined to the directory of the spec file that names it
+    context: Path  # the build context src must stay inside, symlinks resolved
     dest: str  # absolute image path, normalised
     mode: int | None = None  # None: 0755 if the local file is executable, else 0644
     owner: str | None = None  # "uid:gid", "uid", or user/group names; None: 0:0
@@ -107,7 +144,7 @@ def parse_str_list(where: Where, key: str, value: Any) -> tuple[str, ...]:
 
 def parse_bool(where: Where, key: str, value: Any) -> bool:
     if not isinstance(value, bool):
-        raise where.fail(key, f"expected true or false, got {value!r}")
+        raise where.fail(key, f"expected true or false, got {show(value)}")
     return value
 
 
@@ -174,13 +211,21 @@ def parse_workdir(where: Where, key: str, value: Any) -> str:
     return image_path(where, key, value)
 
 
+MAX_ID = 2**32 - 2  # uid_t is 32 bits and (uid_t)-1 means "no change" to chown
 _NAME = r"[A-Za-z0-9_.][A-Za-z0-9_.-]*"
 _USER = re.compile(rf"{_NAME}(?::{_NAME})?")
 
 
+def _is_user(text: str) -> bool:
+    """``uid``, ``uid:gid`` or names, with numbers a uid_t can hold."""
+    if len(text) > 256 or not _USER.fullmatch(text):
+        return False
+    return all(not part.isdigit() or int(part) <= MAX_ID for part in text.split(":"))
+
+
 def parse_user(where: Where, key: str, value: Any) -> str:
     text = parse_str(where, key, value)
-    if not _USER.fullmatch(text):
+    if not _is_user(text):
         raise where.fail(key, f"not a user: {text!r}", hint="write uid, uid:gid or a user name")
     return text
 
@@ -192,7 +237,7 @@ def parse_keep(where: Where, key: str, value: Any) -> dict[str, bool]:
     result = {}
     for name, flag in value.items():
         if name not in known:
-            raise where.fail(key, f"unknown kind {name!r}", hint=f"one of: {', '.join(known)}")
+            raise where.fail(key, f"unknown kind {show(name)}", hint=f"one of: {', '.join(known)}")
         result[str(name)] = parse_bool(where, f"{key}.{name}", flag)
     return result
 
@@ -202,19 +247,20 @@ def parse_keep(where: Where, key: str, value: Any) -> dict[str, bool]:
 
 def parse_mode(where: Where, key: str, value: Any, item: int | None = None) -> int:
     """An octal mode as chmod reads it: ``'0755'``, ``755`` or ``0o755``."""
-    text = str(value).lower().removeprefix("0o") if not isinstance(value, bool) else ""
+    text = str(value).lower().removeprefix("0o") if isinstance(value, str | int) else ""
+    text = "" if isinstance(value, bool) else text
     if not re.fullmatch(r"[0-7]{1,4}", text):
         raise where.fail(
-            key, f"not an octal mode: {value!r}", hint="write it like chmod: '0755'", item=item
+            key, f"not an octal mode: {show(value)}", hint="write it like chmod: '0755'", item=item
         )
     return int(text, 8)
 
 
 def parse_owner(where: Where, key: str, value: Any, item: int | None = None) -> str:
     text = str(value) if isinstance(value, str | int) and not isinstance(value, bool) else ""
-    if not _USER.fullmatch(text):
+    if not _is_user(text):
         raise where.fail(
-            key, f"not an owner: {value!r}", hint="write uid:gid, uid or user:group", item=item
+            key, f"not an owner: {show(value)}", hint="write uid:gid, uid or user:group", item=item
         )
     return text
 
@@ -265,7 +311,7 @@ def _entries(
             if name not in required + optional:
                 raise where.fail(
                     key,
-                    f"unknown field {name!r}",
+                    f"unknown field {show(name)}",
                     hint=f"fields: {', '.join(required + optional)}",
                     item=index,
                 )
@@ -279,13 +325,19 @@ def _entries(
 def parse_files(where: Where, key: str, value: Any) -> tuple[FileSpec, ...]:
     files = []
     for index, item in _entries(where, key, value, ("src", "dest"), ("mode", "owner")):
-        src = Path(parse_str(where, key, item["src"]))
+        src_text = parse_str(where, key, item["src"])
+        src = where.here / src_text  # an absolute src stays itself
+        try:
+            confine(src, where.context, src_text)
+        except DistillError as exc:
+            raise where.fail(key, f"src {exc.message}", exc.hint, index) from None
         dest_text = parse_str(where, key, item["dest"])
         mode = item.get("mode")
         owner = item.get("owner")
         files.append(
             FileSpec(
-                src=src if src.is_absolute() else where.here / src,
+                src=src,
+                context=where.context,
                 dest=image_path(where, key, dest_text, index),
                 mode=parse_mode(where, key, mode, index) if mode is not None else None,
                 owner=parse_owner(where, key, owner, index) if owner is not None else None,
@@ -300,11 +352,12 @@ def parse_paths(where: Where, key: str, value: Any) -> tuple[PathSpec, ...]:
     paths = []
     for index, item in _entries(where, key, value, ("path", "type"), ("target", "mode", "owner")):
         try:
-            kind = PathType(item["type"])
+            # Checked as a string first: Enum's own error would repr any value it is given.
+            kind = PathType(item["type"] if isinstance(item["type"], str) else "")
         except ValueError:
             raise where.fail(
                 key,
-                f"unknown type {item['type']!r}",
+                f"unknown type {show(item['type'])}",
                 hint=f"one of: {', '.join(PathType)}",
                 item=index,
             ) from None
@@ -329,8 +382,8 @@ def parse_paths(where: Where, key: str, value: Any) -> tuple[PathSpec, ...]:
 
 
 def _int(where: Where, key: str, value: Any, item: int) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
-        raise where.fail(key, f"expected a number ≥ 0, got {value!r}", item=item)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_ID:
+        raise where.fail(key, f"expected a number from 0 to {MAX_ID}, got {show(value)}", item=item)
     return value
 
 

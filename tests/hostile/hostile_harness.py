@@ -8,10 +8,12 @@ The run is a real subprocess: its peak RSS comes from ``wait4``'s rusage of that
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -41,6 +43,21 @@ class Outcome:
         )
 
 
+# Runs distill as `python -m distill` would, and on the way out writes the process's own
+# peak RSS (VmHWM, which exec resets) to the file named by HOSTILE_HWM_FILE.
+_WRAPPER = """
+import atexit, os, runpy, sys
+def _hwm():
+    with open("/proc/self/status") as status:
+        kib = status.read().split("VmHWM:")[1].split()[0]
+    with open(os.environ["HOSTILE_HWM_FILE"], "w") as out:
+        out.write(kib)
+atexit.register(_hwm)
+sys.argv[0] = "distill"
+runpy.run_module("distill", run_name="__main__", alter_sys=True)
+"""
+
+
 def _drain(stream: object, sink: list[bytes]) -> None:
     assert hasattr(stream, "read")
     while chunk := stream.read(65536):
@@ -58,9 +75,12 @@ def run_distill(
     full_env = dict(os.environ)
     full_env.pop("COLUMNS", None)
     full_env.update(env or {})
+    hwm_fd, hwm_name = tempfile.mkstemp(prefix="hostile-hwm-")
+    os.close(hwm_fd)
+    full_env["HOSTILE_HWM_FILE"] = hwm_name
     start = time.monotonic()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "distill", *args],
+        [sys.executable, "-c", _WRAPPER, *args],
         cwd=cwd,
         env=full_env,
         stdin=subprocess.DEVNULL,
@@ -80,10 +100,8 @@ def run_distill(
 
     def _kill() -> None:
         timed_out.set()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
     timer = threading.Timer(timeout, _kill)
     timer.start()
@@ -93,6 +111,14 @@ def run_distill(
         timer.cancel()
     proc.returncode = os.waitstatus_to_exitcode(status)
     seconds = time.monotonic() - start
+    # wait4's ru_maxrss also counts the pytest process the child was forked from (Linux
+    # keeps the pre-exec high-water mark), so the child's own VmHWM is used when it wrote
+    # one; a killed child did not, and then the larger, conservative figure stands.
+    try:
+        own = Path(hwm_name).read_text().strip()
+    finally:
+        os.unlink(hwm_name)
+    max_rss = int(own) * 1024 if own.isdigit() else usage.ru_maxrss * 1024
     for reader in readers:
         reader.join(5)
     return Outcome(
@@ -101,7 +127,7 @@ def run_distill(
         stdout=b"".join(out).decode("utf-8", "replace"),
         stderr=b"".join(err).decode("utf-8", "replace"),
         seconds=seconds,
-        max_rss=usage.ru_maxrss * 1024,
+        max_rss=max_rss,
         timed_out=timed_out.is_set(),
     )
 

@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import replace
+from enum import StrEnum
 from posixpath import dirname, join, normpath
 
 from distill.analyze.fsview import FsView, NodeKind
@@ -43,7 +45,7 @@ from distill.analyze.packages import (
 from distill.debian.control import parse_stanzas
 from distill.errors import DistillError
 from distill.image.tarscan import TarEntry
-from distill.rootfs.osrelease import OS_RELEASE_PATHS, parse_os_release
+from distill.rootfs.osrelease import MAX_OS_RELEASE, OS_RELEASE_PATHS, parse_os_release
 
 __all__ = [
     "CapturedFile",
@@ -83,37 +85,69 @@ _NAMES = frozenset({"copyright", "METADATA", "PKG-INFO", "package.json"})
 _ENDINGS = (".egg-info", *ARCHIVE_SUFFIXES)
 
 
-def wanted(path: str, size: int) -> bool:
-    """Whether the catalog needs this regular file's bytes (path normalised, relative, no
-    leading slash). The filesystem view asks this of every regular file in the image."""
-    if path in _WHOLE:
-        return True
+# How much of each file the catalog reads (docs/analyze.md). Real ones are far smaller: a
+# dpkg status of 3,000 packages is about 6 MiB, an os-release a few hundred bytes. What an
+# image declares must not decide what reading it costs.
+MAX_DATABASE = 64 << 20  # dpkg status, apk installed
+MAX_CONTROL = 1 << 20  # one status.d stanza file
+MAX_FILE_LIST = 16 << 20  # info/<pkg>.list, .md5sums
+MAX_COPYRIGHT = 4 << 20
+# Packages in one image, all kinds: a large real image holds a few thousand.
+MAX_PACKAGES = 50_000
+_WINDOW = 1 << 20
+
+
+class Over(StrEnum):
+    """What the catalog does with a file larger than its cap."""
+
+    REFUSE = "refuse"  # an error: without the whole file the catalog would be wrong
+    HEAD = "head"  # read the first cap bytes (whole lines), and warn
+    SKIP = "skip"  # leave it out, and warn
+
+
+def capture_cap(path: str) -> tuple[int, Over] | None:
+    """The cap on a file the catalog reads, and what a larger one gets; None for a file the
+    catalog does not read (path normalised, relative, no leading slash)."""
+    if path in (DPKG_STATUS, APK_INSTALLED):
+        return MAX_DATABASE, Over.REFUSE
+    if path in OS_RELEASE_PATHS:
+        return MAX_OS_RELEASE, Over.HEAD
     parent, _, name = path.rpartition("/")
     if (
         name not in _NAMES
         and not parent.startswith("var/lib/dpkg/")
         and not name.lower().endswith(_ENDINGS)
     ):
-        return False
+        return None
     if parent == DPKG_STATUS_D:
-        return True
+        return (
+            (MAX_FILE_LIST, Over.HEAD) if name.endswith(".md5sums") else (MAX_CONTROL, Over.REFUSE)
+        )
     if parent == DPKG_INFO:
-        return name.endswith((".list", ".md5sums"))
+        return (MAX_FILE_LIST, Over.HEAD) if name.endswith((".list", ".md5sums")) else None
     if name == "copyright":
-        return dirname(parent) == _DOC
+        return (MAX_COPYRIGHT, Over.HEAD) if dirname(parent) == _DOC else None
     if name == "METADATA":
-        return parent.endswith(".dist-info")
+        return (MAX_METADATA_BYTES, Over.SKIP) if parent.endswith(".dist-info") else None
     if path.endswith(".egg-info") or (name == "PKG-INFO" and parent.endswith(".egg-info")):
-        return size <= MAX_METADATA_BYTES  # old setuptools wrote .egg-info as a file, newer a dir
+        return MAX_METADATA_BYTES, Over.SKIP  # old setuptools wrote .egg-info as a file
     if name == "package.json":
-        return npm_package_dir(parent)
-    return is_archive(path) and size <= MAX_ARCHIVE_BYTES
+        return (MAX_METADATA_BYTES, Over.SKIP) if npm_package_dir(parent) else None
+    return (MAX_ARCHIVE_BYTES, Over.SKIP) if is_archive(path) else None
+
+
+def wanted(path: str, size: int) -> bool:
+    """Whether the catalog needs this regular file's bytes (path normalised, relative, no
+    leading slash). The filesystem view asks this of every regular file in the image."""
+    cap = capture_cap(path)
+    return cap is not None and (cap[1] is not Over.SKIP or size <= cap[0])
 
 
 def want(path: str, member: TarEntry) -> int:
     """The filesystem view's hook: all of a wanted file, the head of an executable, or 0."""
-    if wanted(path, member.size):
-        return member.size
+    cap = capture_cap(path)
+    if cap is not None and (cap[1] is not Over.SKIP or member.size <= cap[0]):
+        return min(member.size, cap[0])
     return EXEC_HEAD if member.mode & 0o111 else 0
 
 
@@ -146,11 +180,11 @@ def build_catalog(
     for path, reader in ((DPKG_STATUS, _dpkg_status), (APK_INSTALLED, _apk_installed)):
         if path in files:
             databases.append(path)
-            os_components.extend(reader(files, links, os_release))
+            _counted(reader(files, links, os_release), os_components)
     status_d = sorted(p for p in files if dirname(p) == DPKG_STATUS_D)
     if status_d:
         databases.append(DPKG_STATUS_D)
-        os_components.extend(_dpkg_status_d(files, status_d, links, os_release))
+        _counted(_dpkg_status_d(files, status_d, links, os_release), os_components)
 
     owned = {f for c in os_components for f in c.files}
     lang: list[Component] = []
@@ -158,9 +192,11 @@ def build_catalog(
         if path in owned:
             continue
         try:
-            lang.extend(language_components(path, files[path], warnings))
+            declared = language_components(path, files[path], warnings)
         except DistillError as exc:
             warnings.append(exc.message)
+            continue
+        _counted(declared, lang, len(os_components))
     if executables and not databases:
         warnings.insert(0, unaccounted_warning(executables))
     components = sorted(_dedupe(os_components + lang), key=_sort_key)
@@ -171,20 +207,70 @@ def catalog_view(view: FsView) -> Catalog:
     """The catalog of an image's merged filesystem, read with ``want`` as its hook."""
     files: dict[str, CapturedFile] = {}
     links: dict[str, str] = {}
+    notes: list[str] = []
     executables = 0
     for path, node in view.nodes.items():
         if node.kind is NodeKind.SYMLINK:
             links[path] = node.linkname
-        elif node.kind is NodeKind.FILE and node.content is not None:
-            if is_executable(node.mode, node.content[:EXEC_HEAD]):
+        elif node.kind is NodeKind.FILE:
+            if node.content is not None and is_executable(node.mode, node.content[:EXEC_HEAD]):
                 executables += 1
-            if wanted(path, node.size):
-                if node.spool is not None and not is_archive(path):
-                    # text the parsers need whole (a big dpkg status): read it back
-                    files[path] = CapturedFile(node.spool.read_bytes(), node.layer, node.mode)
-                else:  # an archive stays on disk: the zip reader seeks in it
-                    files[path] = CapturedFile(node.content, node.layer, node.mode, node.spool)
-    return build_catalog(files, symlinks=links, executables=executables)
+            cap = capture_cap(path)
+            if cap is None:
+                continue
+            if node.size > cap[0]:
+                notes.append(_over_cap(path, node.size, *cap))
+                if cap[1] is not Over.HEAD:
+                    continue
+            if node.content is None or not wanted(path, node.size):
+                continue
+            if node.spool is not None and not is_archive(path):
+                # text the parsers need whole (a big dpkg status): read it back, capped
+                with node.spool.open("rb") as spooled:
+                    data = spooled.read(cap[0])
+                files[path] = CapturedFile(_whole_lines(data, node.size), node.layer, node.mode)
+            elif node.spool is not None:  # an archive stays on disk: the zip reader seeks in it
+                files[path] = CapturedFile(node.content, node.layer, node.mode, node.spool)
+            else:
+                data = _whole_lines(node.content[: cap[0]], node.size)
+                files[path] = CapturedFile(data, node.layer, node.mode)
+    catalog = build_catalog(files, symlinks=links, executables=executables)
+    if not notes:
+        return catalog
+    return replace(catalog, warnings=(*sorted(notes), *catalog.warnings))
+
+
+def _whole_lines(data: bytes, size: int) -> bytes:
+    """The head of a file read up to its cap ends at its last whole line."""
+    if len(data) >= size:
+        return data
+    end = data.rfind(b"\n")
+    return data[: end + 1] if end >= 0 else b""
+
+
+def _over_cap(path: str, size: int, cap: int, over: Over) -> str:
+    """The warning for a file larger than its cap; the error where reading only part of it
+    would make the catalog wrong."""
+    what = f"/{path} is {size} bytes, more than the {_size(cap)} distill reads of it"
+    if over is Over.REFUSE:
+        raise DistillError(
+            f"{what}; refusing to catalog an incomplete package database",
+            hint="a real package database is a few MiB; the image is damaged or made to attack "
+            "a reader",
+        )
+    if over is Over.HEAD:
+        return f"{what}; only its first {_size(cap)} were read"
+    return f"{what}; it was skipped and the packages it declares are missing"
+
+
+def _size(size: int) -> str:
+    return (
+        f"{size >> 30} GiB"
+        if size >= 1 << 30
+        else f"{size >> 20} MiB"
+        if size >= 1 << 20
+        else f"{size >> 10} KiB"
+    )
 
 
 def unaccounted_warning(executables: int) -> str:
@@ -232,14 +318,36 @@ def _first_line(value: str) -> str:
     return value.split("\n", 1)[0].strip()
 
 
-def _stanzas(files: Mapping[str, CapturedFile], path: str) -> list[dict[str, str]]:
-    try:
-        return parse_stanzas(text(files[path].data), origin=path)
-    except DistillError as exc:
-        raise DistillError(
-            f"cannot read the package database {path}: {exc.message}",
-            hint="the image's dpkg database is damaged; the SBOM would be incomplete",
-        ) from exc
+def _stanzas(files: Mapping[str, CapturedFile], path: str) -> Iterator[dict[str, str]]:
+    """The stanzas of a package database, parsed a window of about ``_WINDOW`` bytes at a
+    time (cut between stanzas), so a big status is never held as text and dicts at once."""
+    data = files[path].data
+    start = 0
+    while start < len(data):
+        end = data.find(b"\n\n", start + _WINDOW)
+        end = len(data) if end < 0 else end + 2
+        origin = path if start == 0 else f"{path} (from byte {start})"
+        try:
+            stanzas = parse_stanzas(text(data[start:end]), origin=origin)
+        except DistillError as exc:
+            raise DistillError(
+                f"cannot read the package database {path}: {exc.message}",
+                hint="the image's dpkg database is damaged; the SBOM would be incomplete",
+            ) from exc
+        yield from stanzas
+        start = end
+
+
+def _counted(components: Iterable[Component], found: list[Component], before: int = 0) -> None:
+    """Add ``components`` to ``found``, refusing an image that declares more packages than
+    any real one holds (each costs memory here and in the SBOM written from it)."""
+    for component in components:
+        if before + len(found) >= MAX_PACKAGES:
+            raise DistillError(
+                f"the image declares more than {MAX_PACKAGES} packages; refusing to list them",
+                hint="no real image holds that many; it is damaged or made to attack a reader",
+            )
+        found.append(component)
 
 
 def _dpkg_status(

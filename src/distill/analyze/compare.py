@@ -12,23 +12,24 @@ fails on a machine where no database was ever downloaded. The comparison then sa
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from distill import tempfiles
 from distill.analyze import catalog as catalog_module
 from distill.analyze.fsview import FsView, NodeKind, analyse_fsview
 from distill.analyze.inspect import InspectReport, exec_kind, inspect_view, inspect_want
 from distill.analyze.packages import Catalog
+from distill.bounded import parse_json
 from distill.context import Access
+from distill.debian.control import gc_paused
 from distill.errors import DistillError
 from distill.image.partial import ImageSource
 from distill.image.tarscan import TarEntry
@@ -100,12 +101,7 @@ def find_trivy() -> str | None:
 
 def parse_trivy_report(data: bytes) -> Vulnerabilities:
     """Count the findings of a ``trivy --format json`` report."""
-    try:
-        report = json.loads(data)
-    except ValueError as exc:
-        raise DistillError(
-            f"trivy's report is not JSON: {exc}", hint="run trivy by hand to see what it says"
-        ) from None
+    report = parse_json(data, "trivy's report", hint="run trivy by hand to see what it says")
     counts = dict.fromkeys(SEVERITIES, 0)
     ids: set[str] = set()
     results = report.get("Results") if isinstance(report, dict) else None
@@ -126,7 +122,7 @@ def scan_sbom(
     """Scan a CycloneDX ``document`` with trivy's local database, never downloading one."""
     if trivy is None:
         return _unavailable(ScanStatus.NO_SCANNER, "trivy not found")
-    with tempfile.TemporaryDirectory(prefix="distill-compare-") as tmp:
+    with tempfiles.spool_tempdir("distill-compare") as tmp:
         sbom, out = Path(tmp, "sbom.cdx.json"), Path(tmp, "report.json")
         sbom.write_bytes(document)
         args = [trivy, "sbom", "--offline-scan", "--skip-db-update", "--skip-java-db-update"]
@@ -298,7 +294,13 @@ def summarize_source(
     def analyse(view: FsView) -> tuple[InspectReport, Catalog, tuple[Executable, ...]]:
         return inspect_view(source, view), catalog_module.catalog_view(view), executables(view)
 
-    report, catalog, found = analyse_fsview(source, compare_want, analyse)
+    with gc_paused():  # as for sbom: a pass of many small objects and no cycles
+        report, catalog, found = analyse_fsview(source, compare_want, analyse)
+    if catalog.warnings:
+        from distill import log
+
+        for warning in catalog.warnings:
+            log.warn(f"{source.name}: {warning}")
     scan = scanner or VulnerabilityScanner(enabled=False, cache_dir=None)
     return summarize(report, catalog, found, scan.scan(source, catalog), patterns)
 

@@ -30,8 +30,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import TypeVar
 
+from distill import tempfiles
+from distill.bounded import one_line
 from distill.errors import DistillError
-from distill.fsutil import spool_dir
 from distill.image.manifest import LayerDescriptor
 from distill.image.partial import ImageSource
 from distill.image.stream import LayerStream
@@ -40,6 +41,9 @@ from distill.image.tarscan import TarEntry, TarFormatError, TarScanner, TarTrunc
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"
 MAX_SYMLINK_HOPS = 40  # as Linux's path resolution
+# Longer paths cannot be created by a runtime unpacking the layer (Linux's PATH_MAX); a
+# deeper tree costs memory growing with the square of its depth, so it is refused.
+MAX_PATH = 4096
 # A kept file larger than this goes to a temporary file, so memory does not grow with the
 # archives an SBOM reads (a fat jar can be hundreds of MiB); its head stays in memory.
 SPOOL_ABOVE = 8 << 20
@@ -243,6 +247,7 @@ class _Builder:
     counts: _Counts = field(default_factory=_Counts)
     spool_dir: tempfile.TemporaryDirectory[str] | None = None
     spool_users: dict[Path, int] = field(default_factory=dict)  # paths sharing a spool file
+    where: str = ""  # the layer being applied, for messages
 
     # --- tree edits ---------------------------------------------------------------------
 
@@ -267,24 +272,33 @@ class _Builder:
         node = self.nodes.get(path)
         if node is None:
             return True, 0, 0
+        # Without recursion (a tree may be thousands of directories deep): everything under
+        # ``path`` parents first, then undone children first.
+        order: list[tuple[str, FsNode]] = []
+        stack = [(path, node)]
+        while stack:
+            here, current = stack.pop()
+            order.append((here, current))
+            if current.kind is NodeKind.DIR:
+                for child in self.children.get(here, ()):
+                    below = f"{here}/{child}"
+                    stack.append((below, self.nodes[below]))
+        kept: set[str] = set()
         count = removed_bytes = 0
-        keep = lower_only and node.layer == self.layer
-        if node.kind is NodeKind.DIR:
-            for child in list(self.children.get(path, ())):
-                gone, n, size = self._remove(f"{path}/{child}", lower_only=lower_only)
-                keep = keep or not gone
-                count += n
-                removed_bytes += size
-        if keep:
-            return False, count, removed_bytes
-        del self.nodes[path]
-        self.children.pop(path, None)
-        parent, _, base = path.rpartition("/")
-        self.children[parent].discard(base)
-        self._waste(node)
-        if node.spool is not None:
-            self._release(node.spool)
-        return True, count + 1, removed_bytes + (node.size if node.kind is NodeKind.FILE else 0)
+        for here, current in reversed(order):
+            parent, _, base = here.rpartition("/")
+            if here in kept or (lower_only and current.layer == self.layer):
+                kept.add(parent)
+                continue
+            del self.nodes[here]
+            self.children.pop(here, None)
+            self.children[parent].discard(base)
+            self._waste(current)
+            if current.spool is not None:
+                self._release(current.spool)
+            count += 1
+            removed_bytes += current.size if current.kind is NodeKind.FILE else 0
+        return path not in self.nodes, count, removed_bytes
 
     def _dive(self, path: str, size: int) -> None:
         entry = self.dive.get(path)
@@ -294,6 +308,14 @@ class _Builder:
             entry[0] += size
             entry[1] = min(entry[1], size)
             entry[2] += 1
+
+    def _check_length(self, path: str) -> None:
+        if len(path) > MAX_PATH:
+            raise DistillError(
+                f"{self.where} holds a path longer than {MAX_PATH} bytes, which no runtime "
+                f"can unpack: /{one_line(path, 60)}",
+                hint="the layer is damaged or was made to attack a reader",
+            )
 
     def _implied_dir(self, path: str) -> FsNode:
         node = FsNode(path, NodeKind.DIR, 0o755, 0, 0, 0, added_in=self.layer)
@@ -305,20 +327,23 @@ class _Builder:
         node = self.nodes.get(path)
         if path == "" or (node is not None and node.kind is NodeKind.DIR):
             return path
-        parent, _, base = path.rpartition("/")
-        real_parent = self._dir(parent)
-        here = f"{real_parent}/{base}" if real_parent else base
-        node = self.nodes.get(here)
-        if node is not None and node.kind is NodeKind.SYMLINK:
-            target = resolve(self.nodes, here)
-            if target == "" or (target and self.nodes[target].kind is NodeKind.DIR):
-                return target
-        if node is not None and node.kind is not NodeKind.DIR:
-            self.counts.removed += self._remove(here, lower_only=False)[1]
-            node = None
-        if node is None:
-            self._implied_dir(here)
-        return here
+        real = ""
+        for base in path.split("/"):
+            here = f"{real}/{base}" if real else base
+            self._check_length(here)
+            node = self.nodes.get(here)
+            if node is not None and node.kind is NodeKind.SYMLINK:
+                target = resolve(self.nodes, here)
+                if target == "" or (target and self.nodes[target].kind is NodeKind.DIR):
+                    real = target
+                    continue
+            if node is not None and node.kind is not NodeKind.DIR:
+                self.counts.removed += self._remove(here, lower_only=False)[1]
+                node = None
+            if node is None:
+                self._implied_dir(here)
+            real = here
+        return real
 
     # --- entries ------------------------------------------------------------------------
 
@@ -333,6 +358,7 @@ class _Builder:
             return
         parent = self._dir(parent)
         path = f"{parent}/{base}" if parent else base
+        self._check_length(path)
         if member.islnk():
             node = self._hardlink(path, member, where)
         else:
@@ -381,7 +407,7 @@ class _Builder:
     def _spool(self, head: bytes, tar: TarScanner, size: int) -> Path:
         """A large kept file, written to the view's spool directory as it is read."""
         if self.spool_dir is None:
-            self.spool_dir = tempfile.TemporaryDirectory(prefix="distill-spool-", dir=spool_dir())
+            self.spool_dir = tempfiles.spool_tempdir("distill-spool")
         path = Path(self.spool_dir.name) / str(self.inodes + 1)
         with path.open("wb") as out:
             out.write(head)
@@ -467,7 +493,7 @@ class _Builder:
         then calls ``stream.complete()``)."""
         self.layer = layer.index
         self.counts = _Counts()
-        where = f"{layer.label} at {layer.location}"
+        where = self.where = f"{layer.label} at {layer.location}"
         try:
             tar = TarScanner(stream)
             for member in tar:

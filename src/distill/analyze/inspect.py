@@ -21,12 +21,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from distill.analyze.fsview import FsNode, FsView, NodeKind, analyse_fsview
+from distill.bounded import one_line
 from distill.context import Access
 from distill.errors import DistillError
 from distill.image.partial import ImageSource
 from distill.image.platform import Platform
 from distill.image.tarscan import TarEntry
-from distill.rootfs.osrelease import OS_RELEASE_PATHS, parse_os_release
+from distill.rootfs.osrelease import MAX_OS_RELEASE, OS_RELEASE_PATHS, parse_os_release
 from distill.transports import opened
 
 if TYPE_CHECKING:
@@ -46,12 +47,14 @@ PACKAGE_MANAGERS = frozenset(
     {"apt", "apt-get", "dpkg", "apk", "rpm", "yum", "dnf", "microdnf", "pip", "pip3", "npm"}
 )
 BUSYBOX = "busybox"
+# Levels of the --files tree at most: each is a nested entry in the report and its JSON.
+MAX_TREE_DEPTH = 64
 
 
 def inspect_want(path: str, member: TarEntry) -> int:
     """The bytes ``inspect`` needs: a few small files whole, and each executable's head."""
     if path in _SMALL_FILES:
-        return _SMALL_LIMIT
+        return MAX_OS_RELEASE if path in OS_RELEASE_PATHS else _SMALL_LIMIT
     return EXEC_HEAD if member.mode & 0o111 else 0
 
 
@@ -193,7 +196,16 @@ def _text(view: FsView, path: str) -> str | None:
     node = view.get(real) if real is not None else None
     if node is None or node.content is None:
         return None
-    return node.content.decode("utf-8", "replace")
+    if node.size > len(node.content):
+        from distill import log
+
+        log.warn(
+            f"/{one_line(path)} is {node.size} bytes; only its first {len(node.content)} were read"
+        )
+        content = node.content[: node.content.rfind(b"\n") + 1]
+    else:
+        content = node.content
+    return content.decode("utf-8", "replace")
 
 
 def detect_os(view: FsView) -> OsInfo | None:
@@ -337,22 +349,27 @@ def attack_surface(view: FsView, user: str) -> AttackSurface:
 
 
 def _du(view: FsView) -> dict[str, tuple[int, int]]:
-    """(bytes, files) of regular files at or under every path; hardlinks counted once."""
+    """(bytes, files) of regular files at or under every path; hardlinks counted once.
+    Summed bottom-up, each directory once: walking every file's ancestors would cost files
+    times depth, which a deep tree makes large."""
     sizes: dict[str, list[int]] = {}
     seen: set[int] = set()
-    for path in sorted(view.nodes):
+    for path in sorted(view.nodes):  # the first path of a hardlinked inode counts
         node = view.nodes[path]
         if node.kind is not NodeKind.FILE or node.inode in seen:
             continue
         seen.add(node.inode)
-        prefix = path
-        while True:
-            entry = sizes.setdefault(prefix, [0, 0])
-            entry[0] += node.size
-            entry[1] += 1
-            if not prefix:
-                break
-            prefix = prefix.rpartition("/")[0]
+        sizes[path] = [node.size, 1]
+        entry = sizes.setdefault(path.rpartition("/")[0], [0, 0])
+        entry[0] += node.size
+        entry[1] += 1
+    directories = sorted((d for d in view.children if d), key=lambda d: -d.count("/"))
+    for directory in directories:  # deepest first: each is complete when its turn comes
+        total = sizes.get(directory)
+        if total is not None:
+            entry = sizes.setdefault(directory.rpartition("/")[0], [0, 0])
+            entry[0] += total[0]
+            entry[1] += total[1]
     return {path: (v[0], v[1]) for path, v in sizes.items()}
 
 
@@ -370,6 +387,7 @@ def file_tree(
         raise DistillError(f"{root} is not in the image", hint="give a path like /usr/lib")
     if du is None:
         du = _du(view)
+    depth = min(depth, MAX_TREE_DEPTH)
 
     def entry(path: str, level: int) -> TreeEntry:
         node = view.get(path) if path else None

@@ -9,7 +9,6 @@ levels deep, and named ``outer.jar!/inner.jar``.
 from __future__ import annotations
 
 import contextlib
-import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from posixpath import basename, dirname
 from typing import IO, TYPE_CHECKING
 
 from distill.analyze.packages import CapturedFile, Component, PackageType, make_purl, text
+from distill.bounded import parse_json
 from distill.errors import DistillError
 from distill.fsutil import spool_dir
 
@@ -97,10 +97,7 @@ def _python(path: str, captured: CapturedFile) -> list[Component]:
 
 
 def _npm(path: str, captured: CapturedFile) -> list[Component]:
-    try:
-        manifest = json.loads(captured.data)
-    except ValueError as exc:
-        raise DistillError(f"{path}: not valid JSON ({exc}); skipped") from exc
+    manifest = parse_json(captured.data, path)  # a DistillError here is a warning
     if not isinstance(manifest, dict):
         return []
     name, version = manifest.get("name"), manifest.get("version")
@@ -178,7 +175,7 @@ def java_archive(
             if info.filename.startswith("META-INF/maven/") and info.filename.endswith(
                 "/pom.properties"
             ):
-                props = _properties(_zip_text(archive, info))
+                props = _properties(_zip_text(archive, info, path, budget))
                 group, artifact = props.get("groupId", ""), props.get("artifactId", "")
                 version = props.get("version", "")
                 if group and artifact and version:
@@ -187,7 +184,7 @@ def java_archive(
         if not found:
             manifest = next((i for i in infos if i.filename == "META-INF/MANIFEST.MF"), None)
             if manifest is not None:
-                yield from _from_manifest(path, layer, _zip_text(archive, manifest))
+                yield from _from_manifest(path, layer, _zip_text(archive, manifest, path, budget))
         if depth >= MAX_NESTED_DEPTH:
             return
         for info in infos:
@@ -265,8 +262,12 @@ def _not_extracted(inner: str, exc: OSError) -> DistillError:
     )
 
 
-def _zip_text(archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> str:
+def _zip_text(archive: zipfile.ZipFile, info: zipfile.ZipInfo, path: str, budget: _Budget) -> str:
     if info.file_size > MAX_METADATA_BYTES:
+        budget.warnings.append(
+            f"{path}!/{info.filename} is {info.file_size} bytes, more than the "
+            f"{MAX_METADATA_BYTES >> 20} MiB distill reads of it; it was skipped"
+        )
         return ""
     try:
         return text(archive.read(info))

@@ -479,7 +479,18 @@ def render(
         document = to_spdx_json(catalog, image, created=created)
     else:
         document = to_cyclonedx_json(catalog, image, created=created)
-    return (json.dumps(document, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+    # As json.dumps(indent=2) writes it, without its list of every token: a few thousand
+    # tokens at a time are joined and encoded, so a big catalog is held once as text.
+    out = bytearray()
+    pieces: list[str] = []
+    for piece in json.JSONEncoder(indent=2, ensure_ascii=False).iterencode(document):
+        pieces.append(piece)
+        if len(pieces) >= 4096:
+            out += "".join(pieces).encode("utf-8")
+            pieces.clear()
+    pieces.append("\n")
+    out += "".join(pieces).encode("utf-8")
+    return bytes(out)
 
 
 # --- from an image ---------------------------------------------------------------------------

@@ -14,7 +14,6 @@ import os
 import pickle
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import requests
 
+from distill import tempfiles
 from distill.cache import BlobCache
 from distill.debian.control import gc_paused, parse_stanza
 from distill.debian.mirror import Mirrors, discover_mirrors
@@ -98,7 +98,7 @@ def verify_inrelease(data: bytes, name: str, keyring: Path | None = None) -> str
     one of several signatures is tolerated (older keyrings lack the newest release key).
     """
     keyring = keyring or keyring_path()
-    with tempfile.TemporaryDirectory(prefix="distill-gpgv-") as tmp:
+    with tempfiles.spool_tempdir("distill-gpgv") as tmp:
         signed = Path(tmp, "InRelease")
         signed.write_bytes(data)
         out = Path(tmp, "signed.txt")

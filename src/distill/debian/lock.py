@@ -7,11 +7,13 @@ a build from a lock fetches exactly those bytes from whichever mirror the machin
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from distill.bounded import one_line, parse_json, read_regular_file
 from distill.debian.archive import PocketIndex, load_indices
 from distill.debian.mirror import Mirrors
 from distill.debian.model import BinaryPackage
@@ -150,58 +152,125 @@ def write_lock(lock: Lock, path: Path) -> None:
     atomic_write_bytes(path, text.encode())
 
 
-def _bad(path: Path, what: str) -> DistillError:
-    return DistillError(
-        f"{path}: not a valid distill lock: {what}",
-        hint="regenerate it with `distill lock SPEC -o FILE`",
+# A lock lists a few hundred packages per architecture (~300 bytes each); 16 MiB is far
+# beyond any real one and small enough to read whole.
+MAX_LOCK_BYTES = 16 << 20
+LOCK_HINT = "regenerate it with `distill lock SPEC -o FILE`"
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+class _Fields:
+    """Typed access to one JSON object of a lock; every miss names the field's path."""
+
+    def __init__(self, value: Any, where: str, path: Path) -> None:
+        self.path, self.where = path, where
+        if not isinstance(value, dict):
+            raise self.bad(f"{where.rstrip('.') or 'the lock'} is not an object")
+        self.value: dict[str, Any] = value
+
+    def bad(self, what: str) -> DistillError:
+        return DistillError(f"{self.path}: not a valid distill lock: {what}", hint=LOCK_HINT)
+
+    def _get(self, key: str) -> Any:
+        if key not in self.value:
+            raise self.bad(f"{self.where}{key} is missing")
+        return self.value[key]
+
+    def text(self, key: str) -> str:
+        value = self._get(key)
+        if not isinstance(value, str) or not value.isprintable() or len(value) > 4096:
+            raise self.bad(f"{self.where}{key} is not a string of printable characters")
+        return value
+
+    def number(self, key: str) -> int:
+        value = self._get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < 1 << 62:
+            raise self.bad(f"{self.where}{key} is not a size in bytes")
+        return value
+
+    def objects(self, key: str) -> list[_Fields]:
+        return [
+            _Fields(item, f"{self.where}{key}[{i}].", self.path)
+            for i, item in enumerate(self._list(key))
+        ]
+
+    def texts(self, key: str) -> tuple[str, ...]:
+        items = self._list(key)
+        if not all(isinstance(item, str) for item in items):
+            raise self.bad(f"{self.where}{key} is not a list of strings")
+        return tuple(items)
+
+    def _list(self, key: str) -> list[Any]:
+        value = self._get(key)
+        if not isinstance(value, list):
+            raise self.bad(f"{self.where}{key} is not a list")
+        return value
+
+    def mapping(self, key: str) -> _Fields:
+        return _Fields(self._get(key), f"{self.where}{key}.", self.path)
+
+
+def _package(p: _Fields) -> LockedPackage:
+    sha256 = p.text("sha256")
+    if not _SHA256.fullmatch(sha256):
+        raise p.bad(f"{p.where}sha256 is not a SHA256 in hex")
+    return LockedPackage(
+        p.text("name"),
+        p.text("version"),
+        p.text("architecture"),
+        p.text("filename"),
+        sha256,
+        p.number("size"),
+        p.text("source"),
+        p.text("source_version"),
+        p.text("pocket"),
     )
 
 
-def read_lock(path: Path) -> Lock:
+def _pocket(p: _Fields) -> tuple[str, str]:
+    date = p.text("date")
     try:
-        data = json.loads(path.read_text())
+        datetime.fromisoformat(date)
+    except ValueError:
+        raise p.bad(f"{p.where}date is not an RFC 3339 date") from None
+    return p.text("name"), date
+
+
+def read_lock(path: Path) -> Lock:
+    """A lock file, checked field by field: a lock is input like any other, and may have
+    been edited or crafted."""
+    try:
+        raw = read_regular_file(path, MAX_LOCK_BYTES, f"lock file {path}", hint=LOCK_HINT)
     except FileNotFoundError:
         raise DistillError(
             f"lock file {path} not found", hint="create one with `distill lock SPEC -o FILE`"
         ) from None
-    except (OSError, ValueError) as exc:
-        raise _bad(path, str(exc)) from exc
-    if not isinstance(data, dict) or data.get("lockVersion") != LOCK_VERSION:
-        raise _bad(path, f"expected lockVersion {LOCK_VERSION}")
     try:
-        archs = {
-            arch: ArchLock(
-                packages=tuple(
-                    LockedPackage(
-                        p["name"],
-                        p["version"],
-                        p["architecture"],
-                        p["filename"],
-                        p["sha256"],
-                        int(p["size"]),
-                        p["source"],
-                        p["source_version"],
-                        p["pocket"],
-                    )
-                    for p in body["packages"]
-                ),
-                excluded=tuple(
-                    LockedExclusion(e["name"], e["wanted_by"]) for e in body["excluded"]
-                ),
-            )
-            for arch, body in data["archs"].items()
-        }
-        request = data["request"]
-        return Lock(
-            suite=data["suite"],
-            pockets=tuple((p["name"], p["date"]) for p in data["pockets"]),
-            archs=archs,
-            roots=tuple(request["packages"]),
-            exclude=tuple(request["exclude"]),
-            include=tuple(request["include"]),
+        parsed = parse_json(raw, "the text", hint=LOCK_HINT)
+    except DistillError as exc:
+        raise DistillError(f"{path}: not a valid distill lock: {exc.message}", LOCK_HINT) from None
+    data = _Fields(parsed, "", path)
+    if data.value.get("lockVersion") != LOCK_VERSION:
+        raise data.bad(f"expected lockVersion {LOCK_VERSION}")
+    archs = {}
+    for arch, body in data.mapping("archs").value.items():
+        fields = _Fields(body, f"archs.{one_line(arch, 64)}.", path)
+        archs[arch] = ArchLock(
+            packages=tuple(_package(p) for p in fields.objects("packages")),
+            excluded=tuple(
+                LockedExclusion(e.text("name"), e.text("wanted_by"))
+                for e in fields.objects("excluded")
+            ),
         )
-    except (KeyError, TypeError, ValueError) as exc:
-        raise _bad(path, f"missing or wrong field {exc}") from exc
+    request = data.mapping("request")
+    return Lock(
+        suite=data.text("suite"),
+        pockets=tuple(_pocket(p) for p in data.objects("pockets")),
+        archs=archs,
+        roots=request.texts("packages"),
+        exclude=request.texts("exclude"),
+        include=request.texts("include"),
+    )
 
 
 def lock_downloads(lock: Lock, mirrors: Mirrors, arch: str | None = None) -> list[DownloadRequest]:

@@ -30,7 +30,6 @@ import os
 import struct
 import sys
 import tarfile
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from typing import IO, Any, BinaryIO, Protocol
 
 from isal import isal_zlib
 
+from distill import tempfiles
 from distill.errors import DistillError
 from distill.image.compression import CHUNK, Compression, decompressed
 from distill.image.layer import Layer
@@ -428,7 +428,7 @@ def write_layer(
     ordered = ordered_entries(entries)
     try:
         dest_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=".layer-", suffix=".tmp", dir=dest_dir)
+        fd, tmp_name = tempfiles.mkstemp(dest_dir, ".layer")  # swept by BlobCache.sweep
     except OSError as exc:
         raise DistillError(
             f"cannot write a layer into {dest_dir}: {exc.strerror or exc}",

@@ -6,11 +6,11 @@ uses and names the blob (and the file it is in) when something is wrong.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from distill.bounded import parse_json_object
 from distill.errors import DistillError
 from distill.image.descriptor import Descriptor
 from distill.image.digest import check_digest, short
@@ -88,17 +88,12 @@ class ImageManifest:
 # --- parsing -----------------------------------------------------------------------------
 
 
+IMAGE_DAMAGED = "the image is damaged or not an image; fetch or save it again"
+
+
 def load_json_object(data: bytes, where: str) -> dict[str, Any]:
-    try:
-        value = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise DistillError(
-            f"{where} is not valid JSON: {exc}",
-            hint="the image is damaged or not an image; fetch or save it again",
-        ) from None
-    if not isinstance(value, dict):
-        raise DistillError(f"{where} is not a JSON object", hint="the image is damaged")
-    return value
+    """An index, manifest or config: bounded in nesting (``distill.bounded``)."""
+    return parse_json_object(data, where, hint=IMAGE_DAMAGED)
 
 
 def _strings(value: object, what: str, where: str) -> tuple[str, ...] | None:

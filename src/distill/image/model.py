@@ -110,17 +110,27 @@ class Index:
     def platforms(self) -> tuple[Platform, ...]:
         return tuple(d.platform for d in self.manifests() if d.platform is not None)
 
-    def manifests(self, depth: int = 0) -> list[Descriptor]:
+    def manifests(self, depth: int = 0, seen: list[int] | None = None) -> list[Descriptor]:
         """The image manifests' descriptors, nested indexes flattened (attestations and
-        other entries without a real platform left out)."""
+        other entries without a real platform left out). ``seen`` counts every entry
+        visited, so that indexes listing the same big index many times cannot multiply
+        the work: more than ``MAX_MANIFESTS`` in all is no image index."""
         if depth >= _NESTING:
             raise DistillError(f"{self._where()}: indexes nest deeper than {_NESTING} levels")
+        seen = [0] if seen is None else seen
+        seen[0] += len(self.entries)
+        if seen[0] > MAX_MANIFESTS:
+            raise DistillError(
+                f"{self._where()} lists more than {MAX_MANIFESTS} manifests; that is no image "
+                "index",
+                hint="the index is damaged or made to attack a reader",
+            )
         found: list[Descriptor] = []
         for entry in self.entries:
             if entry.media_type in INDEX_TYPES:
                 child = self.loader(entry)
                 if isinstance(child, Index):
-                    found.extend(child.manifests(depth + 1))
+                    found.extend(child.manifests(depth + 1, seen))
             elif not is_attestation(entry):
                 found.append(entry)
         return found
@@ -144,6 +154,9 @@ class Index:
 
 
 _NESTING = 3  # indexes inside indexes (buildx, docker 29) go this deep at most
+# An index listing more manifests than this (every platform, each with an attestation,
+# is a few dozen) is not one.
+MAX_MANIFESTS = 10_000
 
 
 def is_attestation(descriptor: Descriptor) -> bool:

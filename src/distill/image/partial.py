@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterator, Sequence
 from functools import partial
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from distill.errors import DistillError
 from distill.image.descriptor import Descriptor, parse_descriptor
@@ -29,11 +29,20 @@ from distill.image.manifest import (
     parse_config,
 )
 from distill.image.mediatypes import CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES, MEDIA_TYPE_INDEX
-from distill.image.model import Image, Index, Top, assemble_image, check_platform
+from distill.image.model import (
+    MAX_MANIFESTS,
+    Image,
+    Index,
+    Top,
+    assemble_image,
+    check_platform,
+)
 from distill.image.platform import Platform
 from distill.image.stream import FileRange, LayerFiles, LayerStream
 
 MAX_JSON_BLOB = 16 << 20  # an index, manifest or config larger than this is not one
+# Docker stops at 125 layers and overlay mounts at a few hundred; more is not an image.
+MAX_LAYERS = 1000
 
 
 # --- the interface -----------------------------------------------------------------------
@@ -122,6 +131,7 @@ def load_top(store: BlobStore, top: Descriptor | Sequence[Descriptor], name: str
             return load_index(store, top, name)
         return load_image(store, top, name)
     entries = tuple(top)
+    seen = [len(entries)]
     document = {
         "schemaVersion": 2,
         "mediaType": MEDIA_TYPE_INDEX,
@@ -131,18 +141,18 @@ def load_top(store: BlobStore, top: Descriptor | Sequence[Descriptor], name: str
         canonical_json(document),
         MEDIA_TYPE_INDEX,
         entries,
-        _loader(store, name),
+        _loader(store, name, seen),
         where="index.json",
     )
 
 
-def _loader(store: BlobStore, name: str) -> Callable[[Descriptor], Top]:
+def _loader(store: BlobStore, name: str, seen: list[int]) -> Callable[[Descriptor], Top]:
     loaded: dict[str, Top] = {}
 
     def load(entry: Descriptor) -> Top:
         if entry.digest not in loaded:
             if entry.media_type in INDEX_TYPES:
-                loaded[entry.digest] = load_index(store, entry, name)
+                loaded[entry.digest] = load_index(store, entry, name, seen)
             else:
                 loaded[entry.digest] = load_image(store, entry, name)
         return loaded[entry.digest]
@@ -150,20 +160,24 @@ def _loader(store: BlobStore, name: str) -> Callable[[Descriptor], Top]:
     return load
 
 
-def load_index(store: BlobStore, descriptor: Descriptor, name: str) -> Index:
+def load_index(
+    store: BlobStore, descriptor: Descriptor, name: str, seen: list[int] | None = None
+) -> Index:
+    """The index ``descriptor`` names; ``seen`` counts the entries of every index read for
+    the same image, so that indexes listing the same big index many times cannot multiply
+    the work."""
+    seen = [0] if seen is None else seen
     where = f"index {short(descriptor.digest)} at {store.where(descriptor.digest)}"
     raw = read_json_blob(store, descriptor, "index")
     data = load_json_object(raw, where)
-    manifests = data.get("manifests")
-    if not isinstance(manifests, list):
-        raise DistillError(f"{where} has no manifests list", hint="the index is damaged")
+    manifests = index_manifests(data, where, seen)
     entries = tuple(parse_descriptor(item, where) for item in manifests)
     notes = data.get("annotations")
     return Index(
         raw,
         str(data.get("mediaType") or descriptor.media_type),
         entries,
-        _loader(store, name),
+        _loader(store, name, seen),
         {str(k): str(v) for k, v in notes.items()} if isinstance(notes, dict) else {},
         where=where,
     )
@@ -227,7 +241,30 @@ def load_image(store: BlobStore, chosen: Descriptor, name: str) -> Image:
     return image
 
 
+def index_manifests(data: dict[str, Any], where: str, seen: list[int] | None = None) -> list[Any]:
+    """The ``manifests`` list of an index, refused when it (with the other indexes read for
+    the same image, counted in ``seen``) lists more than ``MAX_MANIFESTS`` entries."""
+    manifests = data.get("manifests")
+    if not isinstance(manifests, list):
+        raise DistillError(f"{where} has no manifests list", hint="the index is damaged")
+    total = len(manifests) + (seen[0] if seen else 0)
+    if total > MAX_MANIFESTS:
+        raise DistillError(
+            f"{where} lists more than {MAX_MANIFESTS} manifests; that is no image index",
+            hint="the index is damaged or made to attack a reader",
+        )
+    if seen is not None:
+        seen[0] = total
+    return manifests
+
+
 def check_layer_count(count: int, config: ImageConfig, where: str) -> None:
+    if count > MAX_LAYERS:
+        raise DistillError(
+            f"{where} lists {count} layers; distill reads images of at most {MAX_LAYERS}",
+            hint="docker refuses images deeper than 125 layers; the image is damaged or made "
+            "to attack a reader",
+        )
     if count != len(config.diff_ids):
         raise DistillError(
             f"{where} lists {count} layers but its config has {len(config.diff_ids)} diff_ids",

@@ -7,8 +7,10 @@ when the reader reaches the end, a mismatch is a ``DistillError`` naming the lay
 is buffered beyond one read, so memory does not grow with the layer.
 
 A blob that is a file (a layout's blob, an archive's member) is hashed by a second thread
-reading the same open file, and the tar reader seeks past the data it does not want; a blob
-that comes over the network is hashed as it streams through.
+reading the same file (checked to be the same, unchanged, by device, inode, size and mtime),
+and the tar reader seeks past the data it does not want; a blob that comes over the network
+is hashed as it streams through. Each opens a layer's file only when it reaches it, so an
+image of many layers never holds a file open per layer.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from functools import partial
 from pathlib import Path
 from typing import BinaryIO, cast
 
@@ -103,55 +106,69 @@ class FileRange(io.RawIOBase):
         super().close()
 
 
-class HashJob:
-    """The SHA-256 of one ``FileRange``, to be computed by a ``BackgroundHasher``."""
+Identity = tuple[int, int, int, int]  # device, inode, size, mtime: a file not changed
 
-    def __init__(self, source: FileRange) -> None:
-        # Its own descriptor of the same open file: the parser may close its handle before
-        # the check (LayerStream.finish(wait=False)), and the inode cannot change under us.
-        self.fd = os.dup(source.fileno())
-        self.offset = source.offset
-        self.size = source.size
+
+def identity(fd: int) -> Identity:
+    st = os.fstat(fd)
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+class HashJob:
+    """The SHA-256 of one ``FileRange``, to be computed by a ``BackgroundHasher``.
+
+    The job opens the range itself when its turn comes and closes it when done, so an image
+    of many layers never holds an open file per layer. The parser opens the same range on its
+    own; the two read the same bytes if the file is the same one, unchanged, from the moment
+    the image was opened to the moment the last of them finished (``LayerStream`` checks)."""
+
+    def __init__(
+        self, opener: Callable[[], FileRange | None], initial: Identity | None = None
+    ) -> None:
+        self._opener = opener
+        self.initial = initial  # when the image was opened, if the file was there
         self.hash = hashlib.sha256()
         self.count = 0
-        self.error: OSError | None = None
-        # The file's size and mtime when the image was opened (before the parser may have
-        # read it, not when this job's turn comes), and after hashing.
-        opened = os.fstat(self.fd)
-        self.before = (opened.st_size, opened.st_mtime_ns)
-        self.after: tuple[int, int] | None = None
+        self.error: Exception | None = None
+        self.before: Identity | None = None  # when the job opened the file
+        self.after: Identity | None = None  # when it had hashed it
         self.done = threading.Event()
 
-    def changed(self) -> bool:
-        """Whether the file changed since hashing began (checked once the parse is done)."""
-        now = os.fstat(self.fd)
-        return not (self.before == self.after == (now.st_size, now.st_mtime_ns))
-
-    def close(self) -> None:
-        if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
-
     def run(self, stop: threading.Event) -> None:
-        position, end = self.offset, self.offset + self.size
         try:
+            source = self._opener()
+        except (DistillError, OSError) as exc:
+            self.error = exc
+            self.done.set()
+            return
+        if source is None:
+            self.done.set()  # not a file: the parser hashes it as it streams
+            return
+        try:
+            self._hash(source, stop)
+        finally:
+            source.close()
+            self.done.set()
+
+    def _hash(self, source: FileRange, stop: threading.Event) -> None:
+        fd = source.fileno()
+        position, end = source.offset, source.offset + source.size
+        try:
+            self.before = identity(fd)
             # Read, not mapped: a mapped file that shrinks under us kills the process with
             # SIGBUS, a read just comes back short. One buffer, reused, bounds the memory.
-            buffer = bytearray(min(HASH_CHUNK, self.size))
+            buffer = bytearray(min(HASH_CHUNK, source.size))
             view = memoryview(buffer)
             while position < end and not stop.is_set():
-                got = os.preadv(self.fd, [view[: min(len(buffer), end - position)]], position)
+                got = os.preadv(fd, [view[: min(len(buffer), end - position)]], position)
                 if not got:
                     break  # the file is shorter than the range: the count will say so
                 self.hash.update(view[:got])
                 self.count += got
                 position += got
-            after = os.fstat(self.fd)
-            self.after = (after.st_size, after.st_mtime_ns)
+            self.after = identity(fd)
         except OSError as exc:
             self.error = exc
-        finally:
-            self.done.set()
 
 
 _switching_lock = threading.Lock()
@@ -183,7 +200,7 @@ class BackgroundHasher:
     (0.26-0.30 s) runs beside the tar parsing instead of after it. An image source
     starts one for all its layers when it is opened, so the hashing also overlaps the
     imports and set-up before the first layer is read. The bytes hashed are those of the
-    same open file the parser reads; a file changed meanwhile (size or mtime) is refused."""
+    same file the parser reads; a file changed meanwhile (size or mtime) is refused."""
 
     def __init__(self, jobs: list[HashJob]) -> None:
         self._jobs = jobs
@@ -204,64 +221,53 @@ class BackgroundHasher:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
-        for job in self._jobs:
-            job.close()
 
 
 class LayerFiles:
-    """An image's layers that are files, opened with the image and hashed from then on."""
+    """An image's layers that are files, hashed from the moment the image is opened."""
 
-    def __init__(self, handles: dict[int, FileRange]) -> None:
-        """Takes ``handles`` (and closes them, even when this raises)."""
-        self._handles = handles
-        self._jobs: dict[int, HashJob] = {}
-        try:
-            for index, handle in handles.items():
-                self._jobs[index] = HashJob(handle)
-        except BaseException:
-            for job in self._jobs.values():
-                job.close()
-            self._close_handles()
-            raise
-        self._hasher = BackgroundHasher(list(self._jobs.values())) if handles else None
+    def __init__(self, openers: Mapping[int, Callable[[], FileRange | None]]) -> None:
+        self._openers = dict(openers)
+        self._jobs = {
+            index: HashJob(opener, _identity_now(opener)) for index, opener in openers.items()
+        }
+        self._hasher = BackgroundHasher(list(self._jobs.values())) if self._jobs else None
 
     @classmethod
     def open(cls, openers: Mapping[int, Callable[[], FileRange | None]]) -> LayerFiles:
-        """Each layer's file, opened now (None: not a file); one that cannot be opened is
-        left for the source's ``open_layer`` to report in its turn."""
-        handles: dict[int, FileRange] = {}
-        try:
-            for index, opener in openers.items():
-                try:
-                    handle = opener()
-                except DistillError:
-                    continue
-                if handle is not None:
-                    handles[index] = handle
-        except BaseException:
-            for handle in handles.values():
-                handle.close()
-            raise
-        return cls(handles)
+        """Each layer's file (None: not a file), opened by the hasher in its turn; one that
+        cannot be opened is left for the source's ``open_layer`` to report."""
+        return cls(openers)
 
     def stream(self, layer: LayerDescriptor, fallback: Callable[[], BinaryIO]) -> LayerStream:
-        """Layer ``layer``'s stream: from its file opened with the image and the hashing
-        already under way, the first time; from ``fallback()`` (a source's own way to open
-        it) when it is not a file here or is read again."""
-        handle = self._handles.pop(layer.index, None)
+        """Layer ``layer``'s stream: from its file with the hashing already under way, the
+        first time; from ``fallback()`` (a source's own way to open it) when it is not a
+        file here or is read again."""
+        job = self._jobs.pop(layer.index, None)
+        if job is None:
+            return LayerStream(fallback(), layer)
+        handle = self._openers[layer.index]()
         if handle is None:
             return LayerStream(fallback(), layer)
-        return LayerStream(cast(BinaryIO, handle), layer, self._jobs[layer.index])
+        return LayerStream(cast(BinaryIO, handle), layer, job)
 
     def close(self) -> None:
         if self._hasher is not None:
             self._hasher.close()
-        self._close_handles()
 
-    def _close_handles(self) -> None:
-        for handle in self._handles.values():
-            handle.close()
-        self._handles.clear()
+
+def _identity_now(opener: Callable[[], FileRange | None]) -> Identity | None:
+    """The file's identity now, its handle closed at once (None: no file to look at)."""
+    try:
+        handle = opener()
+    except (DistillError, OSError):
+        return None
+    if handle is None:
+        return None
+    try:
+        return identity(handle.fileno())
+    finally:
+        handle.close()
 
 
 class _RawCounter:
@@ -324,9 +330,13 @@ class LayerStream:
         self._own_hasher: BackgroundHasher | None = None
         try:
             if job is None and isinstance(raw, FileRange):
-                job = HashJob(raw)
+                job = HashJob(partial(FileRange, raw.path, raw.offset, raw.size))
                 self._own_hasher = BackgroundHasher([job])
             self._job = job
+            self._opened: Identity | None = None
+            self._finished: Identity | None = None
+            if job is not None:
+                self._opened = identity(raw.fileno())
             head = _read_head(raw, 6)
             try:
                 self.compression = sniff_compression(head)
@@ -402,6 +412,8 @@ class LayerStream:
             return
         while self.skip(CHUNK):
             pass
+        if self._job is not None:
+            self._finished = identity(self._raw.fileno())
         if wait or self._job is None or self._own_hasher is not None:
             self._verify()
 
@@ -443,7 +455,16 @@ class LayerStream:
         job.done.wait()
         if job.error is not None:
             raise DistillError(f"cannot read {self._what()}: {job.error}")
-        if job.changed():
+        if self._finished is None:  # the parse stopped early (check_blob): the file now
+            self._finished = identity(self._raw.fileno())
+        if job.before is None:
+            # the hasher could not open what the parser did: it came or went meanwhile
+            raise DistillError(
+                f"{self._what()} changed while it was being read",
+                hint="something else is writing the image; read it again when it is done",
+            )
+        same = job.before == job.after == self._opened == self._finished
+        if not same or job.initial not in (None, job.before):
             raise DistillError(
                 f"{self._what()} changed while it was being read",
                 hint="something else is writing the image; read it again when it is done",

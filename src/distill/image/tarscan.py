@@ -30,7 +30,12 @@ SYMLINK = "2"
 DIRECTORY = "5"
 _HEADER_ONLY = frozenset({HARDLINK, SYMLINK, "3", "4", DIRECTORY, "6"})
 _META = frozenset({"x", "g", "L", "K"})  # headers that describe the next member
-_MAX_META = 16 << 20  # a PAX header or long name larger than this is damage, not a name
+# A PAX header or GNU long name larger than this is damage, not a name: Go's archive/tar,
+# which runtimes unpack layers with, refuses the same (its maxSpecialFileSize).
+_MAX_META = 1 << 20
+# A name longer than this could not be created by any runtime (PATH_MAX is 4096); it is
+# refused here, before anything splits it or keeps it.
+MAX_NAME = 64 << 10
 
 
 class TarFormatError(ValueError):
@@ -267,6 +272,9 @@ class TarScanner:
                 if len(block) < BLOCK:
                     raise TarTruncated(name, self.offset, where + BLOCK)
                 extended = block[504]
+        if len(name) > MAX_NAME or len(linkname) > MAX_NAME:
+            what = "name" if len(name) > MAX_NAME else "link target"
+            raise TarFormatError(f"a {what} longer than {MAX_NAME} bytes at byte {where}")
         if size < 0 or stored < 0:
             raise TarFormatError(f"a negative size in the header at byte {where}")
         if kind == "\0" and name.endswith("/"):

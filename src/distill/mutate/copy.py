@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from distill.context import Access
 from distill.errors import DistillError
 from distill.image.model import Index, Top, check_platform
-from distill.transports import Progress, Reference, WriteResult, parse_reference, parse_source
+from distill.transports import (
+    Progress,
+    Reference,
+    WriteResult,
+    input_paths,
+    parse_reference,
+    parse_source,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +48,8 @@ def choose(top: Top, access: Access, *, all_platforms: bool, name: str) -> Top:
                 "--platform and --all-platforms exclude each other",
                 hint="give one of them (or neither: this host's platform)",
             )
+        if isinstance(top, Index):
+            top.manifests()  # bounds what a copy of it walks (see Index.manifests)
         return top
     if isinstance(top, Index):
         return top.select(access.platform, name)
@@ -78,7 +87,7 @@ def copy_image(
             "destination that holds an index",
             hint="write oci:, oci-archive: or docker://, or pick one with --platform",
         )
-    dst.check_writable(access)
+    dst.check_writable(access, inputs=input_paths([str(src)]))
     with src.open(access) as opened:
         chosen = choose(opened.top, access, all_platforms=all_platforms, name=str(src))
         if on_start is not None:

@@ -35,14 +35,15 @@ Schemes (RFC 7235 challenges in ``WWW-Authenticate``):
     OAuth2 refresh token, from ``docker login`` with some registries) is POSTed instead as
     a form (``grant_type=refresh_token``, ``refresh_token``, ``client_id``, ``service``,
     ``scope``), docker's OAuth2 flow. Credentials are only
-    sent to a realm over https, on this machine, or when TLS checks are off.
+    sent to a realm over https, on this machine, or when TLS checks are off. The token
+    server is held to the same deadline as any request (:mod:`distill.deadline`), and its
+    answer to the same caps as any document from a server (:mod:`distill.bounded`).
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import os
 import re
 import time
@@ -50,9 +51,12 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import requests
 
+from distill.bounded import one_line, parse_json
+from distill.deadline import Limits, read_body, send
 from distill.errors import DistillError
 from distill.registry.reference import is_loopback
 
@@ -139,15 +143,16 @@ def _normalize_key(key: str) -> str:
 
 
 def _read_auth_file(path: Path) -> dict[str, object] | None:
+    hint = "fix or remove the file, or log in again to rewrite it"
     try:
-        data = json.loads(path.read_bytes())
+        raw = path.read_bytes()
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise DistillError(
-            f"cannot read the registry auth file {path}: {exc}",
-            hint="fix or remove the file, or log in again to rewrite it",
+            f"cannot read the registry auth file {path}: {exc.strerror or exc}", hint=hint
         ) from exc
+    data = parse_json(raw, f"the registry auth file {path}", hint=hint)
     return data if isinstance(data, dict) else {}
 
 
@@ -199,9 +204,9 @@ def credential_helper(helper: str, host: str, path: Path) -> Credentials | None:
             hint=check,
         )
     try:
-        answer = json.loads(done.stdout)
+        answer = parse_json(done.stdout, f"the answer of {name}", hint=check)
         user, secret = answer["Username"], answer["Secret"]
-    except (ValueError, KeyError, TypeError):
+    except (DistillError, KeyError, TypeError):
         raise DistillError(f"{name} gave no Username and Secret for {host}", hint=check) from None
     if not isinstance(user, str) or not isinstance(secret, str):
         raise DistillError(f"{name} gave a Username or Secret that is not text", hint=check)
@@ -373,14 +378,15 @@ def fetch_token(
     credentials: Credentials | None,
     *,
     tls_verify: bool = True,
-    timeout: tuple[float, float] = (15.0, 60.0),
+    limits: Limits | None = None,
     proxies: Mapping[str, str] | None = None,
 ) -> Token:
     """A token for ``scopes`` from the challenge's realm (see the module docstring)."""
     realm = challenge.params.get("realm", "")
     if urllib.parse.urlsplit(realm).scheme not in ("http", "https"):
         raise DistillError(
-            f"the registry asks for a token from {realm!r}, which is not an http(s) URL",
+            f"the registry asks for a token from {one_line(realm, 120)!r}, which is not an "
+            "http(s) URL",
             hint="the registry's token authentication is misconfigured; tell its operator",
         )
     params: list[tuple[str, str]] = []
@@ -390,49 +396,46 @@ def fetch_token(
     headers: dict[str, str] = {}
     if credentials is not None and not _may_send_credentials(realm, tls_verify):
         raise DistillError(
-            f"the registry sends credentials to {realm}, which is plain http",
+            f"the registry sends credentials to {one_line(realm, 120)}, which is plain http",
             hint="refusing to send a password unencrypted; use --no-tls-verify "
             "only if you accept that",
         )
+    label = one_line(realm, 120)
+    deadline = (limits or Limits.from_env()).request(f"a token from {label}")
+    method, extra = "GET", dict[str, Any](params=params)
+    if credentials is not None and credentials.identity_token:
+        # docker's OAuth2 flow: the refresh token in a POSTed form, scopes in one field
+        form = {
+            "grant_type": "refresh_token",
+            "refresh_token": credentials.password,
+            "client_id": CLIENT_ID,
+            "service": challenge.params.get("service", ""),
+            "scope": " ".join(scopes),
+        }
+        method, extra = "POST", dict[str, Any](data=form)
+    elif credentials is not None:
+        headers["Authorization"] = credentials.basic_header()
     try:
-        if credentials is not None and credentials.identity_token:
-            # docker's OAuth2 flow: the refresh token in a POSTed form, scopes in one field
-            form = {
-                "grant_type": "refresh_token",
-                "refresh_token": credentials.password,
-                "client_id": CLIENT_ID,
-                "service": challenge.params.get("service", ""),
-                "scope": " ".join(scopes),
-            }
-            resp = session.post(
-                realm,
-                data=form,
-                timeout=timeout,
-                verify=tls_verify,
-                proxies=dict(proxies) if proxies else None,
-                stream=True,
-            )
-        else:
-            if credentials is not None:
-                headers["Authorization"] = credentials.basic_header()
-            resp = session.get(
-                realm,
-                params=params,
-                headers=headers,
-                timeout=timeout,
-                verify=tls_verify,
-                proxies=dict(proxies) if proxies else None,
-                stream=True,
-            )
+        resp = send(
+            session,
+            method,
+            realm,
+            deadline=deadline,
+            verify=tls_verify,
+            follow_redirects=method == "GET",
+            headers=headers,
+            proxies=dict(proxies) if proxies else None,
+            **extra,
+        )
     except requests.exceptions.SSLError as exc:
         raise DistillError(
-            f"TLS error fetching a registry token from {realm}: {exc}",
+            f"TLS error fetching a registry token from {label}: {one_line(str(exc), 300)}",
             hint="check the system's CA certificates, or pass --no-tls-verify for a "
             "registry with a self-signed certificate",
         ) from exc
     except requests.RequestException as exc:
         raise DistillError(
-            f"cannot fetch a registry token from {realm}: {exc}",
+            f"cannot fetch a registry token from {label}: {one_line(str(exc), 300)}",
             hint="the registry's token server is unreachable; check the network and proxy",
         ) from exc
     refused = (401, 403, 400) if credentials and credentials.identity_token else (401, 403)
@@ -440,28 +443,35 @@ def fetch_token(
         if resp.status_code in refused:  # OAuth2 says 400 invalid_grant for a bad token
             if credentials is None:
                 raise DistillError(
-                    f"the token server {realm} wants credentials for {' '.join(scopes)}",
+                    f"the token server {label} wants credentials for {' '.join(scopes)}",
                     hint=CREDENTIALS_HINT,
                 )
             raise DistillError(
-                f"the token server {realm} rejected the credentials {credentials.source} "
+                f"the token server {label} rejected the credentials {credentials.source} "
                 f"(HTTP {resp.status_code})",
                 hint="check the user name and password; " + CREDENTIALS_HINT,
             )
-        body = resp.raw.read(MAX_TOKEN_RESPONSE + 1, decode_content=True)
-    if resp.status_code != 200 or len(body) > MAX_TOKEN_RESPONSE:
-        raise DistillError(
-            f"the token server {realm} answered HTTP {resp.status_code}",
-            hint="the registry's token server is having trouble; try again later",
+        if resp.status_code != 200:
+            raise DistillError(
+                f"the token server {label} answered HTTP {resp.status_code}",
+                hint="the registry's token server is having trouble; try again later",
+            )
+        body = read_body(
+            resp,
+            MAX_TOKEN_RESPONSE,
+            deadline,
+            f"the answer of the token server {label}",
+            hint="the registry's token server is misconfigured; tell its operator",
         )
-    return _parse_token(body, realm)
+    return _parse_token(body, label)
 
 
 def _parse_token(body: bytes, realm: str) -> Token:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        data = None
+    data = parse_json(
+        body,
+        f"the answer of the token server {realm}",
+        hint="the registry's token server is misconfigured; tell its operator",
+    )
     value = None
     if isinstance(data, dict):
         value = data.get("token") or data.get("access_token")

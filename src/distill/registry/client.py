@@ -16,18 +16,20 @@ How the registry is reached and authenticated: :mod:`distill.registry.transport`
 
 from __future__ import annotations
 
-import json
 import time
 import urllib.parse
 from collections.abc import Sequence
 from enum import IntEnum
 from pathlib import Path
 from types import TracebackType
-from typing import Any, NamedTuple
+from typing import IO, Any, NamedTuple, cast
 
 import requests
 
-from distill.download import CHUNK_SIZE, DEFAULT_RETRY, RetryPolicy
+from distill.bounded import parse_json_object, read_capped
+from distill.context import Access
+from distill.deadline import Deadline, Limits, check_location
+from distill.download import DEFAULT_RETRY, RetryPolicy
 from distill.errors import DistillError
 from distill.image.digest import sha256_digest
 from distill.image.mediatypes import (
@@ -104,14 +106,30 @@ class RegistryClient:
         session: requests.Session | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
         upload_chunk_size: int = DEFAULT_UPLOAD_CHUNK,
+        limits: Limits | None = None,
     ) -> None:
         self._http = RegistryTransport(
-            host, tls_verify=tls_verify, credentials=credentials, session=session, retry=retry
+            host,
+            tls_verify=tls_verify,
+            credentials=credentials,
+            session=session,
+            retry=retry,
+            limits=limits,
         )
         self.host = self._http.host
         self.tls_verify = tls_verify
         self.retry = retry
         self.upload_chunk_size = max(upload_chunk_size, 1)
+
+    @classmethod
+    def for_access(cls, host: str, access: Access) -> RegistryClient:
+        """A client for ``host`` with ``access``'s TLS, credentials and limits."""
+        return cls(
+            host,
+            tls_verify=access.tls_verify,
+            credentials=access.credentials,
+            limits=access.limits,
+        )
 
     @property
     def base_url(self) -> str:
@@ -163,7 +181,15 @@ class RegistryClient:
                 )
             if resp.status_code != 200:
                 raise self._http.fail(resp, repository, "pull")
-            data = self._read_limited(resp, MAX_MANIFEST_SIZE, f"the manifest {label}")
+            where = f"the manifest {label} from {self.host}"
+            try:
+                data = self._http.read_body(resp, MAX_MANIFEST_SIZE, where)
+            except NETWORK_ERRORS as exc:
+                raise DistillError(
+                    f"the connection to {self.host} broke while reading the manifest {label}",
+                    hint="try again; check the network",
+                ) from exc
+        doc = parse_json_object(data, where)  # before anything else reads it
         digest = sha256_digest(data)
         served = resp.headers.get("Docker-Content-Digest", "")
         if (by_digest and digest != reference) or (
@@ -177,30 +203,13 @@ class RegistryClient:
             )
         media_type = _content_type(resp)
         if media_type in _GENERIC_TYPES:
-            media_type = _declared_media_type(data) or media_type
+            media_type = _declared_media_type(doc) or media_type
         if media_type not in accept:
             raise DistillError(
                 f"the manifest {label} is {media_type or 'of no declared type'}",
                 hint="distill reads " + ", ".join(accept),
             )
         return Manifest(media_type, data, digest)
-
-    def _read_limited(self, resp: requests.Response, limit: int, what: str) -> bytes:
-        body = bytearray()
-        try:
-            for chunk in resp.iter_content(CHUNK_SIZE):
-                body += chunk
-                if len(body) > limit:
-                    raise DistillError(
-                        f"{what} from {self.host} is larger than {limit} bytes",
-                        hint="this is not a manifest distill can use",
-                    )
-        except NETWORK_ERRORS as exc:
-            raise DistillError(
-                f"the connection to {self.host} broke while reading {what}: {exc}",
-                hint="try again; check the network",
-            ) from exc
-        return bytes(body)
 
     def blob_exists(self, repository: str, digest: str, *, for_push: bool = False) -> bool:
         """True when ``repository`` has the blob (a HEAD request)."""
@@ -224,15 +233,21 @@ class RegistryClient:
         the bytes do not hash to ``digest`` (or number other than ``size``): use the data
         only after reading to the end. Redirects are followed."""
         check_digest(digest)
+        deadline = self._http.limits.transfer(
+            self._http.describe("GET", f"/v2/{repository}/blobs/{digest}")
+        )
         return BlobStream(
-            lambda offset: self._open_blob(repository, digest, offset),
+            lambda offset: self._open_blob(repository, digest, offset, deadline),
             f"{self.host}/{repository}",
             digest,
             size,
             self.retry,
+            deadline,
         )
 
-    def _open_blob(self, repository: str, digest: str, offset: int) -> requests.Response:
+    def _open_blob(
+        self, repository: str, digest: str, offset: int, deadline: Deadline
+    ) -> requests.Response:
         # identity: the bytes must arrive as stored, or they would not hash to the digest.
         headers = {"Accept-Encoding": "identity"}
         if offset:
@@ -245,6 +260,7 @@ class RegistryClient:
             action="pull",
             headers=headers,
             stream=True,
+            deadline=deadline,
         )
         if resp.status_code in (200, 206):
             return resp
@@ -259,12 +275,12 @@ class RegistryClient:
     def fetch_blob(self, repository: str, digest: str, *, max_size: int = 64 << 20) -> bytes:
         """A small blob (an image config) in memory, verified."""
         with self.open_blob(repository, digest) as stream:
-            data = stream.read(max_size + 1)
-            if len(data) > max_size:
-                raise DistillError(
-                    f"the blob {repository}@{digest} is larger than {max_size} bytes",
-                    hint="this is not a blob distill reads into memory",
-                )
+            data = read_capped(
+                cast(IO[bytes], stream),
+                max_size,
+                f"the blob {repository}@{digest} from {self.host}",
+                hint="this is not a blob distill reads into memory",
+            )
             stream.read()  # to the end, so the digest is checked
         return data
 
@@ -300,7 +316,7 @@ class RegistryClient:
         last: Transient | None = None
         for attempt in range(max(self.retry.attempts, 1)):
             if last is not None:
-                time.sleep(self.retry.delay(attempt - 1))
+                time.sleep(min(self.retry.delay(attempt - 1), self._http.limits.timeout))
             location = self._start_upload(repository, digest, mount_from)
             if location is None:
                 return BlobPushed.MOUNTED
@@ -353,7 +369,15 @@ class RegistryClient:
             location = resp.headers.get("Location")
             if resp.status_code != 202 or not location:
                 raise self._http.fail(resp, repository, "push")
-            return urllib.parse.urljoin(resp.url, location)
+            return self._upload_location(resp, location)
+
+    def _upload_location(self, resp: requests.Response, location: str) -> str:
+        return check_location(
+            resp.url,
+            location,
+            verify=self.tls_verify,
+            what=self._http.describe(resp.request.method or "POST", resp.url),
+        )
 
     def _upload(self, repository: str, location: str, body: Body, digest: str) -> None:
         size = body.size
@@ -424,7 +448,7 @@ class RegistryClient:
                 else:
                     raise self._http.fail(resp, repository, "push")
                 if new_location:
-                    location = urllib.parse.urljoin(resp.url, new_location)
+                    location = self._upload_location(resp, new_location)
             if not 0 <= offset <= size:
                 raise Transient("the registry lost track of the upload")
         return location
@@ -479,16 +503,12 @@ def _range_end(value: str | None) -> int:
     # "0-1023" (or "bytes=0-1023"): the last byte the registry has.
     text = (value or "").removeprefix("bytes=")
     end = text.partition("-")[2]
-    return int(end) if end.isdigit() else -1
+    return int(end) if end.isascii() and end.isdigit() and len(end) < 19 else -1
 
 
-def _declared_media_type(data: bytes) -> str | None:
+def _declared_media_type(doc: dict[str, Any]) -> str | None:
     """The type a manifest served without a useful Content-Type says it has."""
-    try:
-        doc: Any = json.loads(data)
-    except ValueError:
-        return None
-    if not isinstance(doc, dict) or doc.get("schemaVersion") != 2:
+    if doc.get("schemaVersion") != 2:
         return None
     declared = doc.get("mediaType")
     if isinstance(declared, str):

@@ -17,12 +17,12 @@ file first, which also lets a failed upload be retried.
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+from distill import tempfiles
 from distill.context import Access
 from distill.errors import DistillError
 from distill.image.descriptor import Descriptor
@@ -84,13 +84,11 @@ def _send(
         return BlobPushed.SKIPPED
     if mount is not None and client.try_mount(repository, digest, mount):
         return BlobPushed.MOUNTED
-    with tempfile.NamedTemporaryFile(prefix="distill-blob-") as spool:
-        with content.open_compressed() as source:
-            shutil.copyfileobj(source, spool, 1 << 20)
-        spool.flush()
-        return client.push_blob(
-            repository, Body(path=Path(spool.name), length=content.size), digest
-        )
+    with tempfiles.spool_tempdir("distill-blob") as spool_dir:
+        spool = Path(spool_dir) / "blob"
+        with content.open_compressed() as source, spool.open("wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+        return client.push_blob(repository, Body(path=spool, length=content.size), digest)
 
 
 def _push_blobs(
@@ -141,9 +139,7 @@ def check_push_access(destination: ImageReference | str, access: Access) -> Imag
     registry is unreachable, or the credentials are missing, wrong or may only pull. Costs
     two requests, plus the login; returns the parsed reference."""
     ref = parse_reference(destination) if isinstance(destination, str) else destination
-    with RegistryClient(
-        ref.host, tls_verify=access.tls_verify, credentials=access.credentials
-    ) as client:
+    with RegistryClient.for_access(ref.host, access) as client:
         client.check_push(ref.repository)
     return ref
 
@@ -186,9 +182,7 @@ def push_image(
             hint="this is a bug in distill: make a client for the destination's host",
         )
     own = client is None
-    active = client or RegistryClient(
-        ref.host, tls_verify=access.tls_verify, credentials=access.credentials
-    )
+    active = client or RegistryClient.for_access(ref.host, access)
     try:
         outcome = _push_blobs(active, ref.repository, blobs, access.jobs, mount_from, progress)
         _push_children(active, ref.repository, target)

@@ -12,6 +12,9 @@ docker/distribution's:
 * A digest must be ``sha256:`` and 64 lower-case hex digits (the only algorithm distill
   can verify). With a digest, the tag (if any) is informational: pulls go by digest.
 * With neither tag nor digest, the tag is ``latest``.
+* Credentials (``USER:PASS@HOST/…``) do not belong in a reference, where they would end
+  up in logs and shell history: such a reference is refused (never repeating the
+  password), pointing to ``--creds``.
 
 The default registry is **not** built in: distill never talks to a registry the user did
 not name. ``DISTILL_DEFAULT_REGISTRY`` supplies one (``HOST[:PORT]``); a reference without
@@ -27,6 +30,7 @@ import os
 import re
 from dataclasses import dataclass
 
+from distill.bounded import one_line
 from distill.errors import DistillError
 from distill.image.digest import is_digest
 
@@ -199,6 +203,16 @@ def parse_reference(text: str) -> ImageReference:
     body = text.strip().removeprefix(TRANSPORT_PREFIX)
     if not body:
         raise DistillError(f"empty image reference {text!r}", hint=_FORM_HINT)
+    first, sep, path = body.partition("/")
+    if sep and "@" in first:
+        # "USER:PASS@HOST/REPO": an '@' can only start a digest after the last '/'.
+        host = first.rpartition("@")[2]
+        raise DistillError(
+            f"the image reference {TRANSPORT_PREFIX}…@{one_line(host, 100)}/"
+            f"{one_line(path, 200)} carries credentials; they do not belong in a reference",
+            hint="write the reference without USER:PASS@ and pass the credentials with "
+            "--creds USER:PASS (or DISTILL_REGISTRY_AUTH=USER:PASS, or 'podman login')",
+        )
     name, at, digest = body.partition("@")
     if at:
         check_digest(digest)

@@ -1,14 +1,15 @@
-"""A blob read from a registry, checked against its digest as it streams."""
+"""A blob read from a registry, checked against its digest as it streams, and held to the
+minimum rate of :mod:`distill.deadline` (a blob that stalls or trickles fails)."""
 
 from __future__ import annotations
 
 import hashlib
-import time
 from collections.abc import Callable
 from types import TracebackType
 
 import requests
 
+from distill.deadline import Deadline, read_some
 from distill.download import CHUNK_SIZE, RetryPolicy
 from distill.errors import DistillError
 from distill.registry.transport import NETWORK_ERRORS
@@ -30,12 +31,14 @@ class BlobStream:
         digest: str,
         size: int | None,
         retry: RetryPolicy,
+        deadline: Deadline,
     ) -> None:
         self.digest = digest
         self.size = size
         self._opener = opener
         self._label = label
         self._retry = retry
+        self._deadline = deadline
         self._resp = opener(0)
         self._hasher = hashlib.sha256()
         self._received = 0
@@ -60,8 +63,10 @@ class BlobStream:
     def _chunk(self, size: int) -> bytes:
         while True:
             try:
-                chunk: bytes = self._resp.raw.read(size, decode_content=False)
+                chunk = read_some(self._resp, min(size, CHUNK_SIZE), self._deadline)
             except NETWORK_ERRORS as exc:
+                if self.size is not None and self._received == self.size:
+                    return b""  # every byte is here (the digest decides), whatever was promised
                 self._resume(exc)
                 continue
             self._hasher.update(chunk)
@@ -82,7 +87,9 @@ class BlobStream:
                     f"{self._label}@{self.digest}: {exc}",
                     hint="try again; check the network",
                 ) from exc
-            time.sleep(retry.delay(self._failures - 1))
+            self._deadline.pause(
+                min(retry.delay(self._failures - 1), self._deadline.limits.timeout)
+            )
             self._resp = self._opener(self._received)
             start = _content_range_start(self._resp.headers.get("Content-Range"))
             if self._resp.status_code == 206 and start == self._received:
@@ -98,7 +105,7 @@ class BlobStream:
             try:
                 left = self._received
                 while left:
-                    skipped = len(self._resp.raw.read(min(left, CHUNK_SIZE), decode_content=False))
+                    skipped = len(read_some(self._resp, min(left, CHUNK_SIZE), self._deadline))
                     if not skipped:
                         break
                     left -= skipped
@@ -147,4 +154,4 @@ def _content_range_start(value: str | None) -> int | None:
     if not value or not value.startswith("bytes "):
         return None
     first = value[6:].partition("-")[0].strip()
-    return int(first) if first.isdigit() else None
+    return int(first) if first.isascii() and first.isdigit() and len(first) < 19 else None

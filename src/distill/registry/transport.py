@@ -10,18 +10,28 @@ request (``GET /v2/``) decides the scheme and learns how the registry authentica
 :mod:`distill.registry.auth`); a 401 later on is answered once, with a fresh token for
 whatever scopes its challenge names.
 
-Throttling and gateway trouble (408, 429, 502, 503, 504; ``Retry-After`` honoured) and
-dropped connections are retried with backoff, except for requests that carry part of an
-upload: those raise :class:`Transient` so the upload can start over.
+Throttling and server trouble (408, 429, 500, 502, 503, 504; ``Retry-After`` honoured, up
+to the retry policy's longest pause) and dropped connections are retried with backoff,
+except for requests that carry part of an upload: those raise :class:`Transient` so the
+upload can start over.
+
+Every request keeps to the deadlines of :mod:`distill.deadline` (``DISTILL_TIMEOUT``,
+``DISTILL_MIN_RATE``): a request, its small body included, has ``timeout`` seconds; an
+upload of a file is a transfer, held to the minimum rate instead. Redirects (reads only)
+and upload locations are followed to http(s) only. Bodies of errors and of answers without
+a payload are read here, capped; others by the caller through :meth:`read_body`.
 """
 
 from __future__ import annotations
 
 import http.client
+import re
 import threading
 import time
+import urllib.parse
 import warnings
-from collections.abc import Iterator, Sequence
+import weakref
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,14 +40,9 @@ from typing import IO
 import requests
 import urllib3.exceptions
 
-from distill.download import (
-    CHUNK_SIZE,
-    CONNECT_TIMEOUT,
-    DEFAULT_RETRY,
-    READ_TIMEOUT,
-    RetryPolicy,
-    make_session,
-)
+from distill.bounded import one_line, parse_json
+from distill.deadline import Deadline, Limits, read_body, send
+from distill.download import CHUNK_SIZE, DEFAULT_RETRY, RetryPolicy, make_session
 from distill.errors import DistillError
 from distill.registry.auth import (
     CREDENTIALS_HINT,
@@ -50,7 +55,11 @@ from distill.registry.auth import (
 )
 from distill.registry.reference import check_host, check_repository, is_loopback
 
-_TRANSIENT = frozenset({408, 429, 502, 503, 504})
+_TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
+ERROR_BODY_LIMIT = 64 << 10  # what distill reads of an error (or an empty answer's) body
+_PATHS = re.compile(
+    r"/v2/(?P<repo>.+?)/(?:(?P<uploads>blobs/uploads)(?:/.*)?|(?P<kind>manifests|blobs)/(?P<ref>[^/]+))"
+)
 NETWORK_ERRORS: tuple[type[Exception], ...] = (
     requests.ConnectionError,
     requests.Timeout,
@@ -84,7 +93,7 @@ class Body:
         return len(self.data) if self.data is not None else self.length
 
     @contextmanager
-    def open(self) -> Iterator[bytes | FileSlice]:
+    def open(self, on_read: Callable[[int], None] | None = None) -> Iterator[bytes | FileSlice]:
         if self.data is not None:
             yield self.data
             return
@@ -98,16 +107,19 @@ class Body:
             ) from exc
         with fh:
             fh.seek(self.offset)
-            yield FileSlice(fh, self.length)
+            yield FileSlice(fh, self.length, on_read)
 
 
 class FileSlice:
     """``length`` bytes of an open file, streamed by requests with a Content-Length."""
 
-    def __init__(self, fh: IO[bytes], length: int) -> None:
+    def __init__(
+        self, fh: IO[bytes], length: int, on_read: Callable[[int], None] | None = None
+    ) -> None:
         self._fh = fh
         self._left = length
         self._length = length
+        self._on_read = on_read  # progress, for the upload's deadline
 
     def __len__(self) -> int:
         # requests sends Content-Length from len(); without it, it would go chunked.
@@ -121,6 +133,8 @@ class FileSlice:
         want = self._left if size < 0 else min(size, self._left)
         data = self._fh.read(want) if want else b""
         self._left -= len(data)
+        if self._on_read is not None:
+            self._on_read(len(data))
         return data
 
 
@@ -133,25 +147,28 @@ def push_scope(repository: str) -> str:
 
 
 def errors_text(resp: requests.Response) -> str:
-    """The registry's error codes and messages (``{"errors": [...]}``), if any."""
+    """The registry's error codes and messages (``{"errors": [...]}``), if any, short and on
+    one line. Only a body the transport has read (capped) is looked at."""
+    data = resp._content if isinstance(resp._content, bytes) else b""
     try:
-        errors = resp.json().get("errors")
-    except (ValueError, AttributeError):
+        doc = parse_json(data, "the error body") if data.strip() else None
+    except DistillError:
         return ""
+    errors = doc.get("errors") if isinstance(doc, dict) else None
     if not isinstance(errors, list):
         return ""
     parts = []
-    for error in errors:
+    for error in errors[:5]:
         if isinstance(error, dict):
             code, message = error.get("code", ""), error.get("message", "")
             parts.append(f"{code}: {message}" if message else str(code))
-    return "; ".join(p for p in parts if p)
+    return one_line("; ".join(p for p in parts if p), 300)
 
 
 def retry_after(resp: requests.Response) -> float | None:
     value = resp.headers.get("Retry-After", "").strip()
     # The HTTP-date form is rare; our own backoff is a fine stand-in for it.
-    return float(value) if value.isdigit() else None
+    return float(value) if value.isascii() and value.isdigit() else None
 
 
 class RegistryTransport:
@@ -165,10 +182,16 @@ class RegistryTransport:
         credentials: Credentials | None = None,
         session: requests.Session | None = None,
         retry: RetryPolicy = DEFAULT_RETRY,
+        limits: Limits | None = None,
     ) -> None:
         self.host = check_host(host)
         self.tls_verify = tls_verify
         self.retry = retry
+        self.limits = limits if limits is not None else Limits.from_env()
+        # The deadline each streamed response's body is read under (see read_body).
+        self._deadlines: weakref.WeakKeyDictionary[requests.Response, Deadline] = (
+            weakref.WeakKeyDictionary()
+        )
         self._explicit = credentials
         self._session = session if session is not None else make_session()
         self._own_session = session is None
@@ -200,27 +223,55 @@ class RegistryTransport:
         """Check that ``host`` speaks the registry API (and learn how it authenticates)."""
         _ = self.base_url
 
+    def describe(self, method: str, url: str) -> str:
+        """What a request is about, for messages: the blob, manifest or upload, and host."""
+        path = urllib.parse.urlsplit(url).path
+        match = _PATHS.fullmatch(path)
+        if match is None:
+            thing = "the API check" if path == "/v2/" else f"{method} {one_line(path, 100)}"
+        elif match["uploads"]:
+            thing = f"an upload to {match['repo']}"
+        elif match["kind"] == "blobs":
+            thing = f"the blob {match['repo']}@{match['ref']}"
+        else:
+            sep = "@" if ":" in match["ref"] else ":"
+            thing = f"the manifest {match['repo']}{sep}{match['ref']}"
+        return f"{one_line(thing, 200)} on the registry {self.host}"
+
     def _send(
         self,
         method: str,
         url: str,
+        deadline: Deadline,
         *,
         headers: dict[str, str] | None = None,
         data: bytes | FileSlice | None = None,
-        stream: bool = False,
     ) -> requests.Response:
-        return self._session.request(
+        return send(
+            self._session,
             method,
             url,
+            deadline=deadline,
+            verify=self.tls_verify,
+            # Only reads are redirected (blob storage elsewhere); a body is not sent twice.
+            follow_redirects=method in ("GET", "HEAD"),
             headers=headers,
             data=data,
-            stream=stream,
-            timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
-            verify=self.tls_verify,
             proxies=self._proxies,
-            # Only reads are redirected (blob storage elsewhere); a body is not sent twice.
-            allow_redirects=method in ("GET", "HEAD"),
         )
+
+    def _read_small(self, resp: requests.Response, deadline: Deadline) -> None:
+        """Read an answer's body the caller will not stream (capped, and only looked at for
+        an error's text) so the connection can serve again."""
+        try:
+            resp._content = read_body(resp, ERROR_BODY_LIMIT, deadline, "an answer's body")
+        except DistillError:
+            resp._content = b""  # too big or too slow: the status says enough
+
+    def read_body(self, resp: requests.Response, limit: int, where: str) -> bytes:
+        """The body of a streamed answer from :meth:`request`, within its deadline."""
+        deadline = self._deadlines.get(resp) or self.limits.request(where)
+        return read_body(resp, limit, deadline, where)
 
     def _detect(self) -> str:
         plain_ok = not self.tls_verify or is_loopback(self.host)
@@ -229,7 +280,7 @@ class RegistryTransport:
         for scheme in ("https", "http") if plain_ok else ("https",):
             url = f"{scheme}://{self.host}/v2/"
             try:
-                with self._send("GET", url) as resp:
+                with self._send("GET", url, self.limits.request(self.describe("GET", url))) as resp:
                     if resp.status_code in (200, 401):
                         if resp.status_code == 401:
                             self._challenge = pick_challenge(resp.headers.get("WWW-Authenticate"))
@@ -237,9 +288,9 @@ class RegistryTransport:
                     problems.append(f"{url} answered HTTP {resp.status_code}")
             except requests.exceptions.SSLError as exc:
                 tls_error = exc
-                problems.append(f"{url}: TLS error: {exc}")
+                problems.append(f"{url}: TLS error: {one_line(str(exc), 300)}")
             except requests.RequestException as exc:
-                problems.append(f"{url}: {exc}")
+                problems.append(f"{url}: {one_line(str(exc), 300)}")
         if tls_error is not None:
             raise DistillError(
                 f"TLS error talking to the registry {self.host}: {'; '.join(problems)}",
@@ -284,7 +335,7 @@ class RegistryTransport:
                     scopes,
                     creds,
                     tls_verify=self.tls_verify,
-                    timeout=(CONNECT_TIMEOUT, READ_TIMEOUT),
+                    limits=self.limits,
                     proxies=self._proxies,
                 )
                 self._tokens[key] = token
@@ -302,26 +353,44 @@ class RegistryTransport:
         body: Body | None = None,
         stream: bool = False,
         retry_transient: bool = True,
+        deadline: Deadline | None = None,
     ) -> requests.Response:
         """Send with authentication, answering one 401 challenge and retrying transient
         failures (unless ``retry_transient`` is false: then they raise ``Transient``).
-        Returns any other response for the caller to judge (and close)."""
+        Returns any other response for the caller to judge (and close); with ``stream``,
+        a successful answer's body is the caller's to read (:meth:`read_body`, or
+        :func:`~distill.deadline.read_some` under ``deadline``, which a transfer passes;
+        without one, each attempt is a request with its own deadline)."""
         check_repository(repository)
         url = self.url(path_or_url)
+        what = self.describe(method, url)
         wanted = tuple(sorted(set(scopes)))
         last: Transient | None = None
         attempts = max(self.retry.attempts, 1) if retry_transient else 1
         for attempt in range(attempts):
             if last is not None:
-                time.sleep(self.retry.delay(attempt - 1, last.retry_after))
+                pause = min(self.retry.delay(attempt - 1, last.retry_after), self.limits.timeout)
+                if deadline is not None:
+                    deadline.pause(pause)
+                else:
+                    time.sleep(pause)
+            clock = deadline or (
+                self.limits.transfer(what)
+                if body is not None and body.path is not None
+                else self.limits.request(what)
+            )
             try:
                 resp = self._authorized(
-                    method, url, repository, wanted, action, headers, body, stream
+                    method, url, repository, wanted, action, headers, body, clock
                 )
             except Transient as exc:
                 last = exc
                 continue
             if resp.status_code not in _TRANSIENT:
+                if stream and resp.status_code < 300:
+                    self._deadlines[resp] = clock
+                else:
+                    self._read_small(resp, clock)
                 return resp
             resp.close()
             last = Transient(f"HTTP {resp.status_code}", retry_after(resp))
@@ -329,8 +398,7 @@ class RegistryTransport:
         if not retry_transient:
             raise last
         raise DistillError(
-            f"the registry {self.host} kept failing to {action} ({last.reason}) after "
-            f"{attempts} attempts",
+            f"{what} kept failing ({last.reason}) after {attempts} attempts",
             hint="the registry or the network is having trouble; try again later",
         )
 
@@ -343,7 +411,7 @@ class RegistryTransport:
         action: str,
         headers: dict[str, str] | None,
         body: Body | None,
-        stream: bool,
+        deadline: Deadline,
     ) -> requests.Response:
         for round_ in (0, 1):
             all_headers = dict(headers or {})
@@ -352,19 +420,23 @@ class RegistryTransport:
                 all_headers["Authorization"] = auth
             try:
                 if body is None:
-                    resp = self._send(method, url, headers=all_headers, stream=stream)
+                    resp = self._send(method, url, deadline, headers=all_headers)
                 else:
-                    with body.open() as data:
-                        resp = self._send(
-                            method, url, headers=all_headers, data=data, stream=stream
-                        )
+                    with body.open(deadline.moved) as data:
+                        resp = self._send(method, url, deadline, headers=all_headers, data=data)
             except requests.exceptions.SSLError as exc:
                 raise DistillError(
-                    f"TLS error talking to the registry {self.host}: {exc}",
+                    f"TLS error talking to the registry {self.host}: {one_line(str(exc), 300)}",
                     hint="pass --no-tls-verify for a registry with a self-signed certificate",
                 ) from exc
             except NETWORK_ERRORS as exc:
-                raise Transient(f"connection trouble: {exc}") from exc
+                raise Transient(f"connection trouble: {one_line(str(exc), 300)}") from exc
+            except requests.RequestException as exc:  # an unusable URL, say
+                raise DistillError(
+                    f"cannot send a request for {self.describe(method, url)}: "
+                    f"{one_line(str(exc), 300)}",
+                    hint="the registry sent distill somewhere it cannot go; tell its operator",
+                ) from exc
             if resp.status_code != 401:
                 return resp
             offered = pick_challenge(resp.headers.get("WWW-Authenticate"))

@@ -15,11 +15,11 @@ import hashlib
 import os
 import posixpath
 import tarfile
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from distill import tempfiles
 from distill.debian.deb import iter_data
 from distill.errors import DistillError
 from distill.rootfs.tree import EntryKind, FsEntry
@@ -88,7 +88,7 @@ def _stage(stream: IO[bytes], size: int, staging: Path, name: str, deb: Path) ->
     tmp_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     written = 0
-    fd, tmp_name = tempfile.mkstemp(dir=tmp_dir, prefix="stage-")
+    fd, tmp_name = tempfiles.mkstemp(tmp_dir, "stage")
     try:
         with os.fdopen(fd, "wb") as out:
             while chunk := stream.read(_CHUNK):

@@ -79,6 +79,8 @@ def os_release_entries(suite: str, present: Collection[str]) -> list[FsEntry]:
 
 # etc/os-release is usually a symlink to usr/lib/os-release, so the file is often only there.
 OS_RELEASE_PATHS = ("etc/os-release", "usr/lib/os-release")
+# os-release is a few hundred bytes; more than this is read no further (with a warning).
+MAX_OS_RELEASE = 64 << 10
 
 
 _ASSIGNMENT = re.compile(r"^([A-Z0-9_]+)=(.*)$")

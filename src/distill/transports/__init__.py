@@ -18,7 +18,7 @@ import importlib
 import pkgutil
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,8 +108,9 @@ class Reference(ABC):
             raise
 
     @abstractmethod
-    def check_writable(self, access: Access) -> None:
-        """Fail before any work when an image could not be written here."""
+    def check_writable(self, access: Access, *, inputs: Sequence[Path | str] = ()) -> None:
+        """Fail before any work when an image could not be written here, or writing it
+        would replace one of ``inputs`` (what the command reads)."""
 
     @abstractmethod
     def write(
@@ -187,7 +188,10 @@ def parse_source(text: str) -> Reference:
 
 def detect_path(text: str) -> Reference:
     """A path without a transport: a layout directory, or an archive (either kind)."""
+    from distill.fsutil import check_input_path
+
     path = Path(text)
+    check_input_path(path)
     if path.is_dir():
         if (path / "index.json").is_file() or (path / "oci-layout").is_file():
             return _transport("oci").at_path(path)
@@ -208,6 +212,21 @@ def _transport(name: str) -> type[Reference]:
     found = lookup(name)
     assert found is not None, f"the {name} transport is missing"
     return found
+
+
+def input_paths(references: Iterable[str]) -> list[Path]:
+    """The local files and directories that image references read: what an output must
+    not replace. A reference that does not parse reads nothing (its error comes later)."""
+    paths = []
+    for text in references:
+        try:
+            reference = parse_source(text)
+        except DistillError:
+            continue
+        path = getattr(reference, "path", None)
+        if isinstance(path, Path):
+            paths.append(path)
+    return paths
 
 
 def open_source(text: str, access: Access) -> ImageSource:

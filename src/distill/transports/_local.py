@@ -16,16 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol, cast
 
+from distill.bounded import read_capped
 from distill.errors import DistillError
+from distill.fsutil import check_input_path
 from distill.image.compression import Compression
 from distill.image.descriptor import Descriptor, parse_descriptor
 from distill.image.digest import check_digest, short
-from distill.image.manifest import load_json_object
+from distill.image.manifest import IMAGE_DAMAGED, load_json_object
 from distill.image.mediatypes import (
     MANIFEST_TYPES,
 )
 from distill.image.model import Top
-from distill.image.partial import MAX_JSON_BLOB, load_top
+from distill.image.partial import MAX_JSON_BLOB, index_manifests, load_top
 from distill.image.stream import FileRange, sniff_compression
 from distill.image.tarscan import TarFormatError, TarScanner, TarTruncated
 
@@ -44,10 +46,11 @@ class _Files(Protocol):
 
 
 def _read_small(files: _Files, name: str, what: str) -> bytes:
+    where = files.where(name)
     if files.size(name) > MAX_JSON_BLOB:
-        raise DistillError(f"{files.where(name)} is too large to be {what}")
+        raise DistillError(f"{where} is too large to be {what}", hint=IMAGE_DAMAGED)
     with files.open(name) as handle:
-        return handle.read()
+        return read_capped(cast(BinaryIO, handle), MAX_JSON_BLOB, where, hint=IMAGE_DAMAGED)
 
 
 class DirFiles:
@@ -197,10 +200,7 @@ class LayoutStore:
 def _index_entries(files: _Files) -> list[Descriptor]:
     where = files.where("index.json")
     data = load_json_object(_read_small(files, "index.json", "an index"), where)
-    manifests = data.get("manifests")
-    if not isinstance(manifests, list):
-        raise DistillError(f"{where} has no manifests list", hint="the layout is damaged")
-    return [parse_descriptor(item, where) for item in manifests]
+    return [parse_descriptor(item, where) for item in index_manifests(data, where)]
 
 
 def _refs(descriptor: Descriptor) -> list[str]:
@@ -258,6 +258,7 @@ def open_layout(files: _Files, ref: str | None, name: str) -> tuple[LayoutStore,
 
 def archive_files(path: Path, transport: str) -> TarFiles:
     """The members of the archive at ``path``, indexed."""
+    check_input_path(path)
     if not path.is_file():
         raise DistillError(
             f"{path} does not exist" if not path.exists() else f"{path} is not a file",
@@ -267,6 +268,7 @@ def archive_files(path: Path, transport: str) -> TarFiles:
 
 
 def layout_dir(path: Path) -> DirFiles:
+    check_input_path(path)
     if not path.is_dir():
         raise DistillError(f"{path} is not a directory", hint="oci: names a layout directory")
     return DirFiles(path)

@@ -11,8 +11,9 @@ changes what it must (see docs/copy.md).
     and then swapped in: a new ``DIR`` appears whole; an existing ``DIR`` is replaced in one
     atomic exchange (``renameat2(RENAME_EXCHANGE)``; where the kernel or filesystem lacks
     it, by two renames, so ``DIR`` is briefly absent but never half-written). Only an
-    empty directory or an existing OCI layout is replaced; anything else is refused, and
-    the new layout holds only this image (other refs of an old layout are not kept).
+    empty directory or one holding nothing but a layout's files is replaced (see
+    ``fsutil.output_layout``); anything else is refused, and the new layout holds only
+    this image (other refs of an old layout are not kept).
 ``oci-archive:FILE[:REF]``
     The same layout as an uncompressed tar with fixed order, owners and mtimes, so equal
     images give byte-identical archives.
@@ -24,7 +25,9 @@ changes what it must (see docs/copy.md).
     anyway (skopeo decompresses any compressed one to match it), so compressing here only
     costs time. One platform only: the format has no place for an index.
 
-Archives are written to a temporary sibling file and renamed over ``FILE``. Missing parent
+Archives are written to a temporary sibling file and renamed over ``FILE``, which must be a
+regular file or absent (``fsutil.output_file``: a symlink to a regular file replaces that
+file; devices, fifos, sockets and directories are refused). Missing parent
 directories are created. Blobs are checked against their digests while they are copied, so
 a damaged cache cannot produce an image whose digests lie.
 """
@@ -42,8 +45,9 @@ import tempfile
 from pathlib import Path
 from typing import IO, BinaryIO, cast
 
+from distill import tempfiles
 from distill.errors import DistillError
-from distill.fsutil import atomic_path
+from distill.fsutil import atomic_path, output_error, output_layout
 from distill.image.compression import CHUNK
 from distill.image.descriptor import Descriptor
 from distill.image.digest import canonical_json
@@ -195,20 +199,6 @@ def _fill_layout(root: Path, target: Top, ref: str, progress: Progress | None) -
     (root / "index.json").write_bytes(_index_json(target, ref))
 
 
-def _replaceable(path: Path) -> None:
-    if path.is_symlink() or not path.is_dir():
-        raise DistillError(
-            f"{path} exists and is not a directory; not replacing it with an OCI layout",
-            hint="choose another path for oci:, or remove this one first",
-        )
-    if (path / "oci-layout").is_file() or not any(path.iterdir()):
-        return
-    raise DistillError(
-        f"{path} exists and is not an OCI layout; not replacing it",
-        hint="choose a new or empty directory for oci:, or remove this one first",
-    )
-
-
 _RENAME_EXCHANGE = 2
 _AT_FDCWD = -100
 
@@ -232,11 +222,11 @@ def _install_dir(tmp: Path, path: Path) -> None:
     if not os.path.lexists(path):
         os.rename(tmp, path)
         return
-    _replaceable(path)
+    output_layout(path)  # checked again: only a layout (or nothing) may go away
     if _exchange(tmp, path):
         shutil.rmtree(tmp, ignore_errors=True)  # now the old layout; the new one is in place
         return
-    old = tmp.with_name(tmp.name + ".old")
+    old = tempfiles.make_dir(path.parent, tempfiles.stem_for(path.name))
     os.rename(path, old)
     try:
         os.rename(tmp, path)
@@ -246,32 +236,26 @@ def _install_dir(tmp: Path, path: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _unwritable(path: Path, exc: OSError) -> DistillError:
-    return DistillError(
-        f"cannot write {path}: {exc.strerror or exc}",
-        hint="check that the destination's directory is writable and the disk has space",
-    )
-
-
 def write_oci_dir(
     target: Top, path: Path, *, ref: str = DEFAULT_REF, progress: Progress | None = None
 ) -> Descriptor:
     """Write an OCI image layout at ``path``; returns the descriptor ``index.json`` lists."""
     check_oci_ref(ref)
-    if os.path.lexists(path):
-        _replaceable(path)  # refuse before doing any work
+    output_layout(path)  # refuse before doing any work
+    stem = tempfiles.stem_for(path.name)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+        tempfiles.sweep(path.parent, [stem])
+        tmp = tempfiles.make_dir(path.parent, stem)
     except OSError as exc:
-        raise _unwritable(path, exc) from exc
+        raise output_error(path, exc) from exc
     try:
         tmp.chmod(0o755)
         _fill_layout(tmp, target, ref, progress)
         _install_dir(tmp, path)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise _unwritable(path, exc) from exc
+        raise output_error(path, exc) from exc
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -352,7 +336,6 @@ def write_oci_archive(
 ) -> Descriptor:
     """Write the OCI layout as a tar at ``path``; every member's mtime is the SDE."""
     check_oci_ref(ref)
-    _refuse_directory(path)
     with atomic_path(path) as tmp, tmp.open("wb") as out, _archive(out) as tar:
         mtime = source_date_epoch
         _add_bytes(tar, "oci-layout", OCI_LAYOUT, mtime)
@@ -388,7 +371,6 @@ def write_docker_archive(
         )
     image = images[0]
     tags = [docker_tag(tag)] if tag else []
-    _refuse_directory(path)
     config = image.config_descriptor
     layer_names = [f"{layer.diff_id.removeprefix('sha256:')}.tar" for layer in image.layers]
     manifest = canonical_json(
@@ -406,11 +388,3 @@ def write_docker_archive(
                 if progress is not None:
                     progress(layer.size)
     return Descriptor(config.media_type, config.digest, config.size)
-
-
-def _refuse_directory(path: Path) -> None:
-    if path.is_dir():
-        raise DistillError(
-            f"{path} is a directory; an archive destination must be a file",
-            hint="name a file, e.g. image.tar, or use oci: to write a layout directory",
-        )

@@ -9,13 +9,16 @@ digests are those of uncompressed layers (docs/copy.md).
 
 from __future__ import annotations
 
+import os
+import re
 import shutil
 import subprocess
-import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
+from distill import tempfiles
 from distill.context import Access
 from distill.errors import DistillError
 from distill.image.model import Top
@@ -41,18 +44,39 @@ def _last_line(text: str, fallback: object) -> str:
     return lines[-1] if lines else str(fallback)
 
 
+# What podman takes as an image: a name[:tag][@digest] or an ID. Checked so that no text
+# from the command line reaches podman as anything else (an option, a second argument).
+_STORAGE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]{0,511}")
+
+
+def check_storage_name(image: str) -> None:
+    if not _STORAGE_NAME.fullmatch(image):
+        raise DistillError(
+            f"containers-storage:{image!r} does not name an image",
+            hint="write containers-storage:NAME[:TAG] or an image ID, as `podman images` shows",
+        )
+
+
 def podman_save(image: str) -> Path:
     """Save ``image`` from podman's storage to a docker-archive in a new temporary
     directory, which the caller removes."""
     podman = _podman()
-    tmp = Path(tempfile.mkdtemp(prefix="distill-storage-"))
+    check_storage_name(image)
+    tmp = tempfiles.spool_mkdtemp("distill-inspect")
     out = tmp / "image.tar"
-    done = subprocess.run(
-        [podman, "image", "save", "--format", "docker-archive", "-o", str(out), image],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    try:
+        # "--": a name is never an option, whatever check_storage_name lets through.
+        done = subprocess.run(
+            [podman, "image", "save", "--format", "docker-archive", "-o", str(out), "--", image],
+            capture_output=True,
+            text=True,
+            check=False,
+            # podman stages the archive in $TMPDIR: inside ours, it goes when ours does.
+            env={**os.environ, "TMPDIR": str(tmp)},
+        )
+    except BaseException:  # SIGTERM or Ctrl-C while podman writes: no half-saved image left
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if done.returncode != 0:
         shutil.rmtree(tmp, ignore_errors=True)
         raise DistillError(
@@ -74,6 +98,7 @@ class ContainersStorageReference(Reference, transport="containers-storage"):
             raise DistillError(
                 f"containers-storage:{rest!r} names no image", hint="write containers-storage:NAME"
             )
+        check_storage_name(rest)
         return cls(rest)
 
     def __str__(self) -> str:
@@ -106,7 +131,7 @@ class ContainersStorageReference(Reference, transport="containers-storage"):
             files, None, name, access.platform, lambda: shutil.rmtree(tmp, ignore_errors=True)
         )
 
-    def check_writable(self, access: Access) -> None:
+    def check_writable(self, access: Access, *, inputs: Sequence[Path | str] = ()) -> None:
         docker_tag(self.name)
         _podman()
 
@@ -115,7 +140,7 @@ class ContainersStorageReference(Reference, transport="containers-storage"):
     ) -> WriteResult:
         self.refuse_index(top)
         podman = _podman()
-        with tempfile.TemporaryDirectory(prefix="distill-load-") as tmp:
+        with tempfiles.spool_tempdir("distill-load") as tmp:
             archive = Path(tmp) / "image.tar"
             descriptor = write_docker_archive(
                 top, archive, tag=self.name, source_date_epoch=mtime, progress=progress
@@ -125,6 +150,7 @@ class ContainersStorageReference(Reference, transport="containers-storage"):
                 capture_output=True,
                 text=True,
                 check=False,
+                env={**os.environ, "TMPDIR": tmp},  # podman's staging goes with ours
             )
         if done.returncode != 0:
             raise DistillError(

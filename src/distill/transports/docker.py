@@ -20,13 +20,18 @@ registry's message (naming ``HOST/REPO@DIGEST``) comes first.
 
 Credentials and TLS come from ``Access``: its ``credentials`` first, then
 ``DISTILL_REGISTRY_AUTH`` and the podman/docker auth files; https, with plain http allowed
-for hosts on this machine, or for any host with ``tls_verify=False``.
+for hosts on this machine, or for any host with ``tls_verify=False``. So are the limits
+(:mod:`distill.deadline`): every request has ``DISTILL_TIMEOUT`` seconds, and a blob read
+from here fails when it stalls or moves slower than ``DISTILL_MIN_RATE`` (measured as it
+is read: the readers above read each layer straight through, as it arrives).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO, cast
 
 from distill.context import Access
@@ -79,7 +84,7 @@ def open_registry(reference: str | ImageReference, access: Access) -> RegistrySt
     """Connect to the registry ``reference`` (``[docker://]HOST/REPO:TAG`` or ``@DIGEST``)
     names and fetch its manifest or index. The caller closes the store."""
     ref = parse_reference(reference) if isinstance(reference, str) else reference
-    client = RegistryClient(ref.host, tls_verify=access.tls_verify, credentials=access.credentials)
+    client = RegistryClient.for_access(ref.host, access)
     try:
         top = client.get_manifest(ref.repository, ref.reference)
     except BaseException:
@@ -111,7 +116,7 @@ class DockerReference(Reference, transport="docker"):
             store.close()
             raise
 
-    def check_writable(self, access: Access) -> None:
+    def check_writable(self, access: Access, *, inputs: Sequence[Path | str] = ()) -> None:
         check_push_access(self.ref, access)
 
     def write(

@@ -15,16 +15,17 @@ Written: the classic format, one platform's image, layers uncompressed (see
 from __future__ import annotations
 
 import hashlib
-import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, BinaryIO, cast
 
+from distill.bounded import parse_json
 from distill.context import Access
 from distill.errors import DistillError
+from distill.fsutil import output_file
 from distill.image.compression import Compression
 from distill.image.descriptor import Descriptor, parse_descriptor
 from distill.image.digest import canonical_json, sha256_digest
@@ -49,6 +50,7 @@ from distill.image.partial import (
     ImageReader,
     ImageSource,
     check_layer_count,
+    index_manifests,
     load_top,
     read_json_blob,
 )
@@ -63,7 +65,6 @@ from distill.transports._local import (
     archive_files,
     open_layout,
 )
-from distill.transports._writable import check_writable_path
 from distill.transports._write import docker_tag, layer_digests, write_docker_archive
 
 _HEX_NAME = re.compile(r"(?:.*/)?(?:blobs/sha256/)?([0-9a-f]{64})(?:\.json|\.tar)?")
@@ -71,12 +72,7 @@ _HEX_NAME = re.compile(r"(?:.*/)?(?:blobs/sha256/)?([0-9a-f]{64})(?:\.json|\.tar
 
 def _docker_entries(files: TarFiles) -> list[dict[str, object]]:
     where = files.where("manifest.json")
-    try:
-        data = json.loads(_read_small(files, "manifest.json", "manifest.json"))
-    except ValueError as exc:
-        raise DistillError(
-            f"{where} is not valid JSON: {exc}", hint="the archive is damaged"
-        ) from None
+    data = parse_json(_read_small(files, "manifest.json", "manifest.json"), where)
     if not isinstance(data, list) or not data or not all(isinstance(e, dict) for e in data):
         raise DistillError(f"{where} lists no images", hint="the archive is damaged")
     for entry in data:
@@ -124,6 +120,7 @@ def _oci_manifest_for(files: TarFiles, config_digest: str) -> Descriptor | None:
     """In a docker 25+ archive, the OCI manifest whose config is ``config_digest``."""
     store = LayoutStore(files)
     pending = _index_entries(files)
+    seen = [len(pending)]
     for _ in range(64):  # nested indexes and a few platforms; never a loop
         if not pending:
             break
@@ -131,12 +128,13 @@ def _oci_manifest_for(files: TarFiles, config_digest: str) -> Descriptor | None:
         if not store.exists(descriptor.digest):
             continue  # docker saves one platform's blobs and lists the others
         if descriptor.media_type in INDEX_TYPES:
-            data = load_json_object(read_json_blob(store, descriptor, "index"), "index")
-            items = data.get("manifests")
-            if isinstance(items, list):
-                pending.extend(parse_descriptor(i, store.where(descriptor.digest)) for i in items)
+            where = store.where(descriptor.digest)
+            data = load_json_object(read_json_blob(store, descriptor, "index"), where)
+            items = index_manifests(data, where, seen)
+            pending.extend(parse_descriptor(i, where) for i in items)
         elif descriptor.media_type in MANIFEST_TYPES:
-            data = load_json_object(read_json_blob(store, descriptor, "manifest"), "manifest")
+            where = store.where(descriptor.digest)
+            data = load_json_object(read_json_blob(store, descriptor, "manifest"), where)
             config = data.get("config")
             if isinstance(config, dict) and config.get("digest") == config_digest:
                 return descriptor
@@ -403,10 +401,10 @@ class DockerArchiveReference(Reference, transport="docker-archive"):
         files = archive_files(self.path, "docker-archive")
         return open_archive_source(files, self.name, name, access.platform)
 
-    def check_writable(self, access: Access) -> None:
+    def check_writable(self, access: Access, *, inputs: Sequence[Path | str] = ()) -> None:
         if self.name and not self.name.startswith("@"):
             docker_tag(self.name)
-        check_writable_path(self.path, directory=False)
+        output_file(self.path, inputs=inputs)
 
     def write(
         self, top: Top, access: Access, *, mtime: int = 0, progress: Progress | None = None

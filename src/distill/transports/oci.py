@@ -8,14 +8,15 @@ swapped in whole (see ``_write.write_oci_dir``).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from distill.context import Access
+from distill.fsutil import output_layout
 from distill.image.model import Top
 from distill.transports import Opened, Progress, Reference, WriteResult
 from distill.transports._local import layout_dir, open_layout, split_path
-from distill.transports._writable import check_writable_path
 from distill.transports._write import DEFAULT_REF, check_oci_ref, layer_digests, write_oci_dir
 
 
@@ -40,8 +41,8 @@ class OciReference(Reference, transport="oci"):
         store, top = open_layout(layout_dir(self.path), self.tag, str(self))
         return Opened(top, store.close)
 
-    def check_writable(self, access: Access) -> None:
-        check_writable_path(self.path, directory=True)
+    def check_writable(self, access: Access, *, inputs: Sequence[Path | str] = ()) -> None:
+        output_layout(self.path)
 
     def write(
         self, top: Top, access: Access, *, mtime: int = 0, progress: Progress | None = None

@@ -6,15 +6,16 @@ fixed order, owners and mtimes, so equal images give byte-identical archives.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from distill.context import Access
 from distill.errors import DistillError
+from distill.fsutil import output_file
 from distill.image.model import Top
 from distill.transports import Opened, Progress, Reference, WriteResult
 from distill.transports._local import archive_files, open_layout, split_path
-from distill.transports._writable import check_writable_path
 from distill.transports._write import DEFAULT_REF, check_oci_ref, layer_digests, write_oci_archive
 
 
@@ -41,8 +42,8 @@ class OciArchiveReference(Reference, transport="oci-archive"):
         store, top = open_layout(files, self.tag, str(self))
         return Opened(top, store.close)
 
-    def check_writable(self, access: Access) -> None:
-        check_writable_path(self.path, directory=False)
+    def check_writable(self, access: Access, *, inputs: Sequence[Path | str] = ()) -> None:
+        output_file(self.path, inputs=inputs)
 
     def write(
         self, top: Top, access: Access, *, mtime: int = 0, progress: Progress | None = None
