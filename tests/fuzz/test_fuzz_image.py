@@ -33,7 +33,7 @@ DIFF_ID = "sha256:" + "ab" * 32
 
 
 _DEEP_JSON = (
-    "analyze bug: RecursionError on JSON nested ~1000+ deep: model.py:135 load_json_object and "
+    "analyze bug: RecursionError on JSON nested ~1000+ deep: model.py:138 load_json_object and "
     "readers.py:279 _docker_entries call json.loads, not bounded.parse_json"
 )
 

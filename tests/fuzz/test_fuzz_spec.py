@@ -81,9 +81,9 @@ def test_generated_specs(spec_dir: Path, spec: object, other: object) -> None:
 
 @pytest.mark.xfail(
     strict=False,
-    reason="spec.py bugs: a YAML reader error gives a multi-line message (spec.py:291, "
-    "str(ReaderError)); a constructor error ('found unhashable key') escapes as a yaml "
-    "ConstructorError (spec.py:316, yaml.load outside the try)",
+    reason="spec.py bug: a YAML constructor error ('found unhashable key', e.g. a mapping "
+    "key that is a list) escapes as yaml ConstructorError: spec.py:316 yaml.load runs outside "
+    "the try of _compose",
 )
 @FUZZ
 @given(spec_documents().flatmap(lambda doc: mutated_text(_yaml(doc))))
@@ -110,8 +110,7 @@ _YAML_SNIPPETS = [
 @pytest.mark.xfail(
     strict=False,
     reason="spec.py bugs: UnicodeDecodeError on a binary spec (spec.py:424 read_text); "
-    "RecursionError from YAML nested a few hundred deep (spec.py:290 yaml.compose); "
-    "multi-line message for a YAML reader error (spec.py:291)",
+    "RecursionError from YAML nested a few hundred deep (spec.py:290 yaml.compose)",
 )
 @FUZZ
 @given(st.binary(max_size=300) | st.sampled_from(_YAML_SNIPPETS).flatmap(mutated_bytes))
