@@ -1,8 +1,8 @@
 """What every fuzz target shares: the hypothesis profile, the one contract, and mutations.
 
 The contract of a parser fed hostile input: it returns, or it raises ``DistillError``.
-Anything else (KeyError, RecursionError, UnicodeError,
-ValueError from ``int()``...) would reach the user as a traceback.
+Anything else (KeyError, RecursionError, UnicodeError, ValueError from ``int()``...) would
+reach the user as a traceback.
 
 ``DISTILL_FUZZ_EXAMPLES`` sets the examples per target: small in ``make test``, 10,000 in
 ``make fuzz``. ``DISTILL_FUZZ_DEADLINE_MS`` is hypothesis' per-example deadline (``off``

@@ -10,10 +10,10 @@ Formats: v7, ustar (with its name prefix, star's too), GNU (``L``/``K`` long nam
 links, old sparse ``S``), PAX (``x`` per member) and base-256 numbers. Where ``tarfile`` and
 Go's archive/tar differ, this reads a layer as Go does, since container runtimes unpack
 layers with it: a bad header, a header cut short or a lone zero block followed by more is
-an error (``tarfile`` silently ends the listing there); a negative size or a PAX number that
-is not plain digits is an error; PAX global headers (``g``) change nothing (``tarfile``
-applies them to every later member, their ``size`` included); GNU long names win over PAX
-``path``/``linkpath``.
+an error (``tarfile`` silently ends the listing there); a negative size, a number beyond
+64 bits or a PAX number that is not plain digits is an error; PAX global headers (``g``)
+change nothing (``tarfile`` applies them to every later member, their ``size`` included);
+GNU long names win over PAX ``path``/``linkpath``.
 """
 
 from __future__ import annotations
