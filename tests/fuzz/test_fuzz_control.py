@@ -92,8 +92,9 @@ def release_text(draw: st.DrawFn) -> str:
 @pytest.mark.xfail(
     strict=False,
     reason="archive.py bugs: a non-numeric size in the SHA256 list raises ValueError "
-    "(archive.py:151 int(parts[1])); a Date far in the future or past raises OverflowError "
-    "(archive.py:138 _parse_date catches only TypeError/ValueError)",
+    "(archive.py:151 int(parts[1])), and a negative one ('-1') is taken as it is; a Date far "
+    "in the future or past raises OverflowError (archive.py:138 _parse_date catches only "
+    "TypeError/ValueError)",
 )
 @FUZZ
 @given(release_text())
