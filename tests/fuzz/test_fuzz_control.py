@@ -6,7 +6,7 @@ from datetime import datetime
 
 import pytest
 from fuzzing import FUZZ, clean, mutated_text, nasty_text
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from distill.debian.archive import Release, parse_release
@@ -97,6 +97,7 @@ def release_text(draw: st.DrawFn) -> str:
     "TypeError/ValueError)",
 )
 @FUZZ
+@example(text=_RELEASE.replace(" 1234 ", " x "))
 @given(release_text())
 def test_parse_release(text: str) -> None:
     result = clean(lambda: parse_release(text, "trixie"))

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from fuzzing import FUZZ, clean, dumps, mutated_bytes, mutated_json
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from distill.analyze.model import load_json_object, parse_config
@@ -133,6 +133,7 @@ def _open(reference: str, platform: str | None) -> None:
 
 @pytest.mark.xfail(strict=False, reason=_DEEP_JSON)
 @FUZZ
+@example(files={"index.json": b"[" * 100_000}, platform=None)
 @given(layouts(), st.sampled_from([None, None, "linux/amd64", "linux/arm64", "linux/s390x"]))
 def test_oci_layout(work: Path, files: dict[str, bytes], platform: str | None) -> None:
     layout = work / "layout"
@@ -188,6 +189,7 @@ def docker_archives(draw: st.DrawFn) -> bytes:
 
 @pytest.mark.xfail(strict=False, reason=_DEEP_JSON)
 @FUZZ
+@example(archive=_tar({"manifest.json": b"[" * 100_000}), ref="")
 @given(docker_archives(), st.sampled_from(["", ":fuzz:1", ":@0", ":@7", ":other"]))
 def test_docker_archive(work: Path, archive: bytes, ref: str) -> None:
     path = work / "image.tar"
@@ -197,6 +199,7 @@ def test_docker_archive(work: Path, archive: bytes, ref: str) -> None:
 
 @pytest.mark.xfail(strict=False, reason=_DEEP_JSON)
 @FUZZ
+@example(raw=b'{"rootfs": ' + b"[" * 100_000)
 @given(
     st.builds(config_doc, st.integers(0, 3)).flatmap(mutated_json).map(dumps)
     | st.binary(max_size=200)
@@ -207,6 +210,7 @@ def test_parse_config(raw: bytes) -> None:
 
 @pytest.mark.xfail(strict=False, reason=_DEEP_JSON)
 @FUZZ
+@example(raw=b"[" * 100_000)
 @given(st.binary(max_size=300) | st.sampled_from([b"[" * 100_000, b'{"a":' * 50_000]))
 def test_json_documents_from_raw_bytes(raw: bytes) -> None:
     result = clean(lambda: load_json_object(raw, "index.json"))

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from fuzzing import FUZZ, clean, mutated_bytes, mutated_json, mutated_text
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from distill.spec import FIELDS, Spec, load_spec
@@ -86,6 +86,7 @@ def test_generated_specs(spec_dir: Path, spec: object, other: object) -> None:
     "the try of _compose",
 )
 @FUZZ
+@example(text="? [a]\n: b\n")
 @given(spec_documents().flatmap(lambda doc: mutated_text(_yaml(doc))))
 def test_edited_yaml_text(spec_dir: Path, text: str) -> None:
     _load(spec_dir, text.encode("utf-8", "surrogatepass"))
@@ -113,6 +114,8 @@ _YAML_SNIPPETS = [
     "RecursionError from YAML nested a few hundred deep (spec.py:290 yaml.compose)",
 )
 @FUZZ
+@example(data=b"\x80")
+@example(data=b"packages: " + b"[" * 600)
 @given(st.binary(max_size=300) | st.sampled_from(_YAML_SNIPPETS).flatmap(mutated_bytes))
 def test_raw_bytes(spec_dir: Path, data: bytes) -> None:
     _load(spec_dir, data)
