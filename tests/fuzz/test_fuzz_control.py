@@ -89,13 +89,6 @@ def release_text(draw: st.DrawFn) -> str:
     return draw(mutated_text(text))
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="archive.py bugs: a non-numeric size in the SHA256 list raises ValueError "
-    "(archive.py:151 int(parts[1])), and a negative one ('-1') is taken as it is; a Date far "
-    "in the future or past raises OverflowError (archive.py:138 _parse_date catches only "
-    "TypeError/ValueError)",
-)
 @FUZZ
 @example(text=_RELEASE.replace(" 1234 ", " x "))
 @given(release_text())

@@ -79,12 +79,6 @@ def test_generated_specs(spec_dir: Path, spec: object, other: object) -> None:
     _load(spec_dir, _yaml(spec).encode(), _yaml(other).encode())
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="spec.py bug: a YAML constructor error ('found unhashable key', e.g. a mapping "
-    "key that is a list) escapes as yaml ConstructorError: spec.py:316 yaml.load runs outside "
-    "the try of _compose",
-)
 @FUZZ
 @example(text="? [a]\n: b\n")
 @given(spec_documents().flatmap(lambda doc: mutated_text(_yaml(doc))))
@@ -108,11 +102,6 @@ _YAML_SNIPPETS = [
 ]
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="spec.py bugs: UnicodeDecodeError on a binary spec (spec.py:424 read_text); "
-    "RecursionError from YAML nested a few hundred deep (spec.py:290 yaml.compose)",
-)
 @FUZZ
 @example(data=b"\x80")
 @example(data=b"packages: " + b"[" * 600)
