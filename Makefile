@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PYTEST := $(BIN)/python -m pytest
 export CONTAINERS_CONF ?= $(CURDIR)/tests/containers.conf
 
-.PHONY: setup system-deps run test test-fast lint typecheck bench clean
+.PHONY: setup system-deps run test test-fast fuzz lint typecheck bench clean
 
 setup: $(STAMP)
 
@@ -41,6 +41,13 @@ test-fast: setup
 # Everything, slow tests included. pytest exits 5 when it collected nothing: that fails too.
 test: setup system-deps lint typecheck
 	$(PYTEST) -q -n 2 --dist loadfile -p no:cacheprovider
+
+# Hypothesis on every parser of untrusted input (tests/fuzz): FUZZ_EXAMPLES per target, no
+# per-example deadline. `make test` runs the same targets with 300 examples each.
+FUZZ_EXAMPLES ?= 10000
+fuzz: setup
+	DISTILL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) DISTILL_FUZZ_DEADLINE_MS=off \
+		$(PYTEST) -q -p no:cacheprovider --hypothesis-show-statistics --durations=0 tests/fuzz
 
 bench: setup
 	$(BIN)/python benchmarks/bench_index.py

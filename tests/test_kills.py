@@ -163,15 +163,22 @@ def _check_cache(cache: Path) -> int:
 
 def _kill_at(
     rng: random.Random, args: list[str], env: Mapping[str, str], cwd: Path, span: float
-) -> tuple[float, int | None]:
+) -> tuple[float, int | None, float]:
+    """Start ``args`` and SIGKILL it after a random part of ``span`` seconds. Returns the
+    delay drawn, the exit code, and the span to draw from next time: a run that finished
+    before its kill point shows the machine is faster now than when ``span`` was measured
+    (its speed drifts by the hour), so later kills are drawn from the shorter time."""
     delay = rng.uniform(0, span)
+    start = time.monotonic()
     proc = _start(args, env, cwd)
     try:
         proc.wait(delay)
     except subprocess.TimeoutExpired:
         proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=60)
-    return delay, proc.returncode
+    if proc.returncode != -signal.SIGKILL:
+        span = min(span, 0.9 * (time.monotonic() - start))
+    return delay, proc.returncode, span
 
 
 def _tags(reg: Registry, repo: str) -> list[str]:
@@ -228,8 +235,8 @@ def test_sigkill_at_random_points_then_the_next_run_recovers(
 
     killed = seen = 0
     args = [*build, "-o", "oci-archive:out/image.tar"]
-    for _ in range(3 * KILLS):  # a run that ends before its kill point does not count
-        delay, code = _kill_at(rng, args, env, tmp_path, span)
+    for _ in range(6 * KILLS):  # a run that ends before its kill point does not count
+        delay, code, span = _kill_at(rng, args, env, tmp_path, span)
         now = len(_temporaries(cache)) + sum(p.name.endswith(".tmp") for p in out.iterdir())
         seen += now
         print(f"build killed after {delay:.2f}s: exit {code}, {now} temporaries left")
@@ -244,10 +251,10 @@ def test_sigkill_at_random_points_then_the_next_run_recovers(
     assert _temporaries(cache) == []
 
     pushes: dict[str, int | None] = {}
-    for i in range(3 * KILLS):
+    for i in range(6 * KILLS):
         tag = f"k{i}"
         args = [*build, "-o", f"docker://{registry.host}/{repo}:{tag}"]
-        delay, code = _kill_at(rng, args, env, tmp_path, push_span)
+        delay, code, push_span = _kill_at(rng, args, env, tmp_path, push_span)
         pushes[tag] = code
         print(f"push killed after {delay:.2f}s: exit {code}")
         if sum(c == -signal.SIGKILL for c in pushes.values()) == KILLS:

@@ -12,6 +12,7 @@ import lzma
 import operator
 import os
 import pickle
+import re
 import shutil
 import subprocess
 from dataclasses import dataclass, field, fields
@@ -133,11 +134,14 @@ def verify_inrelease(data: bytes, name: str, keyring: Path | None = None) -> str
         return out.read_text(encoding="utf-8", errors="replace")
 
 
+_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+
+
 def _parse_date(value: str, what: str) -> datetime:
     try:
         return parsedate_to_datetime(value).astimezone(UTC)
-    except (TypeError, ValueError) as exc:
-        raise DistillError(f"bad {what} date {value!r} in InRelease") from exc
+    except (TypeError, ValueError, OverflowError) as exc:
+        raise DistillError(f"bad {what} date {value[:80]!r} in InRelease") from exc
 
 
 def parse_release(text: str, pocket: str) -> Release:
@@ -147,8 +151,17 @@ def parse_release(text: str, pocket: str) -> Release:
     files: dict[str, IndexFile] = {}
     for line in fields.get("sha256", "").splitlines():
         parts = line.split()
-        if len(parts) == 3:
-            files[parts[2]] = IndexFile(parts[0], int(parts[1]))
+        if len(parts) != 3:
+            continue
+        checksum, size, name = parts
+        # Signed, but still checked: a malformed line must not become a size of -1 or a
+        # traceback (found by tests/fuzz/test_fuzz_control.py).
+        if not _SHA256_HEX.fullmatch(checksum) or not size.isascii() or not size.isdigit():
+            raise DistillError(
+                f"InRelease of {pocket} has a malformed SHA256 line for {name[:200]!r}",
+                hint="the mirror serves a damaged index; try another mirror",
+            )
+        files[name] = IndexFile(checksum, int(size))
     valid_until = fields.get("valid-until")
     return Release(
         pocket=pocket,

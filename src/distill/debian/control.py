@@ -26,11 +26,14 @@ _FIELD = re.compile(rf"^({_NAME}):[ \t]*+(.*+(?:\n[ \t].*+)*+)", re.MULTILINE)
 _HEADER = re.compile(rf"{_NAME}:")
 
 # What the fast path cannot take at face value, right after a newline: a line that is not blank,
-# not a continuation and not ``Name:`` (a comment, a bad name, no colon), a whitespace-only line,
-# or a continuation opening a stanza. Searching only at newlines keeps this one cheap scan.
-_ANOMALY = re.compile(rf"\n(?:{_NAME}(?!:)|[#:-]|[ \t]++(?:\n|\Z)|\n[ \t])")
+# not a continuation and not ``Name:`` (a comment, a bad name, no colon, a line opening with
+# a blank other than space or tab, which the field regex would silently skip), a
+# whitespace-only line, or a continuation opening a stanza. Searching only at newlines keeps
+# this one cheap scan.
+_ODD_BLANK = r"[^\S \t\n]"
+_ANOMALY = re.compile(rf"\n(?:{_NAME}(?!:)|[#:-]|[ \t]++(?:\n|\Z)|\n[ \t]|{_ODD_BLANK})")
 # The same for the first line, after any leading blank lines.
-_HEAD_ANOMALY = re.compile(rf"\n*+(?:{_NAME}(?!:)|[#: \t-])")
+_HEAD_ANOMALY = re.compile(rf"\n*+(?:{_NAME}(?!:)|[#: \t-]|{_ODD_BLANK})")
 _COMMENT_LINE = re.compile(r"^#[^\n]*(?:\n|\Z)", re.MULTILINE)
 _BLANK_LINE = re.compile(r"^[ \t]+$", re.MULTILINE)
 

@@ -35,6 +35,9 @@ _DIGITS = re.compile(r"([0-9]+)")
 _UPSTREAM_OK = re.compile(r"[A-Za-z0-9.+~:-]+")
 _REVISION_OK = re.compile(r"[A-Za-z0-9.+~]+")
 _EPOCH_MAX = 2**31 - 1  # dpkg stores the epoch in an int and refuses anything larger
+# dpkg sets no limit, but archive versions stay under 100 characters; a longer one is damage
+# or an attack, and would cost key memory (and past 4,300 digits, int() refuses a digit run).
+MAX_VERSION_LENGTH = 1000
 
 
 def _part_key(text: str) -> _PartKey:
@@ -53,8 +56,9 @@ def _part_key(text: str) -> _PartKey:
 
 
 def _bad(version: str, why: str) -> DistillError:
+    shown = repr(version) if len(version) <= 80 else repr(version[:80]) + "…"
     return DistillError(
-        f"invalid Debian version {version!r}: {why}",
+        f"invalid Debian version {shown}: {why}",
         "versions look like [epoch:]upstream[-revision], e.g. 1:2.36-9+deb12u4",
     )
 
@@ -70,6 +74,8 @@ class DebVersion:
 
     def __post_init__(self) -> None:
         text = str(self)
+        if len(text) > MAX_VERSION_LENGTH:
+            raise _bad(text, f"it is longer than {MAX_VERSION_LENGTH} characters")
         if not 0 <= self.epoch <= _EPOCH_MAX:
             raise _bad(text, "epoch out of range")
         if not self.upstream:
@@ -102,6 +108,8 @@ def parse_version(version: str) -> DebVersion:
     text = version.strip()
     if not text:
         raise _bad(version, "it is empty")
+    if len(text) > MAX_VERSION_LENGTH:
+        raise _bad(version, f"it is longer than {MAX_VERSION_LENGTH} characters")
     if any(c.isspace() for c in text):
         raise _bad(version, "it contains whitespace")
     epoch = 0

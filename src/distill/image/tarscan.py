@@ -10,10 +10,10 @@ Formats: v7, ustar (with its name prefix, star's too), GNU (``L``/``K`` long nam
 links, old sparse ``S``), PAX (``x`` per member) and base-256 numbers. Where ``tarfile`` and
 Go's archive/tar differ, this reads a layer as Go does, since container runtimes unpack
 layers with it: a bad header, a header cut short or a lone zero block followed by more is
-an error (``tarfile`` silently ends the listing there); a negative size or a PAX number that
-is not plain digits is an error; PAX global headers (``g``) change nothing (``tarfile``
-applies them to every later member, their ``size`` included); GNU long names win over PAX
-``path``/``linkpath``.
+an error (``tarfile`` silently ends the listing there); a negative size, a number beyond
+64 bits or a PAX number that is not plain digits is an error; PAX global headers (``g``)
+change nothing (``tarfile`` applies them to every later member, their ``size`` included);
+GNU long names win over PAX ``path``/``linkpath``.
 """
 
 from __future__ import annotations
@@ -95,7 +95,11 @@ def _text(field: bytes) -> str:
 def _number(field: bytes) -> int:
     if field[0] & 0x80:  # base-256, for values octal cannot hold (0x80 +, 0xff -)
         value = int.from_bytes(field[1:], "big")
-        return value - (1 << (8 * (len(field) - 1))) if field[0] == 0xFF else value
+        if field[0] == 0xFF:
+            value -= 1 << (8 * (len(field) - 1))
+        if not -(1 << 63) <= value < 1 << 63:  # as Go reads it: no file or id is larger
+            raise TarFormatError(f"a number beyond 64 bits ({field.hex()}) in a header")
+        return value
     digits = field.split(b"\0", 1)[0].strip()
     if not digits:
         return 0
@@ -142,9 +146,14 @@ def _pax_int(records: dict[str, str], key: str, default: int, where: int) -> int
     if value is None or value == "":
         return default
     digits = value.removeprefix("+").removeprefix("-")
-    if not (digits.isascii() and digits.isdigit()):  # int() would also take " 5" and "1_0"
-        raise TarFormatError(f"PAX {key}={value!r} is not a number (at byte {where})")
-    return int(value)
+    # int() would also take " 5" and "1_0"; Go reads these as int64, so longer is damage
+    # (and past 4,300 digits int() itself refuses).
+    if not (digits.isascii() and digits.isdigit()) or len(digits) > 19:
+        raise TarFormatError(f"PAX {key}={value[:40]!r} is not a number (at byte {where})")
+    number = int(value)
+    if not -(1 << 63) <= number < 1 << 63:
+        raise TarFormatError(f"PAX {key}={value!r} is out of range (at byte {where})")
+    return number
 
 
 class TarScanner:
