@@ -20,7 +20,8 @@ from pathlib import Path
 
 from distill import transports
 from distill.context import Access
-from distill.image.build import HistoryEntry, ImageConfigSpec, build_image
+from distill.image.build import build_image
+from distill.image.config import HistoryEntry, ImageConfigSpec
 from distill.image.layer_blob import Compression, LayerBlob, write_layer
 from distill.image.mediatypes import MEDIA_TYPE_LAYER
 from distill.image.model import Image as BuiltImage

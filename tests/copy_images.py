@@ -10,7 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.context import Access
-from distill.image.build import ImageConfigSpec, build_image, build_index
+from distill.image.build import build_image, build_index
+from distill.image.config import ImageConfigSpec
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image, Index, Top
 from distill.image.platform import Platform

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from analyze_images import SDE
-from distill.image.build import ImageConfigSpec, build_image
+from distill.image.build import build_image
+from distill.image.config import ImageConfigSpec
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.platform import Platform
 from distill.rootfs.tree import EntryKind, FsEntry

@@ -32,7 +32,8 @@ from distill.analyze.render import compare_rows, human, ratio_text, render_compa
 from distill.analyze.report import html_report, write_html
 from distill.analyze.sbom import SbomFormat, image_sbom
 from distill.errors import DistillError
-from distill.image.build import ImageConfigSpec, build_image
+from distill.image.build import build_image
+from distill.image.config import ImageConfigSpec
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image as BuiltImage
 from distill.image.platform import Platform

@@ -28,7 +28,8 @@ from distill.analyze.catalog import catalog_view
 from distill.analyze.fsview import SPOOL_ABOVE, SPOOL_HEAD, build_fsview
 from distill.analyze.langpkgs import language_components
 from distill.analyze.packages import CapturedFile
-from distill.image.build import ImageConfigSpec, build_image
+from distill.image.build import build_image
+from distill.image.config import ImageConfigSpec
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.platform import Platform
 from distill.transports._write import write_oci_dir

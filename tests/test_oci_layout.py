@@ -16,14 +16,8 @@ import pytest
 
 from distill.context import Access
 from distill.errors import DistillError
-from distill.image.build import (
-    HistoryEntry,
-    ImageConfigSpec,
-    build_config,
-    build_image,
-    build_index,
-    rfc3339,
-)
+from distill.image.build import build_image, build_index
+from distill.image.config import HistoryEntry, ImageConfigSpec, build_config, rfc3339
 from distill.image.layer_blob import Compression, LayerBlob, write_layer
 from distill.image.mediatypes import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST
 from distill.image.model import Image as BuiltImage

@@ -30,7 +30,8 @@ from distill.context import Access
 from distill.deadline import Limits, check_location
 from distill.download import RetryPolicy
 from distill.errors import DistillError
-from distill.image.build import ImageConfigSpec, build_image, build_index
+from distill.image.build import build_image, build_index
+from distill.image.config import ImageConfigSpec
 from distill.image.digest import sha256_digest
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.mediatypes import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST

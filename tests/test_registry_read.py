@@ -33,7 +33,8 @@ from analyze_images import (
 from distill.analyze.fsview import build_fsview
 from distill.context import Access
 from distill.errors import DistillError
-from distill.image.build import ImageConfigSpec, build_image, build_index
+from distill.image.build import build_image, build_index
+from distill.image.config import ImageConfigSpec
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image as BuiltImage
 from distill.image.partial import ImageSource

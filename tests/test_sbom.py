@@ -38,7 +38,8 @@ from distill.analyze.sbom import (
     to_spdx_json,
 )
 from distill.errors import DistillError
-from distill.image.build import ImageConfigSpec, build_image
+from distill.image.build import build_image
+from distill.image.config import ImageConfigSpec
 from distill.image.layer_blob import write_layer
 from distill.image.platform import Platform
 from distill.rootfs.tree import EntryKind, FsEntry

@@ -24,8 +24,9 @@ from distill.context import Access
 from distill.debian.lock import Lock, lock_spec
 from distill.debian.mirror import Mirrors, discover_mirrors
 from distill.errors import DistillError
-from distill.image.build import ANNOTATION_PREFIX, HistoryEntry, ImageConfigSpec, build_index
 from distill.image.build import build_image as build_oci_image
+from distill.image.build import build_index
+from distill.image.config import ANNOTATION_PREFIX, HistoryEntry, ImageConfigSpec
 from distill.image.descriptor import Descriptor
 from distill.image.layer_blob import Compression, LayerBlob
 from distill.image.model import Image

@@ -24,7 +24,8 @@ from hypothesis import strategies as st
 
 from distill import transports
 from distill.context import Access
-from distill.image.manifest import load_json_object, parse_config
+from distill.image.config import parse_config
+from distill.image.manifest import load_json_object
 from distill.image.platform import Platform
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"

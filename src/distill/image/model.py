@@ -13,10 +13,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from distill.errors import DistillError
+from distill.image.config import ImageConfig
 from distill.image.descriptor import Descriptor
 from distill.image.digest import sha256_digest, short
 from distill.image.layer import Layer
-from distill.image.manifest import ImageConfig, ImageManifest, LayerDescriptor
+from distill.image.manifest import ImageManifest, LayerDescriptor
 from distill.image.mediatypes import INDEX_TYPES
 from distill.image.platform import Platform, host_platform, platform_matches
 

@@ -18,16 +18,11 @@ from functools import partial
 from typing import Any, BinaryIO, Protocol
 
 from distill.errors import DistillError
+from distill.image.config import ImageConfig, parse_config
 from distill.image.descriptor import Descriptor, parse_descriptor
 from distill.image.digest import canonical_json, short
 from distill.image.layer import Layer
-from distill.image.manifest import (
-    ImageConfig,
-    ImageManifest,
-    LayerDescriptor,
-    load_json_object,
-    parse_config,
-)
+from distill.image.manifest import ImageManifest, LayerDescriptor, load_json_object
 from distill.image.mediatypes import CONFIG_TYPES, INDEX_TYPES, MANIFEST_TYPES, MEDIA_TYPE_INDEX
 from distill.image.model import (
     MAX_MANIFESTS,

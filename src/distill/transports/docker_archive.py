@@ -27,16 +27,11 @@ from distill.context import Access
 from distill.errors import DistillError
 from distill.fsutil import output_file
 from distill.image.compression import Compression
+from distill.image.config import ImageConfig, parse_config
 from distill.image.descriptor import Descriptor, parse_descriptor
 from distill.image.digest import canonical_json, sha256_digest
 from distill.image.layer import Layer
-from distill.image.manifest import (
-    ImageConfig,
-    ImageManifest,
-    LayerDescriptor,
-    load_json_object,
-    parse_config,
-)
+from distill.image.manifest import ImageManifest, LayerDescriptor, load_json_object
 from distill.image.mediatypes import (
     INDEX_TYPES,
     MANIFEST_TYPES,
