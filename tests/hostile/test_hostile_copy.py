@@ -53,6 +53,7 @@ def _first_layer(layout: Path) -> Path:
         ("oci:in", "docker-archive:out.tar:UPPER/case", "docker image name"),
         ("oci:in", "containers-storage:Bad Name", "does not name an image"),
         ("oci:in", "docker://", "empty image reference"),
+        ("docker:reg.example/app", "oci:out", "docker://HOST/REPO"),
         ("oci:in", "oci:out:", "names no reference"),
         ("/etc", "oci:out", "not an OCI image layout"),
         ("oci-archive:in", "oci:out", "is not a file"),

@@ -166,6 +166,10 @@ def _split(text: str) -> tuple[str, str] | None:
     if text.startswith("docker://"):
         return "docker", text.removeprefix("docker://")
     prefix, sep, rest = text.partition(":")
+    if prefix == "docker":  # the registry transport is written with its //, as in skopeo
+        raise DistillError(
+            f"not an image reference: {text!r}", hint="write docker://HOST/REPO[:TAG]"
+        )
     return (prefix, rest) if sep else None
 
 
