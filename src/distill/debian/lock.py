@@ -102,7 +102,7 @@ def lock_spec(spec: Spec, mirrors: Mirrors) -> tuple[Lock, dict[str, Resolution]
     resolutions: dict[str, Resolution] = {}
     pockets: tuple[tuple[str, str], ...] = ()
     for arch in spec.target_archs():
-        indices = load_indices(spec.suite, arch, mirrors)
+        indices = load_indices(spec.suite, arch, mirrors, pockets=spec.suite_pockets())
         pockets = tuple((i.pocket, i.date.isoformat()) for i in indices)
         resolution = resolve_spec(spec, arch, indices)
         resolutions[arch] = resolution
