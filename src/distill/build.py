@@ -140,12 +140,11 @@ def check_lock(spec: Spec, lock: Lock, archs: Sequence[str]) -> None:
         dropped = [r for r in lock.roots if r not in spec.roots]
         what = [f"+{r}" for r in added] + [f"-{r}" for r in dropped]
         problems.append(f"the packages differ ({' '.join(what) or 'order'})")
-    locked_pockets = tuple(name for name, _ in lock.pockets)
-    if locked_pockets and locked_pockets != spec.suite_pockets():
-        problems.append(
-            f"it takes packages from {', '.join(locked_pockets)}, the spec from "
-            f"{', '.join(spec.suite_pockets())}"
-        )
+    # A lock from fewer pockets than the spec allows is still the spec's (a base built
+    # from its app's lock, for one); one from a pocket the spec leaves out is not.
+    extra = [name for name, _ in lock.pockets if name not in spec.suite_pockets()]
+    if extra:
+        problems.append(f"it takes packages from {', '.join(extra)}, which the spec leaves out")
     if tuple(lock.exclude) != spec.exclude or tuple(lock.include) != spec.include:
         problems.append("the spec's exclude/include lists changed")
     for arch in archs:

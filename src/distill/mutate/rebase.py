@@ -215,8 +215,8 @@ def recorded_base(top: Top, name: str) -> tuple[str, str | None]:
     raise DistillError(
         f"{name} was built on {base!r}, which is not an image reference (a distill preset "
         "names how to build a base, not where one is)",
-        hint=f"build it from the same lock (`distill build {base} --lock LOCK -o oci:DIR`) "
-        "and give it with --old-base oci:DIR",
+        hint=f"build it from the image's lock (`distill build {base} --suite SUITE --lock "
+        "LOCK -o oci:DIR`) and give it with --old-base oci:DIR",
     )
 
 
