@@ -220,10 +220,15 @@ def recorded_base(top: Top, name: str) -> tuple[str, str | None]:
     )
 
 
-def _pick(top: Top, platform: Platform, name: str) -> Image:
-    """The image of ``platform`` in an index; a single image is what it is (whether its
-    platform fits is ``check_compatible``'s to say, which --force can overrule)."""
-    return top.select(platform, name) if isinstance(top, Index) else top
+def _pick(top: Top, platform: Platform, name: str, *, strict: bool) -> Image:
+    """The image of ``platform`` in an index. A single image is what it is when one image
+    is rebased (whether its platform fits is ``check_compatible``'s to say, which --force
+    can overrule); an index's platforms each need their own (``strict``)."""
+    if isinstance(top, Index):
+        return top.select(platform, name)
+    if strict:
+        check_platform(top, platform, name)
+    return top
 
 
 def _images(top: Top, access: Access, name: str) -> list[Image]:
@@ -282,15 +287,16 @@ def rebase_reference(
                 hint="pick one with --platform, or write oci:, oci-archive: or docker://",
             )
         rebased = []
+        strict = len(images) > 1
         for image in images:
-            old = Base(_pick(old_top, image.platform, old_base), old_base)
+            old = Base(_pick(old_top, image.platform, old_base, strict=strict), old_base)
             if recorded_digest is not None and old.image.digest != recorded_digest:
                 raise DistillError(
                     f"{old_base} is {short(old.image.digest)} now, but {image_ref} was built "
                     f"on {short(recorded_digest)}",
                     hint="the tag moved; give the base it was built on with --old-base",
                 )
-            new = Base(_pick(new_top, image.platform, new_base), new_base)
+            new = Base(_pick(new_top, image.platform, new_base, strict=strict), new_base)
             rebased.append(rebase(image, old, new, name=image_ref, force=force, warn=warn))
         result: Top
         if isinstance(top, Index) and len(rebased) > 1:
