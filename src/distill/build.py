@@ -44,7 +44,7 @@ from distill.rootfs.debug import busybox_entries
 from distill.rootfs.prune import Keep, describe, prune
 from distill.rootfs.system import SystemOptions, finish_rootfs
 from distill.rootfs.tree import EntryKind, FsEntry
-from distill.rootfs.userfiles import file_entries, missing_file, path_entries
+from distill.rootfs.userfiles import checked_source, file_entries, path_entries
 from distill.rootfs.usrmerge import relocate
 from distill.spec import DEBUG_PACKAGE, Accounts, Spec
 from distill.unpack import Unpacked, fetch_debs, staging_dir, unpack_all
@@ -386,9 +386,8 @@ def build_image(
     inputs = [*inputs, spec.source]
     check_output(dest, tls_verify=tls_verify, credentials=credentials, inputs=inputs)
     _check_user(spec)
-    for item in spec.files:  # before any download: a typo should cost nothing
-        if not os.path.lexists(item.src):
-            raise missing_file(item)
+    for item in spec.files:  # before any download: a typo or a dangling link costs nothing
+        checked_source(item)
     archs = build_archs(spec, lock)
     docker_archive = isinstance(dest, Destination) and dest.transport is Transport.DOCKER_ARCHIVE
     if docker_archive and len(archs) > 1:
