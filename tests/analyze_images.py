@@ -15,18 +15,20 @@ import json
 import subprocess
 import sys
 import tarfile
+from contextlib import AbstractContextManager
 from pathlib import Path
 
-from distill.oci.image import (
-    BuiltImage,
-    HistoryEntry,
-    ImageConfigSpec,
-    Platform,
-    build_image,
-)
-from distill.oci.layer import MEDIA_TYPE_LAYER, Compression, LayerBlob, write_layer
-from distill.oci.layout import write_oci_dir
+from distill import transports
+from distill.context import Access
+from distill.image.build import build_image
+from distill.image.config import HistoryEntry, ImageConfigSpec
+from distill.image.layer_blob import Compression, LayerBlob, write_layer
+from distill.image.mediatypes import MEDIA_TYPE_LAYER
+from distill.image.model import Image as BuiltImage
+from distill.image.partial import ImageSource
+from distill.image.platform import Platform
 from distill.rootfs.tree import EntryKind, FsEntry
+from distill.transports._write import write_oci_dir
 
 SDE = 1_700_000_000
 OS_RELEASE = b'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_ID="13"\n'
@@ -256,3 +258,22 @@ def run_measuring_peak(script: str, *args: str | Path) -> tuple[str, int]:
     )
     assert done.returncode == 0, done.stderr
     return done.stdout, int(done.stderr.rsplit("VmHWM ", 1)[1])
+
+
+def access(
+    platform: str | None = None, tls_verify: bool = True, credentials: object = None
+) -> Access:
+    """The ``Access`` of the keyword arguments tests find handy."""
+    return Access(
+        tls_verify=tls_verify,
+        credentials=credentials,  # type: ignore[arg-type]
+        platform=Platform.parse(platform) if platform else None,
+    )
+
+
+def opened(text: str, **settings: object) -> AbstractContextManager[ImageSource]:
+    return transports.opened(text, access(**settings))  # type: ignore[arg-type]
+
+
+def open_source(text: str, **settings: object) -> ImageSource:
+    return transports.open_source(text, access(**settings))  # type: ignore[arg-type]

@@ -352,7 +352,7 @@ def test_images_have_no_shell_and_no_package_manager(preset: str, tmp_path: Path
     ]
     assert found == []
     assert "var/lib/dpkg/status.d/base-files" in entries
-    config = json.loads(result.archs[0].image.config)["config"]
+    config = json.loads(result.archs[0].image.config_bytes)["config"]
     expected = {"python3": ["/usr/bin/python3"]}.get(preset)
     assert config.get("Entrypoint") == expected
     assert "User" not in config
@@ -367,7 +367,7 @@ def test_debug_variant_has_busybox_in_its_own_directory(tmp_path: Path) -> None:
     assert entries["busybox/busybox"].isfile() and entries["busybox/busybox"].mode == 0o755
     assert "usr/bin/busybox" not in entries
     assert "var/lib/dpkg/status.d/busybox-static" in entries
-    config = json.loads(result.archs[0].image.config)["config"]
+    config = json.loads(result.archs[0].image.config_bytes)["config"]
     assert config["Entrypoint"] == ["/busybox/sh"]
     assert config["User"] == "65532" and config["WorkingDir"] == "/home/nonroot"
     assert any(e.startswith("PATH=") and e.endswith(":/busybox") for e in config["Env"])

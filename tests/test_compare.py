@@ -32,10 +32,13 @@ from distill.analyze.render import compare_rows, human, ratio_text, render_compa
 from distill.analyze.report import html_report, write_html
 from distill.analyze.sbom import SbomFormat, image_sbom
 from distill.errors import DistillError
-from distill.oci.image import BuiltImage, ImageConfigSpec, Platform, build_image
-from distill.oci.layer import Compression, write_layer
-from distill.oci.layout import write_docker_archive, write_oci_dir
+from distill.image.build import build_image
+from distill.image.config import ImageConfigSpec
+from distill.image.layer_blob import Compression, write_layer
+from distill.image.model import Image as BuiltImage
+from distill.image.platform import Platform
 from distill.rootfs.tree import FsEntry
+from distill.transports._write import write_docker_archive, write_oci_dir
 from fat_image import fat_image  # noqa: F401  (a pytest fixture)
 from test_lock import run_cli
 

@@ -12,7 +12,17 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
-from analyze_images import ADDED, SDE, elf, file, fixture_image, hardlink, simple_image, symlink
+from analyze_images import (
+    ADDED,
+    SDE,
+    elf,
+    file,
+    fixture_image,
+    hardlink,
+    opened,
+    simple_image,
+    symlink,
+)
 from distill.analyze.inspect import (
     AttackSurface,
     InspectReport,
@@ -24,11 +34,10 @@ from distill.analyze.inspect import (
     user_id,
 )
 from distill.analyze.render import render_inspect
-from distill.analyze.source import opened
 from distill.errors import DistillError
-from distill.oci.image import BuiltImage
-from distill.oci.layout import write_docker_archive, write_oci_dir
+from distill.image.model import Image as BuiltImage
 from distill.rootfs.tree import EntryKind, FsEntry
+from distill.transports._write import write_docker_archive, write_oci_dir
 from fat_image import build_fat_image
 from test_lock import run_cli
 

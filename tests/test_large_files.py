@@ -22,16 +22,17 @@ from pathlib import Path
 
 import pytest
 
-from analyze_images import SDE, file, hardlink, run_measuring_peak, simple_image
+from analyze_images import SDE, file, hardlink, opened, run_measuring_peak, simple_image
 from distill.analyze import langpkgs
 from distill.analyze.catalog import catalog_view
 from distill.analyze.fsview import SPOOL_ABOVE, SPOOL_HEAD, build_fsview
 from distill.analyze.langpkgs import language_components
 from distill.analyze.packages import CapturedFile
-from distill.analyze.source import opened
-from distill.oci.image import ImageConfigSpec, Platform, build_image
-from distill.oci.layer import Compression, write_layer
-from distill.oci.layout import write_oci_dir
+from distill.image.build import build_image
+from distill.image.config import ImageConfigSpec
+from distill.image.layer_blob import Compression, write_layer
+from distill.image.platform import Platform
+from distill.transports._write import write_oci_dir
 from sbom_fixtures import jar
 
 MiB = 1 << 20
@@ -244,10 +245,10 @@ def test_sigterm_removes_the_spool(tmp_path: Path) -> None:
     script = (
         "import signal, sys, time\n"
         "from distill.cli import _terminate\n"
-        "from distill.analyze.source import opened\n"
+        "from distill.context import Access\nfrom distill.transports import opened\n"
         "from distill.analyze.fsview import build_fsview\n"
         "signal.signal(signal.SIGTERM, _terminate)\n"
-        "with opened(sys.argv[1]) as source:\n"
+        "with opened(sys.argv[1], Access()) as source:\n"
         "    view = build_fsview(source, lambda p, m: 1 << 40)\n"
         "    print('ready', flush=True)\n"
         "    time.sleep(60)\n"

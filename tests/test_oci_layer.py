@@ -14,7 +14,7 @@ import pytest
 from backports import zstd
 
 from distill.errors import DistillError
-from distill.oci.layer import (
+from distill.image.layer_blob import (
     Compression,
     LayerBlob,
     layer_cache_key,

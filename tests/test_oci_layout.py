@@ -14,36 +14,33 @@ from pathlib import Path
 
 import pytest
 
+from distill.context import Access
 from distill.errors import DistillError
-from distill.oci.image import (
-    MEDIA_TYPE_INDEX,
-    MEDIA_TYPE_MANIFEST,
-    BuiltImage,
-    HistoryEntry,
-    ImageConfigSpec,
-    ImageIndex,
-    Platform,
-    build_config,
-    build_image,
-    build_index,
-    rfc3339,
-)
-from distill.oci.layer import Compression, LayerBlob, write_layer
-from distill.oci.layout import (
+from distill.image.build import build_image, build_index
+from distill.image.config import HistoryEntry, ImageConfigSpec, build_config, rfc3339
+from distill.image.layer_blob import Compression, LayerBlob, write_layer
+from distill.image.mediatypes import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST
+from distill.image.model import Image as BuiltImage
+from distill.image.model import Index as ImageIndex
+from distill.image.platform import Platform
+from distill.rootfs.tree import EntryKind, FsEntry
+from distill.transports import parse_reference
+from distill.transports._write import (
     REF_NAME,
-    Destination,
-    Transport,
     docker_tag,
-    parse_destination,
     write_docker_archive,
-    write_image,
     write_oci_archive,
     write_oci_dir,
 )
-from distill.rootfs.tree import EntryKind, FsEntry
 
 SDE = 1_700_000_000
 BUSYBOX = Path("/bin/busybox")
+
+TRANSPORTS = ["oci", "oci-archive", "docker-archive"]
+
+
+def write_to(top: BuiltImage | ImageIndex, text: str, *, mtime: int = 0) -> None:
+    parse_reference(text).write(top, Access(), mtime=mtime)
 
 
 def canonical(data: bytes) -> bytes:
@@ -195,8 +192,8 @@ def test_manifest_annotations_and_descriptors(tmp_path: Path) -> None:
         description="a test",
         annotations={"org.example.x": "y"},
     )
-    manifest = json.loads(image.manifest)
-    assert image.manifest == canonical(image.manifest)
+    manifest = json.loads(image.manifest_bytes)
+    assert image.manifest_bytes == canonical(image.manifest_bytes)
     assert manifest["mediaType"] == MEDIA_TYPE_MANIFEST and manifest["schemaVersion"] == 2
     assert manifest["annotations"] == {
         "org.opencontainers.image.created": rfc3339(SDE),
@@ -208,22 +205,22 @@ def test_manifest_annotations_and_descriptors(tmp_path: Path) -> None:
         "org.example.x": "y",
     }
     config = manifest["config"]
-    assert config["digest"] == "sha256:" + hashlib.sha256(image.config).hexdigest()
-    assert config["size"] == len(image.config)
+    assert config["digest"] == "sha256:" + hashlib.sha256(image.config_bytes).hexdigest()
+    assert config["size"] == len(image.config_bytes)
     (layer,) = manifest["layers"]
     assert layer == {
         "mediaType": image.layers[0].media_type,
         "digest": image.layers[0].digest,
         "size": image.layers[0].size,
     }
-    assert image.descriptor.digest == "sha256:" + hashlib.sha256(image.manifest).hexdigest()
+    assert image.descriptor.digest == "sha256:" + hashlib.sha256(image.manifest_bytes).hexdigest()
 
 
 def test_index_lists_platforms_in_order(tmp_path: Path) -> None:
     amd = small_image(tmp_path / "b", "linux/amd64")
     arm = small_image(tmp_path / "b", "linux/arm64")
     index = build_index([amd, arm], {"org.opencontainers.image.created": rfc3339(SDE)})
-    data = json.loads(index.index)
+    data = json.loads(index.index_bytes)
     assert data["mediaType"] == MEDIA_TYPE_INDEX
     assert [m["platform"] for m in data["manifests"]] == [
         {"architecture": "amd64", "os": "linux"},
@@ -243,33 +240,28 @@ def test_index_lists_platforms_in_order(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("oci:out/img", Destination(Transport.OCI, Path("out/img"))),
-        ("oci:/tmp/img:v1.0", Destination(Transport.OCI, Path("/tmp/img"), "v1.0")),
-        (
-            "oci-archive:img.tar:example/app:1",
-            Destination(Transport.OCI_ARCHIVE, Path("img.tar"), "example/app:1"),
-        ),
-        (
-            "docker-archive:img.tar:example/app",
-            Destination(Transport.DOCKER_ARCHIVE, Path("img.tar"), "example/app:latest"),
-        ),
+        ("oci:out/img", ("oci", Path("out/img"), None)),
+        ("oci:/tmp/img:v1.0", ("oci", Path("/tmp/img"), "v1.0")),
+        ("oci-archive:img.tar:example/app:1", ("oci-archive", Path("img.tar"), "example/app:1")),
+        ("docker-archive:img.tar:example/app", ("docker-archive", Path("img.tar"), "example/app")),
         (
             "docker-archive:img.tar:localhost:5000/app:v2",
-            Destination(Transport.DOCKER_ARCHIVE, Path("img.tar"), "localhost:5000/app:v2"),
+            ("docker-archive", Path("img.tar"), "localhost:5000/app:v2"),
         ),
-        ("docker-archive:img.tar", Destination(Transport.DOCKER_ARCHIVE, Path("img.tar"))),
+        ("docker-archive:img.tar", ("docker-archive", Path("img.tar"), None)),
     ],
 )
-def test_parse_destination(text: str, expected: Destination) -> None:
-    assert parse_destination(text) == expected
+def test_parse_destination(text: str, expected: tuple[str, Path, str | None]) -> None:
+    ref = parse_reference(text)
+    assert (ref.transport, ref.path, getattr(ref, "tag", getattr(ref, "name", None))) == expected  # type: ignore[attr-defined]
+    assert str(ref) == text
 
 
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("img.tar", "not an output destination"),
-        ("docker://example/app", "not an output destination"),
-        ("dir:/tmp/x", "not an output destination"),
+        ("img.tar", "not an image reference"),
+        ("dir:/tmp/x", "not an image reference"),
         ("oci:", "names no path"),
         ("oci:dir:", "names no reference"),
         ("oci:dir:bad ref", "not a valid OCI"),
@@ -279,9 +271,9 @@ def test_parse_destination(text: str, expected: Destination) -> None:
         ("docker-archive:x.tar:app@sha256:" + "0" * 64, "docker image name"),
     ],
 )
-def test_bad_destinations_are_refused(text: str, message: str) -> None:
+def test_bad_destinations_are_refused(tmp_path: Path, text: str, message: str) -> None:
     with pytest.raises(DistillError, match=message) as info:
-        parse_destination(text)
+        parse_reference(text).check_writable(Access())
     assert info.value.hint
 
 
@@ -363,7 +355,7 @@ def test_oci_dir_replaces_a_layout_and_refuses_other_directories(tmp_path: Path)
 
 def test_damaged_blob_leaves_nothing_behind(tmp_path: Path) -> None:
     image = small_image(tmp_path / "blobs")
-    layer = image.layers[0].path
+    layer = Path(image.layers[0].where)
     damaged = bytearray(layer.read_bytes())
     damaged[len(damaged) // 2] ^= 0xFF
     layer.write_bytes(bytes(damaged))
@@ -371,29 +363,29 @@ def test_damaged_blob_leaves_nothing_behind(tmp_path: Path) -> None:
     with pytest.raises(DistillError, match="does not match its digest") as info:
         write_oci_dir(image, out / "layout")
     assert info.value.hint
-    for transport in (Transport.OCI_ARCHIVE, Transport.DOCKER_ARCHIVE):
+    for transport in ("oci-archive", "docker-archive"):
         with pytest.raises(DistillError, match="does not match"):
-            write_image(image, Destination(transport, out / "image.tar"))
+            write_to(image, f"{transport}:{out / 'image.tar'}")
     assert list(out.iterdir()) == []
 
 
 def test_truncated_blob_is_reported_as_damaged(tmp_path: Path) -> None:
     image = small_image(tmp_path / "blobs")
-    layer = image.layers[0].path
+    layer = Path(image.layers[0].where)
     layer.write_bytes(layer.read_bytes()[:20])
     for text in ("oci:", "oci-archive:", "docker-archive:"):
         with pytest.raises(DistillError, match="does not match"):
-            write_image(image, parse_destination(f"{text}{tmp_path / 'out' / 'x'}"))
+            write_to(image, f"{text}{tmp_path / 'out' / 'x'}")
     assert list((tmp_path / "out").iterdir()) == []
 
 
-@pytest.mark.parametrize("transport", list(Transport))
-def test_unwritable_destination_is_a_distill_error(tmp_path: Path, transport: Transport) -> None:
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_unwritable_destination_is_a_distill_error(tmp_path: Path, transport: str) -> None:
     image = small_image(tmp_path / "blobs")
     blocker = tmp_path / "file"
     blocker.write_text("x")
     with pytest.raises(DistillError, match="cannot write") as info:
-        write_image(image, Destination(transport, blocker / "out"))
+        write_to(image, f"{transport}:{blocker / 'out'}")
     assert info.value.hint
 
 
@@ -453,7 +445,7 @@ def test_docker_archive_has_uncompressed_layers_named_by_diff_id(
         assert manifest["RepoTags"] == ["example/app:latest"]
         assert manifest["Config"] == f"{image.config_descriptor.hex}.json"
         config = tar.extractfile(manifest["Config"])
-        assert config is not None and config.read() == image.config
+        assert config is not None and config.read() == image.config_bytes
         assert manifest["Layers"] == [b.diff_id.removeprefix("sha256:") + ".tar" for b in layers]
         for name in manifest["Layers"]:
             layer = tar.extractfile(name)
@@ -472,7 +464,7 @@ def test_docker_archive_without_tag_and_refusing_many_platforms(tmp_path: Path) 
         assert json.loads(manifest_file.read())[0]["RepoTags"] == []
     index = build_index([amd, arm])
     with pytest.raises(DistillError, match="one platform") as info:
-        write_image(index, parse_destination(f"docker-archive:{tmp_path / 'm.tar'}"))
+        write_to(index, f"docker-archive:{tmp_path / 'm.tar'}")
     assert info.value.hint and "--platform" in info.value.hint
     assert not (tmp_path / "m.tar").exists()
     # An index of one platform is fine.
@@ -489,7 +481,7 @@ def test_multi_platform_layout_nests_the_index(tmp_path: Path) -> None:
     assert entry["mediaType"] == MEDIA_TYPE_INDEX
     assert entry["digest"] == described.digest == index.descriptor.digest
     nested = tmp_path / "out" / "blobs" / "sha256" / index.descriptor.hex
-    assert nested.read_bytes() == index.index
+    assert nested.read_bytes() == index.index_bytes
 
 
 # --- with the real tools ---------------------------------------------------------------------
@@ -539,21 +531,21 @@ def unique_name() -> str:
 
 
 @pytest.mark.container
-@pytest.mark.parametrize("transport", list(Transport))
+@pytest.mark.parametrize("transport", TRANSPORTS)
 def test_skopeo_inspects_each_transport(
-    tmp_path: Path, busybox_image: BuiltImage, transport: Transport
+    tmp_path: Path, busybox_image: BuiltImage, transport: str
 ) -> None:
-    path = tmp_path / ("layout" if transport is Transport.OCI else "image.tar")
-    dest = Destination(transport, path, "example/busybox:t1")
-    write_image(busybox_image, dest, source_date_epoch=SDE)
-    info = json.loads(run("skopeo", "inspect", str(dest)))
+    path = tmp_path / ("layout" if transport == "oci" else "image.tar")
+    dest = f"{transport}:{path}:example/busybox:t1"
+    write_to(busybox_image, dest, mtime=SDE)
+    info = json.loads(run("skopeo", "inspect", dest))
     assert (info["Architecture"], info["Os"]) == ("amd64", "linux")
     assert info["Env"] == ["PATH=/bin"]
     assert info["Labels"] == {"org.example.test": "distill"}
     assert info["Created"] == "2023-11-14T22:13:20Z"
-    config = json.loads(run("skopeo", "inspect", "--config", "--raw", str(dest)))
+    config = json.loads(run("skopeo", "inspect", "--config", "--raw", dest))
     assert config["config"]["Entrypoint"] == ["/bin/busybox"]
-    if transport is Transport.DOCKER_ARCHIVE:
+    if transport == "docker-archive":
         # skopeo describes the layers by diff_id: the archive holds them uncompressed.
         assert info["Layers"] == [busybox_image.layers[0].diff_id]
     else:
@@ -577,15 +569,14 @@ def test_umoci_unpacks_the_layout(tmp_path: Path, busybox_image: BuiltImage) -> 
 
 
 @pytest.mark.container
-@pytest.mark.parametrize("transport", [Transport.DOCKER_ARCHIVE, Transport.OCI_ARCHIVE])
+@pytest.mark.parametrize("transport", ["docker-archive", "oci-archive"])
 def test_podman_loads_and_runs_the_archive(
-    tmp_path: Path, busybox_image: BuiltImage, transport: Transport, podman_names: list[str]
+    tmp_path: Path, busybox_image: BuiltImage, transport: str, podman_names: list[str]
 ) -> None:
     name = f"{unique_name()}:t1"
     podman_names.append(name)
-    dest = Destination(transport, tmp_path / "image.tar", name)
-    write_image(busybox_image, dest, source_date_epoch=SDE)
-    output = run("podman", "load", "-i", dest.path)
+    write_to(busybox_image, f"{transport}:{tmp_path / 'image.tar'}:{name}", mtime=SDE)
+    output = run("podman", "load", "-i", tmp_path / "image.tar")
     loaded = re.findall(r"Loaded image(?:\(s\))?: (\S+)", output)
     assert loaded, output
     podman_names.extend(loaded)
@@ -616,7 +607,7 @@ def test_skopeo_picks_a_platform_from_the_index(tmp_path: Path, busybox_image: B
     write_oci_dir(index, tmp_path / "layout", ref="multi")
     write_oci_archive(index, tmp_path / "multi.tar", ref="multi", source_date_epoch=SDE)
     raw = run("skopeo", "inspect", "--raw", f"oci:{tmp_path / 'layout'}:multi")
-    assert raw.encode() == index.index
+    assert raw.encode() == index.index_bytes
     copied = tmp_path / "copied"
     run(
         "skopeo",

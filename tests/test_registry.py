@@ -26,21 +26,17 @@ from pathlib import Path
 import pytest
 import requests
 
+from distill.context import Access
 from distill.deadline import Limits, check_location
 from distill.download import RetryPolicy
 from distill.errors import DistillError
-from distill.oci.image import (
-    MEDIA_TYPE_INDEX,
-    MEDIA_TYPE_MANIFEST,
-    BuiltImage,
-    ImageConfigSpec,
-    Platform,
-    build_image,
-    build_index,
-    sha256_digest,
-)
-from distill.oci.layer import Compression, write_layer
-from distill.oci.layout import Destination, Transport, write_image
+from distill.image.build import build_image, build_index
+from distill.image.config import ImageConfigSpec
+from distill.image.digest import sha256_digest
+from distill.image.layer_blob import Compression, write_layer
+from distill.image.mediatypes import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST
+from distill.image.model import Image as BuiltImage
+from distill.image.platform import Platform
 from distill.registry.auth import (
     AUTH_ENV,
     Challenge,
@@ -64,6 +60,7 @@ from distill.registry.reference import (
     parse_reference,
 )
 from distill.rootfs.tree import EntryKind, FsEntry
+from distill.transports import parse_reference as parse_transport_reference
 from registry_fixtures import (  # noqa: F401  (the fixtures are used by name)
     IDENTITY_TOKEN,
     READER_PASSWORD,
@@ -654,15 +651,15 @@ def test_push_agrees_with_skopeo_and_pulls_back(tmp_path: Path, registry: Regist
     info = json.loads(skopeo_inspect(registry, f"{name}:1"))
     assert info["Digest"] == image.descriptor.digest
     assert info["Layers"] == [image.layers[0].digest]
-    assert skopeo_inspect(registry, f"{name}:1", "--raw").encode() == image.manifest
+    assert skopeo_inspect(registry, f"{name}:1", "--raw").encode() == image.manifest_bytes
     with RegistryClient(registry.host) as client:
         by_tag = client.get_manifest(name, "1")
-        assert by_tag == (MEDIA_TYPE_MANIFEST, image.manifest, image.descriptor.digest)
+        assert by_tag == (MEDIA_TYPE_MANIFEST, image.manifest_bytes, image.descriptor.digest)
         assert client.get_manifest(name, image.descriptor.digest) == by_tag
-        assert client.fetch_blob(name, image.config_descriptor.digest) == image.config
+        assert client.fetch_blob(name, image.config_descriptor.digest) == image.config_bytes
         layer = image.layers[0]
         with client.open_blob(name, layer.digest, size=layer.size) as stream:
-            assert stream.read() == layer.path.read_bytes()
+            assert stream.read() == Path(layer.where).read_bytes()
         assert client.blob_exists(name, layer.digest)
         assert not client.blob_exists(name, sha256_digest(b"never pushed"))
     again = push_image(image, f"docker://{registry.host}/{name}:2")
@@ -676,10 +673,10 @@ def test_push_a_multi_platform_index(tmp_path: Path, registry: Registry) -> None
     arm = make_image(tmp_path / "b", b"arm64\n", "linux/arm64")
     index = build_index([amd, arm])
     name = unique()
-    result = push_image(index, f"{registry.host}/{name}:multi", jobs=2)
+    result = push_image(index, f"{registry.host}/{name}:multi", access=Access(jobs=2))
     assert result.descriptor.digest == index.descriptor.digest
     assert len(result.uploaded) == 4
-    assert skopeo_inspect(registry, f"{name}:multi", "--raw").encode() == index.index
+    assert skopeo_inspect(registry, f"{name}:multi", "--raw").encode() == index.index_bytes
     for image, arch in ((amd, "amd64"), (arm, "arm64")):
         info = json.loads(
             run(
@@ -696,9 +693,9 @@ def test_push_a_multi_platform_index(tmp_path: Path, registry: Registry) -> None
         assert (info["Architecture"], info["Layers"]) == (arch, [image.layers[0].digest])
     with RegistryClient(registry.host) as client:
         pulled = client.get_manifest(name, "multi")
-        assert pulled.media_type == MEDIA_TYPE_INDEX and pulled.data == index.index
+        assert pulled.media_type == MEDIA_TYPE_INDEX and pulled.data == index.index_bytes
         child = client.get_manifest(name, arm.descriptor.digest)
-        assert child.data == arm.manifest
+        assert child.data == arm.manifest_bytes
 
 
 @pytest.mark.container
@@ -723,27 +720,29 @@ def test_large_blobs_go_up_in_chunks(tmp_path: Path, registry: Registry) -> None
 
 
 @pytest.mark.container
-@pytest.mark.parametrize("transport", [Transport.OCI_ARCHIVE, Transport.DOCKER_ARCHIVE])
-def test_pull_what_skopeo_pushed(tmp_path: Path, registry: Registry, transport: Transport) -> None:
+@pytest.mark.parametrize("transport", ["oci-archive", "docker-archive"])
+def test_pull_what_skopeo_pushed(tmp_path: Path, registry: Registry, transport: str) -> None:
     image = make_image(tmp_path / "blobs", f"copied from {transport}\n".encode())
     archive = tmp_path / "image.tar"
-    write_image(image, Destination(transport, archive, "example/copied:1"), source_date_epoch=SDE)
-    name = unique()
-    source = f"{transport}:{archive}" + (
-        ":example/copied:1" if transport is Transport.OCI_ARCHIVE else ""
+    parse_transport_reference(f"{transport}:{archive}:example/copied:1").write(
+        image, Access(), mtime=SDE
     )
+    name = unique()
+    source = f"{transport}:{archive}" + (":example/copied:1" if transport == "oci-archive" else "")
     run("skopeo", "copy", "--dest-tls-verify=false", source, f"docker://{registry.host}/{name}:1")
     info = json.loads(skopeo_inspect(registry, f"{name}:1"))
     with RegistryClient(registry.host) as client:
         manifest = client.get_manifest(name, "1")
         assert manifest.digest == info["Digest"]
         doc = json.loads(manifest.data)
-        if transport is Transport.OCI_ARCHIVE:
-            assert manifest.media_type == MEDIA_TYPE_MANIFEST and manifest.data == image.manifest
+        if transport == "oci-archive":
+            assert (
+                manifest.media_type == MEDIA_TYPE_MANIFEST and manifest.data == image.manifest_bytes
+            )
         else:
             assert manifest.media_type == MEDIA_TYPE_DOCKER_MANIFEST
         config = client.fetch_blob(name, doc["config"]["digest"])
-        assert json.loads(config)["rootfs"] == json.loads(image.config)["rootfs"]
+        assert json.loads(config)["rootfs"] == json.loads(image.config_bytes)["rootfs"]
         assert [layer["digest"] for layer in doc["layers"]] == info["Layers"]
         for layer in doc["layers"]:
             with client.open_blob(name, layer["digest"], size=layer["size"]) as stream:
@@ -790,8 +789,8 @@ def test_a_tampered_manifest_is_caught(tmp_path: Path, registry: Registry) -> No
     name = unique()
     push_image(image, f"{registry.host}/{name}:1")
     stored = registry.blob_file(image.descriptor.digest)
-    assert stored.read_bytes() == image.manifest
-    stored.write_bytes(image.manifest.replace(b"registry test", b"registry TEST"))
+    assert stored.read_bytes() == image.manifest_bytes
+    stored.write_bytes(image.manifest_bytes.replace(b"registry test", b"registry TEST"))
     with RegistryClient(registry.host) as client:
         for reference in ("1", image.descriptor.digest):
             with pytest.raises(DistillError) as err:
@@ -825,15 +824,19 @@ def test_basic_auth(tmp_path: Path, auth_registry: Registry, no_ambient_credenti
     assert "--creds" in (err.value.hint or "")
     with pytest.raises(DistillError) as err:
         push_image(
-            image, f"{auth_registry.host}/{name}:1", credentials=Credentials(TEST_USER, "wrong")
+            image,
+            f"{auth_registry.host}/{name}:1",
+            access=Access(credentials=Credentials(TEST_USER, "wrong")),
         )
     assert "rejected the credentials" in err.value.message
-    push_image(image, f"{auth_registry.host}/{name}:1", credentials=creds(auth_registry))
+    push_image(
+        image, f"{auth_registry.host}/{name}:1", access=Access(credentials=creds(auth_registry))
+    )
     assert (
         json.loads(skopeo_inspect(auth_registry, f"{name}:1"))["Digest"] == image.descriptor.digest
     )
     with RegistryClient(auth_registry.host, credentials=creds(auth_registry)) as client:
-        assert client.get_manifest(name, "1").data == image.manifest
+        assert client.get_manifest(name, "1").data == image.manifest_bytes
 
 
 @pytest.mark.container
@@ -845,7 +848,9 @@ def test_basic_auth_from_the_environment_and_auth_files(
 ) -> None:
     image = make_image(tmp_path / "blobs", b"credentials found\n")
     name = unique()
-    push_image(image, f"{auth_registry.host}/{name}:1", credentials=creds(auth_registry))
+    push_image(
+        image, f"{auth_registry.host}/{name}:1", access=Access(credentials=creds(auth_registry))
+    )
     write_auths(tmp_path / "auth.json", {auth_registry.host: auth_registry.creds})
     monkeypatch.setenv("REGISTRY_AUTH_FILE", str(tmp_path / "auth.json"))
     with RegistryClient(auth_registry.host) as client:
@@ -873,9 +878,9 @@ def test_token_auth(
         push_image(image, f"{reg.host}/{name}:1", client=client)
         # One token for every upload and manifest of the push: cached per scope.
         assert tokens.requests[before:] == [(TEST_USER, (f"repository:{name}:pull,push",))]
-        assert client.get_manifest(name, "1").data == image.manifest
+        assert client.get_manifest(name, "1").data == image.manifest_bytes
         with client.open_blob(name, image.layers[0].digest) as stream:
-            assert stream.read() == image.layers[0].path.read_bytes()
+            assert stream.read() == Path(image.layers[0].where).read_bytes()
         assert tokens.requests[before + 1 :] == [(TEST_USER, (f"repository:{name}:pull",))]
         push_image(image, f"{reg.host}/{public}:1", client=client)
     assert json.loads(skopeo_inspect(reg, f"{name}:1"))["Digest"] == image.descriptor.digest
@@ -938,10 +943,10 @@ def test_tls_with_a_self_signed_certificate(tmp_path: Path, tls_registry: Regist
     with pytest.raises(DistillError) as err:
         push_image(image, f"{tls_registry.host}/{name}:1")
     assert "TLS" in err.value.message and "--no-tls-verify" in (err.value.hint or "")
-    push_image(image, f"{tls_registry.host}/{name}:1", tls_verify=False)
+    push_image(image, f"{tls_registry.host}/{name}:1", access=Access(tls_verify=False))
     with RegistryClient(tls_registry.host, tls_verify=False) as client:
         assert client.base_url == f"https://{tls_registry.host}"
-        assert client.get_manifest(name, "1").data == image.manifest
+        assert client.get_manifest(name, "1").data == image.manifest_bytes
     assert (
         json.loads(skopeo_inspect(tls_registry, f"{name}:1"))["Digest"] == image.descriptor.digest
     )

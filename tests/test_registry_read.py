@@ -21,18 +21,31 @@ from typing import Any
 
 import pytest
 
-from analyze_images import SDE, file, fixture_image, run_measuring_peak, simple_image
+from analyze_images import (
+    SDE,
+    file,
+    fixture_image,
+    open_source,
+    opened,
+    run_measuring_peak,
+    simple_image,
+)
 from distill.analyze.fsview import build_fsview
-from distill.analyze.source import ImageSource, open_source, opened
-from distill.build import check_output, output_name, parse_output, write_output
+from distill.context import Access
 from distill.errors import DistillError
-from distill.oci.image import BuiltImage, ImageConfigSpec, Platform, build_image, build_index
-from distill.oci.layer import Compression, write_layer
-from distill.oci.layout import Destination, Transport, write_oci_archive
+from distill.image.build import build_image, build_index
+from distill.image.config import ImageConfigSpec
+from distill.image.layer_blob import Compression, write_layer
+from distill.image.model import Image as BuiltImage
+from distill.image.partial import ImageSource
+from distill.image.platform import Platform
 from distill.registry.auth import AUTH_ENV, Credentials
 from distill.registry.push import push_image
 from distill.registry.reference import ImageReference
 from distill.rootfs.tree import EntryKind, FsEntry
+from distill.transports import parse_reference
+from distill.transports._write import write_oci_archive
+from distill.transports.docker import DockerReference
 from registry_fixtures import (  # noqa: F401  (the fixtures are used by name)
     Registry,
     auth_registry,
@@ -166,7 +179,7 @@ def test_basic_auth(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     reference = f"docker://{auth_registry.host}/read/private:1"
-    push_image(image, reference, credentials=creds(auth_registry))
+    push_image(image, reference, access=Access(credentials=creds(auth_registry)))
     assert read(reference, credentials=creds(auth_registry)) == read(archive)
     with pytest.raises(DistillError, match="requires credentials to pull read/private") as err:
         open_source(reference)
@@ -258,9 +271,9 @@ def test_layers_are_streamed(tmp_path: Path, registry: Registry) -> None:
     big.unlink()
     script = (
         "import sys\n"
-        "from distill.analyze.source import opened\n"
+        "from distill.context import Access\nfrom distill.transports import opened\n"
         "from distill.analyze.fsview import build_fsview\n"
-        "with opened(sys.argv[1]) as s:\n"
+        "with opened(sys.argv[1], Access()) as s:\n"
         "    v = build_fsview(s, lambda p, m: 64)\n"
         "assert v.nodes['big'].size == 96 << 20 and len(v.nodes['big'].content) == 64\n"
     )
@@ -289,7 +302,7 @@ def test_cli_credentials(
     auth_registry: Registry, image: BuiltImage, no_ambient_credentials: Path
 ) -> None:
     remote = f"docker://{auth_registry.host}/read/cli:1"
-    push_image(image, remote, credentials=creds(auth_registry))
+    push_image(image, remote, access=Access(credentials=creds(auth_registry)))
     env = dict(os.environ)
     good = run_cli("inspect", "--json", "--creds", auth_registry.creds, remote, env=env)
     assert good.returncode == 0, good.stderr
@@ -315,7 +328,7 @@ def test_cli_credentials_from_a_credential_helper(
     """After `docker login` with a credential store, config.json holds only the store's
     name: distill runs the helper, as docker and podman do."""
     remote = f"docker://{auth_registry.host}/read/helper:1"
-    push_image(image, remote, credentials=creds(auth_registry))
+    push_image(image, remote, access=Access(credentials=creds(auth_registry)))
     env = dict(os.environ)
     bin_dir = tmp_path / "bin"
     store = {auth_registry.host: [auth_registry.username, auth_registry.password]}
@@ -337,27 +350,27 @@ def test_cli_credentials_from_a_credential_helper(
 
 
 def test_parse_output() -> None:
-    assert parse_output("docker://127.0.0.1:5000/x:1") == ImageReference("127.0.0.1:5000", "x", "1")
-    assert output_name(parse_output("docker://127.0.0.1:5000/x")) == (
-        "docker://127.0.0.1:5000/x:latest"
-    )
-    assert parse_output("oci:out:v1") == Destination(Transport.OCI, Path("out"), "v1")
+    pushed = parse_reference("docker://127.0.0.1:5000/x:1")
+    assert isinstance(pushed, DockerReference)
+    assert pushed.ref == ImageReference("127.0.0.1:5000", "x", "1")
+    assert str(parse_reference("docker://127.0.0.1:5000/x")) == "docker://127.0.0.1:5000/x:latest"
+    assert str(parse_reference("oci:out:v1")) == "oci:out:v1"
     with pytest.raises(DistillError, match="not a valid repository name"):
-        parse_output("docker://127.0.0.1:5000/X:1")
+        parse_reference("docker://127.0.0.1:5000/X:1")
 
 
 def test_write_output_pushes(
     registry: Registry, auth_registry: Registry, image: BuiltImage, archive: str
 ) -> None:
-    dest = parse_output(f"docker://{registry.host}/read/built:1")
-    check_output(dest, tls_verify=True, credentials=None)
-    descriptor = write_output(image, dest, source_date_epoch=SDE, tls_verify=True, credentials=None)
-    assert descriptor.digest == image.descriptor.digest
+    dest = parse_reference(f"docker://{registry.host}/read/built:1")
+    dest.check_writable(Access())
+    written = dest.write(image, Access(), mtime=SDE)
+    assert written.descriptor.digest == image.descriptor.digest
     assert read(f"docker://{registry.host}/read/built:1") == read(archive)
-    private = parse_output(f"docker://{auth_registry.host}/read/built:1")
-    check_output(private, tls_verify=True, credentials=creds(auth_registry))
+    private = parse_reference(f"docker://{auth_registry.host}/read/built:1")
+    private.check_writable(Access(credentials=creds(auth_registry)))
     with pytest.raises(DistillError, match="rejected the credentials"):
-        check_output(private, tls_verify=True, credentials=Credentials("distill", "wrong"))
+        private.check_writable(Access(credentials=Credentials("distill", "wrong")))
 
 
 def test_cli_build_checks_push_access_first(

@@ -38,10 +38,12 @@ from distill.analyze.sbom import (
     to_spdx_json,
 )
 from distill.errors import DistillError
-from distill.oci.image import ImageConfigSpec, Platform, build_image
-from distill.oci.layer import write_layer
-from distill.oci.layout import write_oci_dir
+from distill.image.build import build_image
+from distill.image.config import ImageConfigSpec
+from distill.image.layer_blob import write_layer
+from distill.image.platform import Platform
 from distill.rootfs.tree import EntryKind, FsEntry
+from distill.transports._write import write_oci_dir
 from fat_image import build_fat_image
 from sbom_fixtures import (
     BASE_FILES_CONTROL,

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distill.analyze.stream import FileRange
-from distill.analyze.tarscan import MAX_NAME, TarEntry, TarFormatError, TarScanner, TarTruncated
+from distill.image.stream import FileRange
+from distill.image.tarscan import MAX_NAME, TarEntry, TarFormatError, TarScanner, TarTruncated
 
 FORMATS = {"ustar": tarfile.USTAR_FORMAT, "gnu": tarfile.GNU_FORMAT, "pax": tarfile.PAX_FORMAT}
 

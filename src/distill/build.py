@@ -20,26 +20,18 @@ from pathlib import Path
 
 from distill import __version__, log
 from distill.cache import BlobCache
+from distill.context import Access
 from distill.debian.lock import Lock, lock_spec
 from distill.debian.mirror import Mirrors, discover_mirrors
 from distill.errors import DistillError
-from distill.fsutil import output_file, output_layout
+from distill.image.build import build_image as build_oci_image
+from distill.image.build import build_index
+from distill.image.config import ANNOTATION_PREFIX, HistoryEntry, ImageConfigSpec
+from distill.image.descriptor import Descriptor
+from distill.image.layer_blob import Compression, LayerBlob
+from distill.image.model import Image
+from distill.image.platform import Platform
 from distill.layers import LayerGroup, LayerRole, cached_layer, diff_entries, group_packages
-from distill.oci.image import (
-    ANNOTATION_PREFIX,
-    BuiltImage,
-    Descriptor,
-    HistoryEntry,
-    ImageConfigSpec,
-    Platform,
-    build_index,
-)
-from distill.oci.image import build_image as build_oci_image
-from distill.oci.layer import Compression, LayerBlob
-from distill.oci.layout import Destination, Target, Transport, parse_destination, write_image
-from distill.registry.auth import Credentials
-from distill.registry.push import check_push_access, push_image
-from distill.registry.reference import ImageReference, is_registry_reference, parse_reference
 from distill.rootfs.debug import busybox_entries
 from distill.rootfs.prune import Keep, describe, prune
 from distill.rootfs.system import SystemOptions, finish_rootfs
@@ -47,6 +39,7 @@ from distill.rootfs.tree import EntryKind, FsEntry
 from distill.rootfs.userfiles import checked_source, file_entries, path_entries
 from distill.rootfs.usrmerge import relocate
 from distill.spec import DEBUG_PACKAGE, Accounts, Spec
+from distill.transports import Reference, parse_reference
 from distill.unpack import Unpacked, fetch_debs, staging_dir, unpack_all
 
 SDE_ENV = "SOURCE_DATE_EPOCH"
@@ -81,7 +74,7 @@ class ArchResult:
     packages: tuple[str, ...]
     excluded: tuple[str, ...]
     layers: tuple[LayerResult, ...]
-    image: BuiltImage
+    image: Image
     notes: tuple[str, ...]  # what was skipped or overridden while assembling the rootfs
     unpacked_from_cache: int  # packages whose unpacking was remembered
 
@@ -89,7 +82,7 @@ class ArchResult:
 @dataclass(frozen=True, slots=True)
 class BuildResult:
     spec: str
-    destination: Output
+    destination: Reference
     descriptor: Descriptor  # manifest (one arch) or index; docker-archive: the config
     source_date_epoch: int
     archs: tuple[ArchResult, ...]
@@ -160,59 +153,6 @@ def build_archs(spec: Spec, lock: Lock | None) -> tuple[str, ...]:
     if spec.archs or lock is None:
         return spec.target_archs()
     return tuple(lock.archs)
-
-
-def check_destination(dest: Destination, *, inputs: Sequence[Path | str] = ()) -> None:
-    """Fail before any work when the output cannot be written where asked, or would replace
-    something that is not distill's to replace (see ``fsutil``)."""
-    if dest.transport is Transport.OCI:
-        output_layout(dest.path)
-    else:
-        output_file(dest.path, inputs=inputs)
-
-
-# --- registry output: docker://HOST/REPO[:TAG] (distill.registry) ----------------------------
-
-Output = Destination | ImageReference
-"""Where a build goes: a layout or archive on disk, or a repository in a registry."""
-
-
-def parse_output(text: str) -> Output:
-    """``oci:DIR[:REF]``, ``oci-archive:FILE[:REF]``, ``docker-archive:FILE[:TAG]``, or
-    ``docker://HOST/REPO[:TAG]`` to push the image to a registry."""
-    return parse_reference(text) if is_registry_reference(text) else parse_destination(text)
-
-
-def output_name(dest: Output) -> str:
-    return f"docker://{dest}" if isinstance(dest, ImageReference) else str(dest)
-
-
-def check_output(
-    dest: Output,
-    *,
-    tls_verify: bool,
-    credentials: Credentials | None,
-    inputs: Sequence[Path | str] = (),
-) -> None:
-    """``check_destination``; for a registry, that it is reachable and lets us push."""
-    if isinstance(dest, ImageReference):
-        check_push_access(dest, tls_verify=tls_verify, credentials=credentials)
-    else:
-        check_destination(dest, inputs=inputs)
-
-
-def write_output(
-    target: Target,
-    dest: Output,
-    *,
-    source_date_epoch: int,
-    tls_verify: bool,
-    credentials: Credentials | None,
-) -> Descriptor:
-    """Write ``target`` to disk, or push it (blobs the registry has are not sent again)."""
-    if isinstance(dest, ImageReference):
-        return push_image(target, dest, tls_verify=tls_verify, credentials=credentials).descriptor
-    return write_image(target, dest, source_date_epoch=source_date_epoch)
 
 
 # --- the rootfs and its layers ---------------------------------------------------------------
@@ -368,32 +308,30 @@ def build_arch(ctx: BuildContext, arch: str) -> ArchResult:
 def build_image(
     spec: Spec,
     lock: Lock | None,
-    destination: Output | str,
+    destination: Reference | str,
     *,
     compression: Compression = Compression.GZIP,
     jobs: int = DEFAULT_JOBS,
     cache: BlobCache | None = None,
-    tls_verify: bool = True,
-    credentials: Credentials | None = None,
+    access: Access | None = None,
     inputs: Sequence[Path | str] = (),
 ) -> BuildResult:
-    """Build ``spec`` from ``lock`` (resolved now when None) and write it to ``destination``
-    (``oci:DIR``, ``oci-archive:FILE`` or ``docker-archive:FILE``, with an optional ``:REF``),
-    or push it to ``docker://HOST/REPO[:TAG]`` (``tls_verify`` and ``credentials`` are for that).
-    The output is checked first, and must not be one of ``inputs`` (the spec, the lock).
-    """
-    dest = parse_output(destination) if isinstance(destination, str) else destination
-    inputs = [*inputs, spec.source]
-    check_output(dest, tls_verify=tls_verify, credentials=credentials, inputs=inputs)
+    """Build ``spec`` from ``lock`` (resolved now when None) and write it to ``destination``,
+    any transport's reference (``oci:DIR``, ``docker://HOST/REPO[:TAG]``, ...); ``access``
+    says how to reach a registry. The output is checked first, and must not be one of
+    ``inputs`` (the spec, the lock)."""
+    access = access or Access()
+    dest = parse_reference(destination) if isinstance(destination, str) else destination
+    dest.check_writable(access, inputs=[*inputs, spec.source])
     _check_user(spec)
     for item in spec.files:  # before any download: a typo or a dangling link costs nothing
         checked_source(item)
     archs = build_archs(spec, lock)
-    docker_archive = isinstance(dest, Destination) and dest.transport is Transport.DOCKER_ARCHIVE
-    if docker_archive and len(archs) > 1:
+    if not dest.holds_index and len(archs) > 1:
         raise DistillError(
-            f"a docker-archive holds one platform, but {spec.name} is for {', '.join(archs)}",
-            hint="pick one with --arch, or write oci: or oci-archive:, which hold them all",
+            f"{dest.transport} holds one platform, but {spec.name} is for {', '.join(archs)}",
+            hint="pick one with --arch, or write oci:, oci-archive: or docker://, which hold "
+            "them all",
         )
     mirrors = functools.cache(lambda: discover_mirrors(spec.mirror, spec.security_mirror))
     if lock is None:
@@ -409,12 +347,6 @@ def build_image(
     images = [r.image for r in results]
     annotations = image_config(spec, set()).manifest_annotations(ctx.source_date_epoch)
     target = images[0] if len(images) == 1 else build_index(images, annotations)
-    with log.complete_step(f"Writing {output_name(dest)}"):
-        descriptor = write_output(
-            target,
-            dest,
-            source_date_epoch=ctx.source_date_epoch,
-            tls_verify=tls_verify,
-            credentials=credentials,
-        )
-    return BuildResult(spec.name, dest, descriptor, ctx.source_date_epoch, results)
+    with log.complete_step(f"Writing {dest}"):
+        written = dest.write(target, access, mtime=ctx.source_date_epoch)
+    return BuildResult(spec.name, dest, written.descriptor, ctx.source_date_epoch, results)

@@ -14,6 +14,7 @@ from distill.errors import DistillError
 from distill.log import human
 
 if TYPE_CHECKING:
+    from distill.context import Access
     from distill.registry.auth import Credentials
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -55,6 +56,17 @@ def _parse_creds(
     from distill.registry.auth import Credentials
 
     return Credentials.parse(value, "given with --creds")
+
+
+def _access(
+    tls_verify: bool, credentials: Credentials | None, platform: str | None = None
+) -> Access:
+    """The command line's access settings, as one object for every transport."""
+    from distill.context import Access
+    from distill.image.platform import Platform
+
+    wanted = Platform.parse(platform) if platform else None
+    return Access(tls_verify=tls_verify, credentials=credentials, platform=wanted)
 
 
 def _image_argument(
@@ -198,13 +210,14 @@ def build(
 
     Variants: nonroot, debug, debug-nonroot. The image digest is printed on stdout.
     """
-    from distill.build import build_image, output_name, parse_output
+    from distill.build import build_image
     from distill.debian.lock import read_lock
-    from distill.oci.layer import Compression
+    from distill.image.layer_blob import Compression
     from distill.spec import load_spec
+    from distill.transports import parse_reference
 
     loaded = load_spec(spec, suite=suite, archs=archs, context=context)
-    destination = parse_output(output)
+    destination = parse_reference(output)
     locked = read_lock(lock_file) if lock_file is not None else None
     result = build_image(
         loaded,
@@ -212,8 +225,7 @@ def build(
         destination,
         compression=Compression(compression),
         jobs=jobs,
-        tls_verify=tls_verify,
-        credentials=credentials,
+        access=_access(tls_verify, credentials),
         inputs=[lock_file] if lock_file is not None else [],
     )
     from rich.table import Table
@@ -247,8 +259,63 @@ def build(
         for note in arch.notes:
             log.info(f"  [dim]{note}[/]")
     log.info(
-        f"[green]wrote[/] {output_name(result.destination)} "
+        f"[green]wrote[/] {result.destination} "
         f"({result.layers_written} layers written, {result.layers_reused} reused)"
+    )
+    click.echo(result.digest)
+
+
+@cli.command()
+@click.argument("source", callback=_image_argument)
+@click.argument("destination", callback=_image_argument)
+@click.option("--platform", help="os/arch[/variant] to copy from a multi-platform image.")
+@click.option(
+    "--all-platforms", is_flag=True, help="Copy every platform of an index, and the index."
+)
+@click.option(
+    "-j",
+    "--jobs",
+    default=4,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Blobs sent to a registry at once.",
+)
+@_registry_options
+def copy(
+    source: str,
+    destination: str,
+    platform: str | None,
+    all_platforms: bool,
+    jobs: int,
+    tls_verify: bool,
+    credentials: Credentials | None,
+) -> None:
+    """Copy an image from SOURCE to DESTINATION, in any transport.
+
+    Both are oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE[:NAME:TAG],
+    docker://HOST/REPO[:TAG], containers-storage:NAME (SOURCE also a path). Without
+    --platform or --all-platforms, a multi-platform image's copy is this host's platform.
+    Blobs pass through unchanged, so digests are kept where the destination can hold
+    them (see docs/copy.md). The digest written is printed on stdout.
+    """
+    from dataclasses import replace
+
+    from distill.mutate.copy import copy_image
+
+    access = replace(_access(tls_verify, credentials, platform), jobs=jobs)
+    with log.complete_step(f"Copying {source} to {destination}"), log.byte_progress() as bar:
+        result = copy_image(
+            source,
+            destination,
+            access,
+            all_platforms=all_platforms,
+            progress=bar.advance,
+            on_start=bar.start,
+        )
+    written = result.written
+    log.info(
+        f"[green]wrote[/] {result.destination}: {len(written.written)} blobs written, "
+        f"{len(written.skipped)} there already, {len(written.mounted)} mounted"
     )
     click.echo(result.digest)
 
@@ -301,14 +368,14 @@ def sbom(
     docker://HOST/REPO:TAG or a path to a layout or archive. SOURCE_DATE_EPOCH, when set,
     is the document's creation time (else the image's), so the output is reproducible.
     """
-    from distill.analyze.source import opened
-    from distill.fsutil import image_paths, output_file
+    from distill.fsutil import output_file
+    from distill.transports import input_paths, opened
 
     if output is not None:
-        output_file(output, inputs=image_paths([image]))  # before reading the image
+        output_file(output, inputs=input_paths([image]))  # before reading the image
     with (
         log.complete_step(f"Cataloguing {image}"),
-        opened(image, platform=platform, tls_verify=tls_verify, credentials=credentials) as source,
+        opened(image, _access(tls_verify, credentials, platform)) as source,
     ):
         # A local image's layers are being hashed from here on (see LayerFiles): the
         # cataloguing modules load meanwhile.
@@ -329,7 +396,7 @@ def sbom(
         sys.stdout.buffer.write(result.document)
         sys.stdout.flush()
     else:
-        atomic_write_bytes(output, result.document, inputs=image_paths([image]))
+        atomic_write_bytes(output, result.document, inputs=input_paths([image]))
         log.info(f"[green]wrote[/] {output}")
 
 
@@ -368,11 +435,11 @@ def inspect(
     IMAGE is oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE,
     containers-storage:NAME, docker://HOST/REPO:TAG or a path to a layout or archive.
     """
-    from distill.analyze.source import opened
+    from distill.transports import opened
 
     with (
         log.complete_step(f"Inspecting {image}"),
-        opened(image, platform=platform, tls_verify=tls_verify, credentials=credentials) as source,
+        opened(image, _access(tls_verify, credentials, platform)) as source,
     ):
         # As for sbom: the layers are being hashed while the rest loads.
         from distill.analyze.inspect import inspect_image
@@ -444,16 +511,15 @@ def compare(
 
     from distill.analyze.compare import compare_references
     from distill.analyze.render import render_compare
-    from distill.fsutil import image_paths, output_file
+    from distill.fsutil import output_file
+    from distill.transports import input_paths
 
     if html_file is not None:
-        output_file(html_file, inputs=image_paths(images))  # before reading any image
+        output_file(html_file, inputs=input_paths(images))  # before reading any image
     with log.complete_step(f"Comparing {len(images)} images"):
         comparison = compare_references(
             images,
-            platform=platform,
-            tls_verify=tls_verify,
-            credentials=credentials,
+            access=_access(tls_verify, credentials, platform),
             top=top,
             patterns=patterns,
             vulnerabilities=vulnerabilities,

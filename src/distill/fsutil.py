@@ -147,20 +147,6 @@ def check_input_path(path: Path) -> None:
         ) from exc
 
 
-def image_paths(references: Iterable[str]) -> list[str]:
-    """The local files that image references read (``oci-archive:FILE``,
-    ``docker-archive:FILE``, a bare path): the inputs an output must not replace."""
-    paths = []
-    for text in references:
-        transport, sep, rest = text.partition(":")
-        if not sep or transport not in ("oci-archive", "docker-archive", "oci"):
-            if "://" not in text and transport != "containers-storage":
-                paths.append(text)
-        else:
-            paths.append(rest.partition(":")[0])
-    return paths
-
-
 def output_file(path: Path, *, inputs: Iterable[Path | str] = ()) -> Path:
     """The regular file that writing ``path`` will create or replace: ``path`` itself, or the
     file a symlink there leads to. Raises DistillError for anything else (see the module)."""

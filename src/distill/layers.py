@@ -40,7 +40,7 @@ from distill.debian.control import parse_stanza
 from distill.debian.deb import DebControl
 from distill.debian.packages import parse_provides, parse_relations
 from distill.errors import DistillError
-from distill.oci.layer import (
+from distill.image.layer_blob import (
     Compression,
     LayerBlob,
     layer_cache_key,

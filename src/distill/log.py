@@ -6,7 +6,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -80,3 +80,44 @@ def complete_step(title: str) -> Iterator[None]:
     yield
     if not _quiet:
         console().print(f"  [dim]done in {time.monotonic() - start:.2f}s[/]")
+
+
+class ByteBar:
+    """A progress bar of the layer bytes copied, on a terminal only."""
+
+    def __init__(self) -> None:
+        self._progress: Any = None  # rich's Progress, loaded only on a terminal
+        self._task: Any = None
+
+    def start(self, total: int) -> None:
+        if not is_tty():
+            return
+        from rich.progress import (
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TransferSpeedColumn,
+        )
+
+        self._progress = Progress(
+            BarColumn(), DownloadColumn(), TransferSpeedColumn(), console=console()
+        )
+        self._task = self._progress.add_task("copy", total=total)
+        self._progress.start()
+
+    def advance(self, size: int) -> None:
+        if self._progress is not None:
+            self._progress.advance(self._task, size)
+
+    def stop(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+
+
+@contextmanager
+def byte_progress() -> Iterator[ByteBar]:
+    bar = ByteBar()
+    try:
+        yield bar
+    finally:
+        bar.stop()

@@ -35,6 +35,8 @@ SPOOL_STEMS = (
     "distill-inspect",
     "distill-compare",
     "distill-gpgv",
+    "distill-blob",
+    "distill-load",
 )
 _NAME = re.compile(r"(?P<stem>.+)\.(?P<pid>[1-9][0-9]{0,9})\.[a-z0-9_]{8}\.tmp")
 _STEM_BYTES = 200  # leaves room for ".PID.RANDOM.tmp" within a 255-byte file name

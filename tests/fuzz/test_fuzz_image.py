@@ -22,8 +22,11 @@ from fuzzing import FUZZ, clean, dumps, mutated_bytes, mutated_json
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from distill.analyze.model import load_json_object, parse_config
-from distill.analyze.source import open_source
+from distill import transports
+from distill.context import Access
+from distill.image.config import parse_config
+from distill.image.manifest import load_json_object
+from distill.image.platform import Platform
 
 OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -114,7 +117,8 @@ def work() -> Iterator[Path]:
 
 def _open(reference: str, platform: str | None) -> None:
     def run() -> None:
-        source = open_source(reference, platform=platform)
+        wanted = Platform.parse(platform) if platform else None
+        source = transports.open_source(reference, Access(platform=wanted))
         try:
             assert source.manifest.config.digest
             assert len(list(source.layers())) == len(source.config.diff_ids)

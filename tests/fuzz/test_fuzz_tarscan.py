@@ -21,8 +21,8 @@ from fuzzing import FUZZ, clean, mutated_bytes
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from distill.analyze.readers import TarFiles
-from distill.analyze.tarscan import BLOCK, TarFormatError, TarScanner
+from distill.image.tarscan import BLOCK, TarFormatError, TarScanner
+from distill.transports._local import TarFiles
 
 
 class BytesSource:

@@ -72,10 +72,11 @@ def load_image(blob_dir: Path) -> Image:
     from analyze_images import file, simple_image
 
     built = simple_image(blob_dir, [file("etc/hello", b"hello\n")])
-    blobs = {built.config_descriptor.digest: built.config}
+    blobs = {built.config_descriptor.digest: built.config_bytes}
     for layer in built.layers:
-        blobs[layer.digest] = layer.path.read_bytes()
-    return Image(built.manifest, built.descriptor.digest, blobs, built.layers[0].digest)
+        with layer.open_compressed() as stored:
+            blobs[layer.digest] = stored.read()
+    return Image(built.manifest_bytes, built.descriptor.digest, blobs, built.layers[0].digest)
 
 
 def _gzip_bomb() -> bytes:

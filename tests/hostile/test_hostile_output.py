@@ -21,7 +21,7 @@ import pytest
 from hostile_harness import assert_bounded, assert_clean_error, changed, run_distill, snapshot
 
 from analyze_images import OS_RELEASE, file, simple_image
-from distill.oci.layout import write_oci_archive
+from distill.transports._write import write_oci_archive
 
 IMAGE = "img.tar"
 Maker = Callable[[Path], tuple[Path, str]]  # sandbox -> (node to watch, -o argument)

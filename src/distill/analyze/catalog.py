@@ -33,7 +33,6 @@ from distill.analyze.langpkgs import (
     language_components,
     npm_package_dir,
 )
-from distill.analyze.model import MAX_OS_RELEASE, OS_RELEASE_PATHS, parse_os_release
 from distill.analyze.packages import (
     CapturedFile,
     Catalog,
@@ -43,9 +42,10 @@ from distill.analyze.packages import (
     make_purl,
     text,
 )
-from distill.analyze.tarscan import TarEntry
 from distill.debian.control import parse_stanzas
 from distill.errors import DistillError
+from distill.image.tarscan import TarEntry
+from distill.rootfs.osrelease import MAX_OS_RELEASE, OS_RELEASE_PATHS, parse_os_release
 
 __all__ = [
     "CapturedFile",

@@ -27,14 +27,16 @@ from distill.analyze import catalog as catalog_module
 from distill.analyze.fsview import FsView, NodeKind, analyse_fsview
 from distill.analyze.inspect import InspectReport, exec_kind, inspect_view, inspect_want
 from distill.analyze.packages import Catalog
-from distill.analyze.source import ImageSource, opened
-from distill.analyze.tarscan import TarEntry
 from distill.bounded import parse_json
+from distill.context import Access
 from distill.debian.control import gc_paused
 from distill.errors import DistillError
+from distill.image.partial import ImageSource
+from distill.image.tarscan import TarEntry
+from distill.transports import opened
 
 if TYPE_CHECKING:
-    from distill.registry.auth import Credentials
+    pass
 
 TOP = 20  # executables listed per difference
 SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
@@ -398,9 +400,7 @@ def compare_summaries(
 def compare_references(
     references: Sequence[str],
     *,
-    platform: str | None = None,
-    tls_verify: bool = True,
-    credentials: Credentials | None = None,
+    access: Access | None = None,
     top: int = TOP,
     patterns: Sequence[str] = (),
     vulnerabilities: bool = True,
@@ -416,8 +416,6 @@ def compare_references(
     scanner = VulnerabilityScanner(vulnerabilities, trivy_cache)
     summaries = []
     for text in references:
-        with opened(
-            text, platform=platform, tls_verify=tls_verify, credentials=credentials
-        ) as source:
+        with opened(text, access or Access()) as source:
             summaries.append(summarize_source(source, patterns=patterns, scanner=scanner))
     return compare_summaries(summaries, top=top, patterns=patterns)

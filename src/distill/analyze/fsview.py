@@ -31,12 +31,12 @@ from pathlib import Path
 from typing import TypeVar
 
 from distill import tempfiles
-from distill.analyze.model import LayerDescriptor
-from distill.analyze.source import ImageSource
-from distill.analyze.stream import LayerStream
-from distill.analyze.tarscan import TarEntry, TarFormatError, TarScanner, TarTruncated
 from distill.bounded import one_line
 from distill.errors import DistillError
+from distill.image.manifest import LayerDescriptor
+from distill.image.partial import ImageSource
+from distill.image.stream import LayerStream
+from distill.image.tarscan import TarEntry, TarFormatError, TarScanner, TarTruncated
 
 WHITEOUT = ".wh."
 OPAQUE = ".wh..wh..opq"

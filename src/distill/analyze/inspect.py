@@ -21,15 +21,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from distill.analyze.fsview import FsNode, FsView, NodeKind, analyse_fsview
-from distill.analyze.model import MAX_OS_RELEASE, OS_RELEASE_PATHS, parse_os_release
-from distill.analyze.source import ImageSource, opened
-from distill.analyze.tarscan import TarEntry
 from distill.bounded import one_line
+from distill.context import Access
 from distill.errors import DistillError
-from distill.oci.image import Platform
+from distill.image.partial import ImageSource
+from distill.image.platform import Platform
+from distill.image.tarscan import TarEntry
+from distill.rootfs.osrelease import MAX_OS_RELEASE, OS_RELEASE_PATHS, parse_os_release
+from distill.transports import opened
 
 if TYPE_CHECKING:
-    from distill.registry.auth import Credentials
+    pass
 
 DEBIAN_VERSION = "etc/debian_version"
 ALPINE_RELEASE = "etc/alpine-release"
@@ -519,14 +521,12 @@ def inspect_view(
 def inspect_reference(
     text: str,
     *,
-    platform: str | None = None,
-    tls_verify: bool = True,
-    credentials: Credentials | None = None,
+    access: Access | None = None,
     files: str | None = None,
     depth: int = 2,
 ) -> InspectReport:
     """Open the image ``text`` names and inspect it; temporary files go afterwards."""
     if depth < 0:
         raise DistillError(f"--depth {depth} is negative", hint="give 0 or more levels")
-    with opened(text, platform=platform, tls_verify=tls_verify, credentials=credentials) as source:
+    with opened(text, access or Access()) as source:
         return inspect_image(source, files=files, depth=depth)

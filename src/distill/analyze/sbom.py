@@ -39,12 +39,14 @@ from distill.analyze.licenses import (
     component_licenses,
     spdx_license_expression,
 )
-from distill.analyze.source import ImageSource, opened
+from distill.context import Access
 from distill.debian.control import gc_paused
 from distill.errors import DistillError
+from distill.image.partial import ImageSource
+from distill.transports import opened
 
 if TYPE_CHECKING:
-    from distill.registry.auth import Credentials
+    pass
 
 TOOL = f"distill-{__version__}"
 _EPOCH_START = "1970-01-01T00:00:00Z"
@@ -534,15 +536,11 @@ def image_sbom(
     reference: str,
     sbom_format: SbomFormat,
     *,
-    platform: str | None = None,
-    tls_verify: bool = True,
-    credentials: Credentials | None = None,
+    access: Access | None = None,
 ) -> ImageSbom:
     """Read the image ``reference`` names (any transport ``open_source`` takes) in one pass
     over its layers, and describe it in ``sbom_format``."""
-    with opened(
-        reference, platform=platform, tls_verify=tls_verify, credentials=credentials
-    ) as source:
+    with opened(reference, access or Access()) as source:
         return source_sbom(source, sbom_format)
 
 

@@ -5,5 +5,5 @@
 ``transport``  scheme detection, authenticated and retried requests (internal)
 ``client``     :class:`RegistryClient`: manifests and blobs, verified
 ``stream``     :class:`BlobStream`: a blob checked against its digest as it streams
-``push``       :func:`push_image`: an image built by :mod:`distill.oci` to a registry
+``push``       :func:`push_image`: an image built by :mod:`distill.image` to a registry
 """

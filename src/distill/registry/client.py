@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 from collections.abc import Sequence
+from enum import IntEnum
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, NamedTuple, cast
@@ -26,10 +27,17 @@ from typing import IO, Any, NamedTuple, cast
 import requests
 
 from distill.bounded import parse_json_object, read_capped
+from distill.context import Access
 from distill.deadline import Deadline, Limits, check_location
 from distill.download import DEFAULT_RETRY, RetryPolicy
 from distill.errors import DistillError
-from distill.oci.image import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST, sha256_digest
+from distill.image.digest import sha256_digest
+from distill.image.mediatypes import (
+    MEDIA_TYPE_DOCKER_LIST,
+    MEDIA_TYPE_DOCKER_MANIFEST,
+    MEDIA_TYPE_INDEX,
+    MEDIA_TYPE_MANIFEST,
+)
 from distill.registry.auth import Credentials
 from distill.registry.reference import check_digest, check_manifest_reference, check_repository
 from distill.registry.stream import BlobStream
@@ -43,8 +51,6 @@ from distill.registry.transport import (
     push_scope,
 )
 
-MEDIA_TYPE_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-MEDIA_TYPE_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DEFAULT_ACCEPT = (
     MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST,
@@ -55,6 +61,14 @@ DEFAULT_ACCEPT = (
 _GENERIC_TYPES = frozenset({"", "application/json", "text/plain", "application/octet-stream"})
 MAX_MANIFEST_SIZE = 4 << 20  # containers/image's limit too
 DEFAULT_UPLOAD_CHUNK = 32 << 20
+
+
+class BlobPushed(IntEnum):
+    """What ``push_blob`` did; false only when nothing had to be done."""
+
+    SKIPPED = 0
+    UPLOADED = 1
+    MOUNTED = 2
 
 
 class Manifest(NamedTuple):
@@ -106,6 +120,16 @@ class RegistryClient:
         self.tls_verify = tls_verify
         self.retry = retry
         self.upload_chunk_size = max(upload_chunk_size, 1)
+
+    @classmethod
+    def for_access(cls, host: str, access: Access) -> RegistryClient:
+        """A client for ``host`` with ``access``'s TLS, credentials and limits."""
+        return cls(
+            host,
+            tls_verify=access.tls_verify,
+            credentials=access.credentials,
+            limits=access.limits,
+        )
 
     @property
     def base_url(self) -> str:
@@ -265,17 +289,20 @@ class RegistryClient:
     def push_blob(
         self,
         repository: str,
-        source: Path | bytes,
+        source: Path | bytes | Body,
         digest: str,
         *,
         mount_from: str | None = None,
-    ) -> bool:
-        """Upload a blob unless the repository has it; True when bytes were sent (or it was
-        mounted from ``mount_from``, another repository of this registry)."""
+    ) -> BlobPushed:
+        """Upload a blob unless the repository has it: ``SKIPPED`` (false) when it had it,
+        else ``UPLOADED``, or ``MOUNTED`` from ``mount_from``, another repository of this
+        registry. ``source`` is the bytes, a file, or a ``Body`` (a range of a file)."""
         check_digest(digest)
         if self.blob_exists(repository, digest, for_push=True):
-            return False
-        if isinstance(source, bytes):
+            return BlobPushed.SKIPPED
+        if isinstance(source, Body):
+            body = source
+        elif isinstance(source, bytes):
             body = Body(data=source)
         else:
             try:
@@ -292,10 +319,10 @@ class RegistryClient:
                 time.sleep(min(self.retry.delay(attempt - 1), self._http.limits.timeout))
             location = self._start_upload(repository, digest, mount_from)
             if location is None:
-                return True
+                return BlobPushed.MOUNTED
             try:
                 self._upload(repository, location, body, digest)
-                return True
+                return BlobPushed.UPLOADED
             except Transient as exc:
                 last = exc
                 self._cancel_upload(repository, location)
@@ -308,6 +335,16 @@ class RegistryClient:
             f"{self.retry.attempts} attempts ({last.reason})",
             hint="the registry or the network is having trouble; try again later",
         )
+
+    def try_mount(self, repository: str, digest: str, mount_from: str) -> bool:
+        """Mount the blob from ``mount_from`` (a repository of this registry) without
+        sending it; False when the registry would rather have it uploaded."""
+        check_digest(digest)
+        location = self._start_upload(repository, digest, mount_from)
+        if location is None:
+            return True
+        self._cancel_upload(repository, location)
+        return False
 
     def check_push(self, repository: str) -> None:
         """Raise DistillError unless ``repository`` takes uploads from us: the registry is
@@ -382,7 +419,7 @@ class RegistryClient:
             chunk = (
                 Body(data=body.data[offset : offset + length])
                 if body.data is not None
-                else Body(path=body.path, offset=offset, length=length)
+                else Body(path=body.path, offset=body.offset + offset, length=length)
             )
             resp = self._http.request(
                 "PATCH",

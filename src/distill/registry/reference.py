@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 from distill.bounded import one_line
 from distill.errors import DistillError
+from distill.image.digest import is_digest
 
 TRANSPORT_PREFIX = "docker://"
 DEFAULT_REGISTRY_ENV = "DISTILL_DEFAULT_REGISTRY"
@@ -44,15 +45,9 @@ _HOST = re.compile(
 )
 _PATH_COMPONENT = re.compile(r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*")
 _TAG = re.compile(r"[\w][\w.-]{0,127}")
-_DIGEST = re.compile(r"sha256:[0-9a-f]{64}")
 _ANY_DIGEST = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[0-9a-fA-F]{32,}")
 
 _FORM_HINT = "write [docker://]HOST[:PORT]/REPO[:TAG][@sha256:DIGEST], e.g. 127.0.0.1:5000/app:1"
-
-
-def is_digest(reference: str) -> bool:
-    """True for a ``sha256:<64 hex>`` digest, the only kind distill pulls or pushes by."""
-    return _DIGEST.fullmatch(reference) is not None
 
 
 def check_digest(digest: str) -> str:

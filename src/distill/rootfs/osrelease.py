@@ -8,6 +8,7 @@ os-release, syft and grype read os-release; without them no CVE is matched at al
 
 from __future__ import annotations
 
+import re
 from collections.abc import Collection
 
 from distill.errors import DistillError
@@ -74,3 +75,28 @@ def os_release_entries(suite: str, present: Collection[str]) -> list[FsEntry]:
         data = text.encode()
         entries.append(FsEntry(path, EntryKind.FILE, 0o644, size=len(data), content=data))
     return entries
+
+
+# etc/os-release is usually a symlink to usr/lib/os-release, so the file is often only there.
+OS_RELEASE_PATHS = ("etc/os-release", "usr/lib/os-release")
+# os-release is a few hundred bytes; more than this is read no further (with a warning).
+MAX_OS_RELEASE = 64 << 10
+
+
+_ASSIGNMENT = re.compile(r"^([A-Z0-9_]+)=(.*)$")
+
+
+def parse_os_release(text: str) -> dict[str, str]:
+    """``KEY=value`` lines with shell quoting, as os-release(5) specifies."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        match = _ASSIGNMENT.match(line.strip())
+        if not match:
+            continue
+        key, value = match.groups()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+            if line.strip()[len(key) + 1] == '"':
+                value = re.sub(r"\\([\\$\"`])", r"\1", value)
+        values[key] = value
+    return values

@@ -1,4 +1,7 @@
-"""Image config, manifest and index as canonical JSON, so equal inputs give equal digests.
+"""The image config, both ways: what ``distill build`` writes (``ImageConfigSpec`` ->
+``build_config``, canonical JSON, so equal inputs give equal digests) and what a reader
+parses out of anyone's image (``parse_config`` -> ``ImageConfig``, every field it uses
+checked for shape, the blob named when something is wrong).
 
 Canonical here means: keys sorted, no insignificant whitespace, UTF-8 (non-ASCII kept as
 is), and fields left out rather than written empty when the user did not set them. Every
@@ -7,93 +10,25 @@ timestamp is ``source_date_epoch``; nothing reads the clock or the host.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from distill.errors import DistillError
+from distill.image.digest import canonical_json, check_digest
+from distill.image.manifest import load_json_object
+from distill.image.platform import Platform, normal_platform
 
-if TYPE_CHECKING:  # only annotations: reading an image does not load the layer writer
-    from distill.oci.layer import LayerBlob
-
-MEDIA_TYPE_CONFIG = "application/vnd.oci.image.config.v1+json"
-MEDIA_TYPE_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-MEDIA_TYPE_INDEX = "application/vnd.oci.image.index.v1+json"
+# --- what build writes -----------------------------------------------------------------------
 
 ANNOTATION_PREFIX = "org.opencontainers.image."
-
-# Debian architecture -> (OCI architecture, variant): the names container runtimes match.
-_DEBIAN_ARCHES: dict[str, tuple[str, str | None]] = {
-    "amd64": ("amd64", None),
-    "arm64": ("arm64", "v8"),
-    "armhf": ("arm", "v7"),
-    "armel": ("arm", "v5"),
-    "i386": ("386", None),
-    "ppc64el": ("ppc64le", None),
-    "s390x": ("s390x", None),
-    "riscv64": ("riscv64", None),
-    "mips64el": ("mips64le", None),
-    "loong64": ("loong64", None),
-}
-# The variant a platform string means when it names none (as containerd normalises them).
-_DEFAULT_VARIANTS = {"arm64": "v8", "arm": "v7"}
-
-
-def canonical_json(value: object) -> bytes:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-def sha256_digest(data: bytes) -> str:
-    return f"sha256:{hashlib.sha256(data).hexdigest()}"
 
 
 def rfc3339(epoch: int) -> str:
     """``epoch`` as an RFC 3339 UTC timestamp with second precision."""
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
-
-
-@dataclass(frozen=True, slots=True)
-class Platform:
-    architecture: str
-    os: str = "linux"
-    variant: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> Platform:
-        """``os/arch[/variant]`` or ``arch``; arm64 means arm64/v8 and arm means arm/v7."""
-        parts = text.strip().split("/")
-        if len(parts) == 1:
-            parts = ["linux", *parts]
-        if not 2 <= len(parts) <= 3 or not all(parts):
-            raise DistillError(
-                f"not a platform: {text!r}", hint="write it as os/arch[/variant], e.g. linux/arm64"
-            )
-        variant = parts[2] if len(parts) == 3 else _DEFAULT_VARIANTS.get(parts[1])
-        return cls(architecture=parts[1], os=parts[0], variant=variant)
-
-    @classmethod
-    def from_debian(cls, arch: str) -> Platform:
-        try:
-            architecture, variant = _DEBIAN_ARCHES[arch]
-        except KeyError:
-            raise DistillError(
-                f"no OCI platform for Debian architecture {arch!r}",
-                hint="supported: " + ", ".join(sorted(_DEBIAN_ARCHES)),
-            ) from None
-        return cls(architecture=architecture, variant=variant)
-
-    def __str__(self) -> str:
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
-
-    def to_json(self) -> dict[str, str]:
-        out = {"architecture": self.architecture, "os": self.os}
-        if self.variant:
-            out["variant"] = self.variant
-        return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,67 +91,6 @@ class ImageConfigSpec:
         out = {ANNOTATION_PREFIX + k: v for k, v in named.items() if v is not None}
         out.update(self.annotations)
         return out
-
-
-@dataclass(frozen=True, slots=True)
-class Descriptor:
-    media_type: str
-    digest: str
-    size: int
-    platform: Platform | None = None
-    annotations: Mapping[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def of(cls, media_type: str, data: bytes, platform: Platform | None = None) -> Descriptor:
-        return cls(media_type, sha256_digest(data), len(data), platform)
-
-    @property
-    def hex(self) -> str:
-        return self.digest.removeprefix("sha256:")
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "mediaType": self.media_type,
-            "digest": self.digest,
-            "size": self.size,
-        }
-        if self.platform is not None:
-            out["platform"] = self.platform.to_json()
-        if self.annotations:
-            out["annotations"] = dict(self.annotations)
-        return out
-
-
-@dataclass(frozen=True, slots=True)
-class BuiltImage:
-    """One platform's image: the config and manifest bytes exactly as digested, and the
-    layer blobs the manifest lists."""
-
-    platform: Platform
-    config: bytes
-    manifest: bytes
-    layers: tuple[LayerBlob, ...]
-
-    @property
-    def config_descriptor(self) -> Descriptor:
-        return Descriptor.of(MEDIA_TYPE_CONFIG, self.config)
-
-    @property
-    def descriptor(self) -> Descriptor:
-        """The manifest's descriptor, with the platform (as an index lists it)."""
-        return Descriptor.of(MEDIA_TYPE_MANIFEST, self.manifest, self.platform)
-
-
-@dataclass(frozen=True, slots=True)
-class ImageIndex:
-    """A multi-platform image: the index bytes and the images it lists, in its order."""
-
-    images: tuple[BuiltImage, ...]
-    index: bytes
-
-    @property
-    def descriptor(self) -> Descriptor:
-        return Descriptor.of(MEDIA_TYPE_INDEX, self.index)
 
 
 # --- validation ----------------------------------------------------------------------------
@@ -319,59 +193,122 @@ def build_config(
     return canonical_json(config)
 
 
-def build_manifest(
-    config: bytes, layers: Sequence[LayerBlob], annotations: Mapping[str, str] | None = None
-) -> bytes:
-    manifest: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_MANIFEST,
-        "config": Descriptor.of(MEDIA_TYPE_CONFIG, config).to_json(),
-        "layers": [Descriptor(b.media_type, b.digest, b.size).to_json() for b in layers],
-    }
-    if annotations:
-        manifest["annotations"] = dict(annotations)
-    return canonical_json(manifest)
+# --- what readers parse ----------------------------------------------------------------------
 
 
-def build_image(
-    spec: ImageConfigSpec,
-    platform: Platform,
-    layers: Sequence[LayerBlob],
-    *,
-    source_date_epoch: int,
-    history: Sequence[HistoryEntry] | None = None,
-) -> BuiltImage:
-    """Config and manifest for ``layers`` (bottom first), annotated from ``spec``."""
-    config = build_config(
-        spec,
-        platform,
-        [b.diff_id for b in layers],
-        source_date_epoch=source_date_epoch,
-        history=history,
+@dataclass(frozen=True, slots=True)
+class HistoryItem:
+    created_by: str
+    created: str | None = None
+    comment: str = ""
+    empty_layer: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ImageConfig:
+    """The parts of an image config that analysers use, plus the raw bytes."""
+
+    digest: str
+    raw: bytes
+    platform: Platform
+    created: str | None
+    author: str | None
+    entrypoint: tuple[str, ...] | None
+    cmd: tuple[str, ...] | None
+    user: str
+    workdir: str
+    env: tuple[str, ...]
+    ports: tuple[str, ...]
+    volumes: tuple[str, ...]
+    labels: Mapping[str, str]
+    stop_signal: str | None
+    diff_ids: tuple[str, ...]
+    history: tuple[HistoryItem, ...]
+
+    def layer_history(self) -> list[HistoryItem | None]:
+        """The history entry of each layer: non-empty entries taken in order, as docker and
+        dive align them; None where the history has fewer such entries than layers."""
+        steps = [h for h in self.history if not h.empty_layer]
+        return [steps[i] if i < len(steps) else None for i in range(len(self.diff_ids))]
+
+
+def _strings(value: object, what: str, where: str) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise DistillError(f"{where}: {what} is not a list of strings", hint="the image is damaged")
+    return tuple(value)
+
+
+def _text(value: object, what: str, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise DistillError(f"{where}: {what} is not a string", hint="the image is damaged")
+    return value
+
+
+def _keys(value: object, what: str, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise DistillError(f"{where}: {what} is not an object", hint="the image is damaged")
+    return tuple(str(k) for k in value)
+
+
+def _history(value: object, where: str) -> tuple[HistoryItem, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
+        raise DistillError(
+            f"{where}: history is not a list of objects", hint="the image is damaged"
+        )
+    return tuple(
+        HistoryItem(
+            created_by=_text(item.get("created_by"), "history created_by", where) or "",
+            created=_text(item.get("created"), "history created", where),
+            comment=_text(item.get("comment"), "history comment", where) or "",
+            empty_layer=bool(item.get("empty_layer", False)),
+        )
+        for item in value
     )
-    manifest = build_manifest(config, layers, spec.manifest_annotations(source_date_epoch))
-    return BuiltImage(platform, config, manifest, tuple(layers))
 
 
-def build_index(
-    images: Sequence[BuiltImage], annotations: Mapping[str, str] | None = None
-) -> ImageIndex:
-    """An image index over one image per platform, listed in the order given."""
-    seen: set[Platform] = set()
-    for image in images:
-        if image.platform in seen:
-            raise DistillError(
-                f"two images for platform {image.platform} in one index",
-                hint="build each platform once",
-            )
-        seen.add(image.platform)
-    if not images:
-        raise DistillError("an image index needs at least one image")
-    index: dict[str, Any] = {
-        "schemaVersion": 2,
-        "mediaType": MEDIA_TYPE_INDEX,
-        "manifests": [image.descriptor.to_json() for image in images],
-    }
-    if annotations:
-        index["annotations"] = dict(annotations)
-    return ImageIndex(tuple(images), canonical_json(index))
+def parse_config(raw: bytes, digest: str, where: str) -> ImageConfig:
+    data = load_json_object(raw, where)
+    rootfs = data.get("rootfs")
+    if not isinstance(rootfs, dict):
+        raise DistillError(
+            f"{where} has no rootfs: it is not a container image config",
+            hint="distill inspects container images; this may be another kind of artifact",
+        )
+    diff_ids = _strings(rootfs.get("diff_ids"), "rootfs.diff_ids", where) or ()
+    for diff_id in diff_ids:
+        check_digest(diff_id, f"{where} rootfs.diff_ids")
+    arch = _text(data.get("architecture"), "architecture", where) or "unknown"
+    os_name = _text(data.get("os"), "os", where) or "unknown"
+    variant = _text(data.get("variant"), "variant", where)
+    container = data.get("config") or {}
+    if not isinstance(container, dict):
+        raise DistillError(f"{where}: config is not an object", hint="the image is damaged")
+    labels = container.get("Labels") or {}
+    if not isinstance(labels, dict):
+        raise DistillError(f"{where}: Labels is not an object", hint="the image is damaged")
+    return ImageConfig(
+        digest=digest,
+        raw=raw,
+        platform=normal_platform(arch, os_name, variant),
+        created=_text(data.get("created"), "created", where),
+        author=_text(data.get("author"), "author", where),
+        entrypoint=_strings(container.get("Entrypoint"), "Entrypoint", where),
+        cmd=_strings(container.get("Cmd"), "Cmd", where),
+        user=_text(container.get("User"), "User", where) or "",
+        workdir=_text(container.get("WorkingDir"), "WorkingDir", where) or "",
+        env=_strings(container.get("Env"), "Env", where) or (),
+        ports=_keys(container.get("ExposedPorts"), "ExposedPorts", where),
+        volumes=_keys(container.get("Volumes"), "Volumes", where),
+        labels={str(k): str(v) for k, v in labels.items()},
+        stop_signal=_text(container.get("StopSignal"), "StopSignal", where),
+        diff_ids=diff_ids,
+        history=_history(data.get("history"), where),
+    )

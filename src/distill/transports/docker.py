@@ -1,5 +1,5 @@
-"""``docker://HOST/REPO:TAG`` and ``docker://HOST/REPO@DIGEST``: a registry as the
-``BlobStore`` behind :class:`~distill.analyze.source.ManifestImage`.
+"""``docker://HOST/REPO[:TAG|@DIGEST]``: a repository in a registry, read as a ``BlobStore``
+(``image.partial.load_top``) and written with ``registry.push``.
 
 What comes from where, and what checks it:
 
@@ -13,12 +13,12 @@ What comes from where, and what checks it:
   memory), resumed with ``Range`` when the connection drops, and checked against the
   digest and size at its end.
 
-``ManifestImage`` then does for a registry what it does for a layout: platform choice,
-config parsing, and ``LayerStream``'s checks of each layer's digest, size and diff_id (of
-the decompressed tar) when it is read to the end. The blob digest is thus checked twice,
-once by each side; the registry's message (naming ``HOST/REPO@DIGEST``) comes first.
+``load_top`` then does for a registry what it does for a layout: platform choice, config
+parsing, and each layer's checks of its digest, size and diff_id (of the decompressed tar)
+when it is read to the end. The blob digest is thus checked twice, once by each side; the
+registry's message (naming ``HOST/REPO@DIGEST``) comes first.
 
-Credentials and TLS are the registry client's: ``credentials`` first, then
+Credentials and TLS come from ``Access``: its ``credentials`` first, then
 ``DISTILL_REGISTRY_AUTH`` and the podman/docker auth files; https, with plain http allowed
 for hosts on this machine, or for any host with ``tls_verify=False``. So are the limits
 (:mod:`distill.deadline`): every request has ``DISTILL_TIMEOUT`` seconds, and a blob read
@@ -29,13 +29,21 @@ is read: the readers above read each layer straight through, as it arrives).
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import BinaryIO, cast
 
-from distill.analyze.source import INDEX_TYPES, MANIFEST_TYPES, ManifestImage
-from distill.oci.image import Descriptor, Platform
-from distill.registry.auth import Credentials
+from distill.context import Access
+from distill.errors import DistillError
+from distill.image.descriptor import Descriptor
+from distill.image.mediatypes import INDEX_TYPES, MANIFEST_TYPES
+from distill.image.model import Top
+from distill.image.partial import load_top
 from distill.registry.client import Manifest, RegistryClient
+from distill.registry.push import check_push_access, push_image
 from distill.registry.reference import ImageReference, parse_reference
+from distill.transports import Opened, Progress, Reference, WriteResult
 
 
 class RegistryStore:
@@ -45,10 +53,11 @@ class RegistryStore:
         self.client = client
         self.ref = ref
         self.top = top
+        self.origin = f"{client.host}/{ref.repository}"  # where a cross-repo mount takes it
 
     @property
     def descriptor(self) -> Descriptor:
-        """The top manifest or index, as ``ManifestImage`` starts from it."""
+        """The top manifest or index, as ``load_top`` starts from it."""
         return Descriptor(self.top.media_type, self.top.digest, len(self.top.data))
 
     def open_blob(self, descriptor: Descriptor) -> BinaryIO:
@@ -71,16 +80,11 @@ class RegistryStore:
         self.client.close()
 
 
-def open_registry(
-    reference: str | ImageReference,
-    *,
-    tls_verify: bool = True,
-    credentials: Credentials | None = None,
-) -> RegistryStore:
+def open_registry(reference: str | ImageReference, access: Access) -> RegistryStore:
     """Connect to the registry ``reference`` (``[docker://]HOST/REPO:TAG`` or ``@DIGEST``)
     names and fetch its manifest or index. The caller closes the store."""
     ref = parse_reference(reference) if isinstance(reference, str) else reference
-    client = RegistryClient(ref.host, tls_verify=tls_verify, credentials=credentials)
+    client = RegistryClient.for_access(ref.host, access)
     try:
         top = client.get_manifest(ref.repository, ref.reference)
     except BaseException:
@@ -89,17 +93,34 @@ def open_registry(
     return RegistryStore(client, ref, top)
 
 
-def open_registry_image(
-    reference: str | ImageReference,
-    *,
-    name: str | None = None,
-    platform: Platform | None = None,
-    tls_verify: bool = True,
-    credentials: Credentials | None = None,
-) -> ManifestImage:
-    """The image ``reference`` names, for ``platform`` (default: this host's, or the only
-    one there is): an ``ImageSource``. ``name`` is how messages call it (default: the
-    reference as ``docker://HOST/REPO:TAG``). The caller closes it."""
-    store = open_registry(reference, tls_verify=tls_verify, credentials=credentials)
-    label = name or f"docker://{store.ref}"
-    return ManifestImage(store, store.descriptor, name=label, platform=platform)
+@dataclass(frozen=True)
+class DockerReference(Reference, transport="docker"):
+    ref: ImageReference
+
+    @classmethod
+    def parse(cls, rest: str) -> DockerReference:
+        if not rest.strip("/"):
+            raise DistillError(
+                "docker:// names no repository", hint="write docker://HOST/REPO[:TAG]"
+            )
+        return cls(parse_reference(rest))
+
+    def __str__(self) -> str:
+        return f"docker://{self.ref}"
+
+    def open(self, access: Access) -> Opened:
+        store = open_registry(self.ref, access)
+        try:
+            return Opened(load_top(store, store.descriptor, str(self)), store.close)
+        except BaseException:
+            store.close()
+            raise
+
+    def check_writable(self, access: Access, *, inputs: Sequence[Path | str] = ()) -> None:
+        check_push_access(self.ref, access)
+
+    def write(
+        self, top: Top, access: Access, *, mtime: int = 0, progress: Progress | None = None
+    ) -> WriteResult:
+        result = push_image(top, self.ref, access=access, progress=progress)
+        return WriteResult(result.descriptor, result.uploaded, result.skipped, result.mounted)

@@ -13,9 +13,9 @@ from types import ModuleType
 from typing import BinaryIO, cast
 
 from distill.errors import DistillError
+from distill.image.mediatypes import MEDIA_TYPE_LAYER
 
 CHUNK = 1 << 20  # compressor input block; fixed so compressed output is reproducible
-MEDIA_TYPE_LAYER = "application/vnd.oci.image.layer.v1.tar"
 
 
 class Compression(StrEnum):

@@ -1,4 +1,8 @@
-"""Where a built image goes: destinations named like skopeo's transports, and their writers.
+"""Writing an image (any ``Image`` or ``Index``) as an OCI layout or a docker archive.
+
+The manifest, config and index are written as the exact bytes they were read or built as,
+and compressed layers are copied as stored, so their digests are kept; only docker-archive
+changes what it must (see docs/copy.md).
 
 ``oci:DIR[:REF]``
     An OCI image layout directory. ``REF`` (default ``latest``) becomes the
@@ -13,7 +17,7 @@
 ``oci-archive:FILE[:REF]``
     The same layout as an uncompressed tar with fixed order, owners and mtimes, so equal
     images give byte-identical archives.
-``docker-archive:FILE[:TAG]``
+``docker-archive:FILE[:NAME:TAG]``
     The ``docker save`` format, for ``docker load`` and ``podman load``: ``manifest.json``,
     the config as ``<hex>.json`` and each layer as an *uncompressed* ``<diff_id hex>.tar``.
     Uncompressed because that is what ``docker save`` writes and what every ``docker load``
@@ -30,54 +34,31 @@ a damaged cache cannot produce an image whose digests lie.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import errno
-import hashlib
 import io
 import os
 import re
 import shutil
 import tarfile
-from collections.abc import Iterator
-from dataclasses import dataclass
-from enum import StrEnum
+import tempfile
 from pathlib import Path
-from typing import IO, BinaryIO, Protocol
+from typing import IO, BinaryIO, cast
 
 from distill import tempfiles
 from distill.errors import DistillError
 from distill.fsutil import atomic_path, output_error, output_layout
-from distill.oci.image import (
-    MEDIA_TYPE_INDEX,
-    BuiltImage,
-    Descriptor,
-    ImageIndex,
-    canonical_json,
-)
-from distill.oci.layer import CHUNK, LayerBlob, decompressed
+from distill.image.compression import CHUNK
+from distill.image.descriptor import Descriptor
+from distill.image.digest import canonical_json
+from distill.image.layer import Layer
+from distill.image.mediatypes import MEDIA_TYPE_INDEX
+from distill.image.model import Image, Index, Top
+from distill.transports import Progress
 
 REF_NAME = "org.opencontainers.image.ref.name"
 DEFAULT_REF = "latest"
 OCI_LAYOUT = canonical_json({"imageLayoutVersion": "1.0.0"})
-
-Target = BuiltImage | ImageIndex
-
-
-class Transport(StrEnum):
-    OCI = "oci"
-    OCI_ARCHIVE = "oci-archive"
-    DOCKER_ARCHIVE = "docker-archive"
-
-
-@dataclass(frozen=True, slots=True)
-class Destination:
-    transport: Transport
-    path: Path
-    ref: str | None = None  # oci: the ref name; docker-archive: the repo tag
-
-    def __str__(self) -> str:
-        return f"{self.transport}:{self.path}" + (f":{self.ref}" if self.ref else "")
 
 
 # The ref grammar of the OCI image layout spec (annotations.md).
@@ -93,7 +74,7 @@ _DOCKER_REF = re.compile(
 )
 
 
-def _check_oci_ref(ref: str) -> str:
+def check_oci_ref(ref: str) -> str:
     if not _OCI_REF.fullmatch(ref):
         raise DistillError(
             f"{ref!r} is not a valid OCI layout reference",
@@ -120,57 +101,38 @@ def docker_tag(ref: str) -> str:
     return ref if match.group("tag") else f"{ref}:latest"
 
 
-def parse_destination(text: str) -> Destination:
-    """``oci:DIR[:REF]``, ``oci-archive:FILE[:REF]`` or ``docker-archive:FILE[:TAG]``.
-
-    As with skopeo, the path ends at its first ``:``, so paths cannot contain one.
-    """
-    name, sep, rest = text.partition(":")
-    try:
-        transport = Transport(name)
-    except ValueError:
-        transport = None
-    if not sep or transport is None:
-        raise DistillError(
-            f"not an output destination: {text!r}",
-            hint="write oci:DIR[:REF], oci-archive:FILE[:REF] or docker-archive:FILE[:TAG]",
-        )
-    path, sep, ref = rest.partition(":")
-    if not path:
-        raise DistillError(f"{text!r} names no path", hint=f"write {name}:PATH")
-    if sep and not ref:
-        raise DistillError(
-            f"{text!r} ends with ':' but names no reference",
-            hint=f"write {name}:{path}:REF, or leave out the ':'",
-        )
-    if not ref:
-        return Destination(transport, Path(path))
-    if transport is Transport.DOCKER_ARCHIVE:
-        return Destination(transport, Path(path), docker_tag(ref))
-    return Destination(transport, Path(path), _check_oci_ref(ref))
-
-
 # --- blobs ---------------------------------------------------------------------------------
 
 
-def _images(target: Target) -> tuple[BuiltImage, ...]:
-    return target.images if isinstance(target, ImageIndex) else (target,)
+def images_of(top: Top) -> list[Image]:
+    return list(top.images()) if isinstance(top, Index) else [top]
 
 
-def _blobs(target: Target) -> list[tuple[str, bytes | LayerBlob]]:
+def layer_digests(top: Top) -> tuple[str, ...]:
+    """The layer blobs a local destination of ``top`` holds (what it wrote)."""
+    return tuple(sorted({layer.digest for image in images_of(top) for layer in image.layers}))
+
+
+def _walk(top: Top, found: dict[str, bytes | Layer]) -> None:
+    if isinstance(top, Index):
+        found[top.descriptor.hex] = top.index_bytes
+        for _, child in top.children():
+            _walk(child, found)
+        return
+    found[top.config_descriptor.hex] = top.config_bytes
+    found[top.descriptor.hex] = top.manifest_bytes
+    for layer in top.layers:
+        found[layer.digest.removeprefix("sha256:")] = layer
+
+
+def _blobs(target: Top) -> list[tuple[str, bytes | Layer]]:
     """Every blob of the layout as (hex digest, content), sorted by digest, each once."""
-    found: dict[str, bytes | LayerBlob] = {}
-    if isinstance(target, ImageIndex):
-        found[target.descriptor.hex] = target.index
-    for image in _images(target):
-        found[image.config_descriptor.hex] = image.config
-        found[image.descriptor.hex] = image.manifest
-        for layer in image.layers:
-            found[layer.digest.removeprefix("sha256:")] = layer
+    found: dict[str, bytes | Layer] = {}
+    _walk(target, found)
     return sorted(found.items())
 
 
-def _index_json(target: Target, ref: str) -> bytes:
+def _index_json(target: Top, ref: str) -> bytes:
     top = target.descriptor
     entry = Descriptor(
         top.media_type, top.digest, top.size, top.platform, annotations={REF_NAME: ref}
@@ -180,76 +142,51 @@ def _index_json(target: Target, ref: str) -> bytes:
     )
 
 
-def _damaged(blob: LayerBlob, what: str) -> DistillError:
-    return DistillError(
-        f"layer blob {blob.path} does not match its {what}",
-        hint="the cached layer is damaged: delete it (or the cache) and build again",
-    )
+def _copy_stream(source: BinaryIO, out: IO[bytes], progress: Progress | None = None) -> int:
+    total = 0
+    with source:
+        while chunk := source.read(CHUNK):
+            out.write(chunk)
+            total += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+    return total
 
 
-class _Readable(Protocol):
-    def read(self, size: int = -1, /) -> bytes: ...
+class _Counted(io.RawIOBase):
+    """``source``, telling ``progress`` how many bytes each read returned."""
 
+    def __init__(self, source: BinaryIO, progress: Progress | None) -> None:
+        super().__init__()
+        self._source = source
+        self._progress = progress
 
-class _CheckedReader:
-    """Reads a blob (or the tar inside it) for tarfile or a copy, hashing it to compare
-    with ``digest`` at the end. Read failures are the blob's: they say it is damaged."""
-
-    def __init__(self, stream: _Readable, blob: LayerBlob, *, tar_inside: bool) -> None:
-        self._stream = stream
-        self.blob = blob
-        self._hash = hashlib.sha256()
-        self.what = "diff_id" if tar_inside else "digest"
-        self.expected_digest = blob.diff_id if tar_inside else blob.digest
-        self.expected_size = blob.uncompressed_size if tar_inside else blob.size
-        self.size = 0
-        self.short = False  # a read returned less than asked: the stream ended
+    def readable(self) -> bool:
+        return True
 
     def read(self, size: int = -1) -> bytes:
-        try:
-            data = self._stream.read(size)
-        except Exception as exc:  # corrupt compressed data: each library has its own error
-            raise _damaged(self.blob, self.what) from exc
-        self._hash.update(data)
-        self.size += len(data)
-        if 0 <= len(data) < size:
-            self.short = True
+        data = self._source.read(size)
+        if self._progress is not None and data:
+            self._progress(len(data))
         return data
 
-    def check(self) -> None:
-        if (
-            self.read(1)
-            or self.size != self.expected_size
-            or f"sha256:{self._hash.hexdigest()}" != self.expected_digest
-        ):
-            raise _damaged(self.blob, self.what)
+    def readinto(self, buffer: object) -> int:
+        view = memoryview(buffer).cast("B")  # type: ignore[arg-type]
+        data = self.read(len(view))
+        view[: len(data)] = data
+        return len(data)
 
-
-@contextlib.contextmanager
-def _open_blob(blob: LayerBlob) -> Iterator[BinaryIO]:
-    try:
-        handle = blob.path.open("rb")
-    except OSError as exc:
-        raise DistillError(
-            f"cannot read layer blob {blob.path}: {exc.strerror or exc}",
-            hint="the cached layer went missing: build again",
-        ) from exc
-    with handle:
-        yield handle
-
-
-def _copy_blob(blob: LayerBlob, out: IO[bytes]) -> None:
-    with _open_blob(blob) as handle:
-        reader = _CheckedReader(handle, blob, tar_inside=False)
-        while chunk := reader.read(CHUNK):
-            out.write(chunk)
-        reader.check()
+    def close(self) -> None:
+        try:
+            self._source.close()
+        finally:
+            super().close()
 
 
 # --- oci:DIR -------------------------------------------------------------------------------
 
 
-def _fill_layout(root: Path, target: Target, ref: str) -> None:
+def _fill_layout(root: Path, target: Top, ref: str, progress: Progress | None) -> None:
     (root / "oci-layout").write_bytes(OCI_LAYOUT)
     blob_dir = root / "blobs" / "sha256"
     blob_dir.mkdir(parents=True)
@@ -258,7 +195,7 @@ def _fill_layout(root: Path, target: Target, ref: str) -> None:
             (blob_dir / hex_digest).write_bytes(content)
         else:
             with (blob_dir / hex_digest).open("wb") as out:
-                _copy_blob(content, out)
+                _copy_stream(content.open_compressed(), out, progress)
     (root / "index.json").write_bytes(_index_json(target, ref))
 
 
@@ -299,9 +236,11 @@ def _install_dir(tmp: Path, path: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def write_oci_dir(target: Target, path: Path, *, ref: str = DEFAULT_REF) -> Descriptor:
+def write_oci_dir(
+    target: Top, path: Path, *, ref: str = DEFAULT_REF, progress: Progress | None = None
+) -> Descriptor:
     """Write an OCI image layout at ``path``; returns the descriptor ``index.json`` lists."""
-    _check_oci_ref(ref)
+    check_oci_ref(ref)
     output_layout(path)  # refuse before doing any work
     stem = tempfiles.stem_for(path.name)
     try:
@@ -312,7 +251,7 @@ def write_oci_dir(target: Target, path: Path, *, ref: str = DEFAULT_REF) -> Desc
         raise output_error(path, exc) from exc
     try:
         tmp.chmod(0o755)
-        _fill_layout(tmp, target, ref)
+        _fill_layout(tmp, target, ref, progress)
         _install_dir(tmp, path)
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -347,34 +286,56 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes, mtime: int) -> None
     tar.addfile(_member(name, len(data), mtime), io.BytesIO(data))
 
 
-def _add_checked(tar: tarfile.TarFile, name: str, reader: _CheckedReader, mtime: int) -> None:
-    try:
-        tar.addfile(_member(name, reader.expected_size, mtime), reader)
-    except OSError as exc:
-        # tarfile's "unexpected end of data": the blob is short. Any other OSError is the
-        # destination's failure, for the caller to report.
-        if not reader.short:
+def _add_stream(tar: tarfile.TarFile, name: str, source: BinaryIO, size: int, mtime: int) -> None:
+    """A member of ``size`` bytes from ``source``, a checking reader: read to its end,
+    so that a blob longer, shorter or other than its descriptor says is refused."""
+    with source:
+        try:
+            tar.addfile(_member(name, size, mtime), source)
+        except OSError:
+            # tarfile's "unexpected end of data": a short blob, whose reader says what is
+            # wrong with it at its end. Any other OSError is the destination's.
+            while source.read(CHUNK):
+                pass
             raise
-        raise _damaged(reader.blob, reader.what) from exc
-    reader.check()
+        if source.read(1):  # the reader raises first when there is more than ``size``
+            raise AssertionError("unreachable: a checked blob is longer than its size")
 
 
-def _add_layer(tar: tarfile.TarFile, name: str, blob: LayerBlob, mtime: int) -> None:
-    with _open_blob(blob) as handle:
-        _add_checked(tar, name, _CheckedReader(handle, blob, tar_inside=False), mtime)
+def _tar_size(layer: Layer) -> int | None:
+    if layer.uncompressed_size is not None:
+        return layer.uncompressed_size
+    if layer.is_uncompressed and layer.digest == layer.diff_id:
+        return layer.size
+    return None
 
 
-def _add_uncompressed_layer(tar: tarfile.TarFile, name: str, blob: LayerBlob, mtime: int) -> None:
-    """The tar inside ``blob``, decompressed on the fly and checked against its diff_id."""
-    with _open_blob(blob) as handle, decompressed(handle, blob.compression) as stream:
-        _add_checked(tar, name, _CheckedReader(stream, blob, tar_inside=True), mtime)
+def _add_uncompressed_layer(
+    tar: tarfile.TarFile, name: str, layer: Layer, mtime: int, spool_dir: Path
+) -> None:
+    """The tar inside ``layer``, decompressed on the fly and checked against its diff_id.
+    A tar member's size comes first, so a layer whose tar size nobody recorded is
+    decompressed to a temporary file beside the archive first."""
+    size = _tar_size(layer)
+    if size is not None:
+        _add_stream(tar, name, layer.open_uncompressed(), size, mtime)
+        return
+    with tempfile.TemporaryFile(dir=spool_dir) as spool:
+        size = _copy_stream(layer.open_uncompressed(), spool)
+        spool.seek(0)
+        tar.addfile(_member(name, size, mtime), spool)
 
 
 def write_oci_archive(
-    target: Target, path: Path, *, ref: str = DEFAULT_REF, source_date_epoch: int = 0
+    target: Top,
+    path: Path,
+    *,
+    ref: str = DEFAULT_REF,
+    source_date_epoch: int = 0,
+    progress: Progress | None = None,
 ) -> Descriptor:
     """Write the OCI layout as a tar at ``path``; every member's mtime is the SDE."""
-    _check_oci_ref(ref)
+    check_oci_ref(ref)
     with atomic_path(path) as tmp, tmp.open("wb") as out, _archive(out) as tar:
         mtime = source_date_epoch
         _add_bytes(tar, "oci-layout", OCI_LAYOUT, mtime)
@@ -386,16 +347,22 @@ def write_oci_archive(
             if isinstance(content, bytes):
                 _add_bytes(tar, name, content, mtime)
             else:
-                _add_layer(tar, name, content, mtime)
+                source = _Counted(content.open_compressed(), progress)
+                _add_stream(tar, name, cast(BinaryIO, source), content.size, mtime)
     return target.descriptor
 
 
 def write_docker_archive(
-    target: Target, path: Path, *, tag: str | None = None, source_date_epoch: int = 0
+    target: Top,
+    path: Path,
+    *,
+    tag: str | None = None,
+    source_date_epoch: int = 0,
+    progress: Progress | None = None,
 ) -> Descriptor:
     """Write a ``docker save`` archive of one image at ``path``; returns the config's
     descriptor (its digest is the image ID docker and podman show)."""
-    images = _images(target)
+    images = images_of(target)
     if len(images) != 1:
         platforms = ", ".join(str(i.platform) for i in images)
         raise DistillError(
@@ -405,31 +372,19 @@ def write_docker_archive(
     image = images[0]
     tags = [docker_tag(tag)] if tag else []
     config = image.config_descriptor
-    layer_names = [f"{b.diff_id.removeprefix('sha256:')}.tar" for b in image.layers]
+    layer_names = [f"{layer.diff_id.removeprefix('sha256:')}.tar" for layer in image.layers]
     manifest = canonical_json(
         [{"Config": f"{config.hex}.json", "RepoTags": tags, "Layers": layer_names}]
     )
     with atomic_path(path) as tmp, tmp.open("wb") as out, _archive(out) as tar:
         mtime = source_date_epoch
         _add_bytes(tar, "manifest.json", manifest, mtime)
-        _add_bytes(tar, f"{config.hex}.json", image.config, mtime)
+        _add_bytes(tar, f"{config.hex}.json", image.config_bytes, mtime)
         written: set[str] = set()
-        for name, blob in zip(layer_names, image.layers, strict=True):
+        for name, layer in zip(layer_names, image.layers, strict=True):
             if name not in written:  # the same layer twice in one image: once is enough
                 written.add(name)
-                _add_uncompressed_layer(tar, name, blob, mtime)
-    return config
-
-
-def write_image(target: Target, dest: Destination, *, source_date_epoch: int = 0) -> Descriptor:
-    """Write ``target`` to ``dest``. The descriptor returned is the manifest's or index's,
-    except for docker-archive, which has neither: there it is the config's (the image ID)."""
-    if dest.transport is Transport.OCI:
-        return write_oci_dir(target, dest.path, ref=dest.ref or DEFAULT_REF)
-    if dest.transport is Transport.OCI_ARCHIVE:
-        return write_oci_archive(
-            target, dest.path, ref=dest.ref or DEFAULT_REF, source_date_epoch=source_date_epoch
-        )
-    return write_docker_archive(
-        target, dest.path, tag=dest.ref, source_date_epoch=source_date_epoch
-    )
+                _add_uncompressed_layer(tar, name, layer, mtime, tmp.parent)
+                if progress is not None:
+                    progress(layer.size)
+    return Descriptor(config.media_type, config.digest, config.size)

@@ -39,7 +39,9 @@ from isal import isal_zlib
 
 from distill import tempfiles
 from distill.errors import DistillError
-from distill.oci.compression import CHUNK, MEDIA_TYPE_LAYER, Compression, decompressed
+from distill.image.compression import CHUNK, Compression, decompressed
+from distill.image.layer import Layer
+from distill.image.mediatypes import MEDIA_TYPE_LAYER
 from distill.rootfs.tree import EntryKind, FsEntry
 
 __all__ = [
@@ -80,6 +82,17 @@ class LayerBlob:
     @property
     def compression(self) -> Compression:
         return Compression.from_media_type(self.media_type)
+
+    def layer(self) -> Layer:
+        """This blob as a layer of an image."""
+        return Layer.from_file(
+            self.path,
+            media_type=self.media_type,
+            digest=self.digest,
+            diff_id=self.diff_id,
+            size=self.size,
+            uncompressed_size=self.uncompressed_size,
+        )
 
     def to_dict(self) -> dict[str, object]:
         """Everything but the path, for a cache's metadata file."""

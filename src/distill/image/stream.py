@@ -25,9 +25,9 @@ from functools import partial
 from pathlib import Path
 from typing import BinaryIO, cast
 
-from distill.analyze.model import LayerDescriptor
 from distill.errors import DistillError
-from distill.oci.compression import CHUNK, Compression, decompressed, decompression_errors
+from distill.image.compression import CHUNK, Compression, decompressed, decompression_errors
+from distill.image.manifest import LayerDescriptor
 
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
