@@ -44,7 +44,7 @@ from distill.rootfs.debug import busybox_entries
 from distill.rootfs.prune import Keep, describe, prune
 from distill.rootfs.system import SystemOptions, finish_rootfs
 from distill.rootfs.tree import EntryKind, FsEntry
-from distill.rootfs.userfiles import file_entries, missing_file, path_entries
+from distill.rootfs.userfiles import checked_source, file_entries, path_entries
 from distill.rootfs.usrmerge import relocate
 from distill.spec import DEBUG_PACKAGE, Accounts, Spec, load_preset
 from distill.transports import Reference, parse_reference
@@ -384,9 +384,8 @@ def build_image(
     dest = parse_reference(destination) if isinstance(destination, str) else destination
     dest.check_writable(access, inputs=[*inputs, spec.source])
     _check_user(spec)
-    for item in spec.files:  # before any download: a typo should cost nothing
-        if not os.path.lexists(item.src):
-            raise missing_file(item)
+    for item in spec.files:  # before any download: a typo or a dangling link costs nothing
+        checked_source(item)
     archs = build_archs(spec, lock)
     if not dest.holds_index and len(archs) > 1:
         raise DistillError(
