@@ -20,6 +20,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from typing import Any
 
+from distill.bounded import one_line
 from distill.context import Access
 from distill.errors import DistillError
 from distill.image.build import index_of
@@ -212,10 +213,11 @@ def recorded_base(top: Top, name: str) -> tuple[str, str | None]:
     transport, sep, _ = base.partition(":")
     if base.startswith("docker://") or (sep and lookup(transport) is not None):
         return base, notes.get(BASE_DIGEST) if not isinstance(top, Index) else None
+    shown = one_line(repr(base), 200)  # a name from the image: quoted, capped
     raise DistillError(
-        f"{name} was built on {base!r}, which is not an image reference (a distill preset "
+        f"{name} was built on {shown}, which is not an image reference (a distill preset "
         "names how to build a base, not where one is)",
-        hint=f"build it from the image's lock (`distill build {base} --suite SUITE --lock "
+        hint=f"build it from the image's lock (`distill build {shown} --suite SUITE --lock "
         "LOCK -o oci:DIR`) and give it with --old-base oci:DIR",
     )
 
