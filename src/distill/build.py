@@ -356,6 +356,9 @@ def _base_image(
     controls = {name: u.control for name, u in unpacked.items()}
     below = package_levels(spec.levels, controls)
     own = {name: u for name, u in unpacked.items() if below[name] < depth}
+    groups, _ = group_packages(base_spec.levels, {name: u.control for name, u in own.items()})
+    if [g.packages for g in groups] != [layer.packages for layer in layers[: len(groups)]]:
+        return None  # other package layers: no need to assemble the base to know
     planned, _ = assemble(replace(ctx, spec=base_spec), arch, own)
     count = len(planned)
     if count > len(keys) or [entries_digest(e) for _, e in planned] != list(keys[:count]):
