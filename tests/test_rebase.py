@@ -251,7 +251,7 @@ def test_release_is_read_through_the_link_and_whiteouts(blobs: Path) -> None:
 
 def test_recorded_base(blobs: Path) -> None:
     old = make_base(blobs, b"3.0.20")
-    assert recorded_base(make_app(blobs, old), "app") == ("oci:old", old.digest)
+    assert recorded_base(make_app(blobs, old), "app") == "oci:old"
     with pytest.raises(DistillError, match="built on 'python3', which is not an image ref"):
         recorded_base(make_app(blobs, old, base_name="python3"), "app")
     with pytest.raises(DistillError, match="does not say which base"):

@@ -131,7 +131,6 @@ def splice(
     new: Base,
     *,
     where: str,
-    base_annotations: bool = True,
 ) -> Image:
     """``image`` with its bottom ``count`` layers replaced by ``new``'s."""
     config = load_json_object(image.config_bytes, f"the config of {where}")
@@ -155,9 +154,7 @@ def splice(
     config_bytes = canonical_json(config)
     config_descriptor = Descriptor.of(image.config_descriptor.media_type, config_bytes)
     layers = (*new.image.layers, *own_layers)
-    annotations = dict(image.manifest.annotations)
-    if base_annotations:
-        annotations.update(base_annotations_of(new))
+    annotations = {**image.manifest.annotations, **base_annotations_of(new)}
     manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": image.media_type,
@@ -196,8 +193,8 @@ def rebase(
 # --- references --------------------------------------------------------------------------
 
 
-def recorded_base(top: Top, name: str) -> tuple[str, str | None]:
-    """The base ``top``'s annotations name (and its digest), or a clear refusal."""
+def recorded_base(top: Top, name: str) -> str:
+    """The base ``top``'s annotations name, or a clear refusal."""
     notes: Mapping[str, str] = (
         top.annotations if isinstance(top, Index) else top.manifest.annotations
     )
@@ -212,7 +209,7 @@ def recorded_base(top: Top, name: str) -> tuple[str, str | None]:
         )
     transport, sep, _ = base.partition(":")
     if base.startswith("docker://") or (sep and lookup(transport) is not None):
-        return base, notes.get(BASE_DIGEST) if not isinstance(top, Index) else None
+        return base
     shown = one_line(repr(base), 200)  # a name from the image: quoted, capped
     raise DistillError(
         f"{name} was built on {shown}, which is not an image reference (a distill preset "
@@ -277,9 +274,9 @@ def rebase_reference(
     dst.check_writable(access, inputs=input_paths(reads))
     with ExitStack() as stack:
         top = stack.enter_context(parse_source(image_ref).open(access)).top
-        recorded_digest = None
+        recorded = old_base is None
         if old_base is None:
-            old_base, recorded_digest = recorded_base(top, image_ref)
+            old_base = recorded_base(top, image_ref)
         old_top = stack.enter_context(parse_source(old_base).open(access)).top
         new_top = stack.enter_context(parse_source(new_base).open(access)).top
         images = _images(top, access, image_ref)
@@ -292,6 +289,8 @@ def rebase_reference(
         strict = len(images) > 1
         for image in images:
             old = Base(_pick(old_top, image.platform, old_base, strict=strict), old_base)
+            # Each platform's manifest records the digest of its own base.
+            recorded_digest = image.manifest.annotations.get(BASE_DIGEST) if recorded else None
             if recorded_digest is not None and old.image.digest != recorded_digest:
                 raise DistillError(
                     f"{old_base} is {short(old.image.digest)} now, but {image_ref} was built "
