@@ -362,3 +362,24 @@ def test_spec_base_is_the_nearest_preset(tmp_path: Path) -> None:
     assert load_spec(str(tmp_path / "app.yaml")).base == "python3:nonroot"
     assert load_spec("python3").base == "cc"
     assert load_spec("static").base is None
+
+
+def test_a_docker_archive_image_rebases_from_its_compressed_base(
+    blobs: Path, tmp_path: Path
+) -> None:
+    """A docker archive holds plain tars: their digests are diff_ids, which are compared."""
+    old = make_base(blobs, b"3.0.20")
+    new = make_base(blobs, b"3.0.22")
+    old_ref, new_ref = _write(old, tmp_path / "old"), _write(new, tmp_path / "new")
+    archive = f"docker-archive:{tmp_path / 'app.tar'}"
+    parse_reference(archive).write(make_app(blobs, old), Access())
+    warnings: list[str] = []
+    result = rebase_reference(
+        archive, new_ref, f"oci:{tmp_path / 'out'}", old_base=old_ref, warn=warnings.append
+    )
+    assert warnings == []
+    assert isinstance(result.rebased, Image)
+    assert result.rebased.diff_ids[:2] == new.diff_ids
+    assert [layer.digest for layer in result.rebased.layers[:2]] == [
+        layer.digest for layer in new.layers
+    ]

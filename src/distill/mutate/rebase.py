@@ -7,10 +7,10 @@ config's ``rootfs.diff_ids`` and ``history`` are spliced, everything else in the
 (env, entrypoint, user…) is the image's, and the base annotations name the new base.
 
 Safe by default: the old base's layers must be the bottom of the image's (diff_ids and
-blob digests), and old and new base must be the same OS, architecture and Debian release
-(from their os-release). ``force`` turns the second check, and a difference in blob
-digests of the same content, into warnings; layers that are not the old base's are never
-cut off. docs/rebase.md says the same for users.
+blob digests, where neither is a plain tar), and old and new base must be the same OS,
+architecture and Debian release (from their os-release). ``force`` turns the second
+check, and a difference in blob digests of the same content, into warnings; layers that
+are not the old base's are never cut off. docs/rebase.md says the same for users.
 """
 
 from __future__ import annotations
@@ -71,7 +71,10 @@ def check_prefix(image: Image, old: Base, name: str, *, force: bool, warn: Warn)
             hint="give the base it was built on with --old-base",
         )
     for i, (mine, base) in enumerate(zip(image.layers, old.image.layers, strict=False)):
-        if mine.digest != base.digest:
+        # A docker archive or podman's storage keeps layers as plain tars (digest ==
+        # diff_id): there only the diff_ids compare, and they did.
+        plain = mine.digest == mine.diff_id or base.digest == base.diff_id
+        if mine.digest != base.digest and not plain:
             _refuse(
                 f"layer {i + 1} of {name} holds the same files as {old.name}'s but is stored "
                 f"differently ({short(mine.digest)}, the base's {short(base.digest)})",
