@@ -135,3 +135,17 @@ def test_the_output_may_not_replace_an_input_archive(sandbox: Path, which: str) 
     )  # fmt: skip
     assert_clean_error(outcome, f"{which}.tar")
     assert (sandbox / f"{which}.tar").read_bytes() == before
+
+
+def test_the_output_may_not_replace_the_recorded_base(sandbox: Path) -> None:
+    blobs = sandbox / "blobs"
+    old = make_base(blobs, b"3.0.20")
+    parse_reference(f"oci-archive:{sandbox / 'old.tar'}").write(old, Access())
+    _write(make_app(blobs, old, base_name="oci-archive:old.tar"), sandbox / "app")
+    _write(make_base(blobs, b"3.0.22"), sandbox / "new")
+    before = (sandbox / "old.tar").read_bytes()
+    outcome = run_distill(
+        ["rebase", "oci:app", "--new-base", "oci:new", "-o", "oci-archive:old.tar"], cwd=sandbox
+    )
+    assert_clean_error(outcome, "old.tar")
+    assert (sandbox / "old.tar").read_bytes() == before

@@ -32,7 +32,14 @@ from distill.image.mediatypes import MEDIA_TYPE_INDEX
 from distill.image.model import Image, Index, Top, assemble_image, check_platform
 from distill.image.platform import Platform, platform_matches
 from distill.mutate.release import read_release
-from distill.transports import Reference, WriteResult, input_paths, lookup, parse_source
+from distill.transports import (
+    Reference,
+    WriteResult,
+    input_paths,
+    lookup,
+    parse_reference,
+    parse_source,
+)
 
 BASE_NAME = ANNOTATION_PREFIX + "base.name"
 BASE_DIGEST = ANNOTATION_PREFIX + "base.digest"
@@ -269,8 +276,6 @@ def rebase_reference(
     """Rebase the image ``image_ref`` names onto ``new_base`` and write it to
     ``destination``. An index is rebased platform by platform, each onto the new base's
     image of the same platform (refused when it has none); ``access.platform`` picks one."""
-    from distill.transports import parse_reference
-
     access = access or Access()
     dst = parse_reference(destination) if isinstance(destination, str) else destination
     reads = [image_ref, new_base, *([old_base] if old_base else [])]
@@ -280,6 +285,7 @@ def rebase_reference(
         recorded = old_base is None
         if old_base is None:
             old_base = recorded_base(top, image_ref)
+            dst.check_writable(access, inputs=input_paths([old_base]))  # not over it either
         old_top = stack.enter_context(parse_source(old_base).open(access)).top
         new_top = stack.enter_context(parse_source(new_base).open(access)).top
         images = _images(top, access, image_ref)
