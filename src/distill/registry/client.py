@@ -143,6 +143,11 @@ class RegistryClient:
     def close(self) -> None:
         self._http.close()
 
+    def abort_uploads(self, abort: bool = True) -> None:
+        """Stop the blob uploads in flight in other threads (each then cancels its upload
+        session) and refuse new ones, until called with ``abort=False``."""
+        self._http.abort_uploads(abort)
+
     def __enter__(self) -> RegistryClient:
         return self
 
@@ -361,8 +366,15 @@ class RegistryClient:
             check_repository(mount_from)
             path = _with_query(path, mount=digest, **{"from": mount_from})
             scopes.append(pull_scope(mount_from))
+        # The URL does not say which blob the upload is for; a failure must.
+        what = f"the upload of {digest} to {repository} on the registry {self.host}"
         with self._http.request(
-            "POST", path, repository=repository, scopes=scopes, action="push"
+            "POST",
+            path,
+            repository=repository,
+            scopes=scopes,
+            action="push",
+            what=what if digest else None,
         ) as resp:
             if resp.status_code == 201 and mount_from:
                 return None

@@ -117,10 +117,15 @@ def _push_blobs(
                 raise exc
         for future, digest in futures.items():
             outcome[future.result()].append(digest)
+    except BaseException:
+        # A failed blob, SIGTERM or Ctrl-C: the uploads still running stop mid-body and
+        # cancel their sessions rather than send what will not be tagged; queued ones are
+        # dropped.
+        client.abort_uploads()
+        raise
     finally:
-        # After a failure, queued uploads are dropped; running ones finish (they cannot be
-        # interrupted mid-request), which is harmless: blobs alone are not an image.
         pool.shutdown(wait=True, cancel_futures=True)
+        client.abort_uploads(False)
     return outcome
 
 

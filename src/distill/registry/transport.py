@@ -70,6 +70,10 @@ NETWORK_ERRORS: tuple[type[Exception], ...] = (
 )
 
 
+class UploadAborted(Exception):
+    """An upload's body stopped being sent by :meth:`RegistryTransport.abort_uploads`."""
+
+
 class Transient(Exception):
     """A failure worth another try (throttling, gateway trouble, a dropped connection)."""
 
@@ -196,6 +200,7 @@ class RegistryTransport:
         self._session = session if session is not None else make_session()
         self._own_session = session is None
         self._lock = threading.RLock()
+        self._abort = threading.Event()
         self._base: str | None = None
         self._challenge: Challenge | None = None
         self._tokens: dict[tuple[str, str, tuple[str, ...]], Token] = {}
@@ -210,6 +215,23 @@ class RegistryTransport:
     def close(self) -> None:
         if self._own_session:
             self._session.close()
+
+    def abort_uploads(self, abort: bool = True) -> None:
+        """Make every request body being sent (or sent later) stop with
+        :class:`UploadAborted`, until called with ``abort=False``. For a push that failed
+        or was interrupted: its other uploads need not run to their end."""
+        if abort:
+            self._abort.set()
+        else:
+            self._abort.clear()
+
+    def _body_read(self, deadline: Deadline) -> Callable[[int], None]:
+        def on_read(count: int) -> None:
+            if self._abort.is_set():
+                raise UploadAborted(deadline.what)
+            deadline.moved(count)
+
+        return on_read
 
     @property
     def base_url(self) -> str:
@@ -354,16 +376,18 @@ class RegistryTransport:
         stream: bool = False,
         retry_transient: bool = True,
         deadline: Deadline | None = None,
+        what: str | None = None,
     ) -> requests.Response:
         """Send with authentication, answering one 401 challenge and retrying transient
         failures (unless ``retry_transient`` is false: then they raise ``Transient``).
         Returns any other response for the caller to judge (and close); with ``stream``,
         a successful answer's body is the caller's to read (:meth:`read_body`, or
         :func:`~distill.deadline.read_some` under ``deadline``, which a transfer passes;
-        without one, each attempt is a request with its own deadline)."""
+        without one, each attempt is a request with its own deadline). ``what`` names the
+        request in messages when its URL cannot (an upload's POST, for one blob)."""
         check_repository(repository)
         url = self.url(path_or_url)
-        what = self.describe(method, url)
+        what = what or self.describe(method, url)
         wanted = tuple(sorted(set(scopes)))
         last: Transient | None = None
         attempts = max(self.retry.attempts, 1) if retry_transient else 1
@@ -422,7 +446,7 @@ class RegistryTransport:
                 if body is None:
                     resp = self._send(method, url, deadline, headers=all_headers)
                 else:
-                    with body.open(deadline.moved) as data:
+                    with body.open(self._body_read(deadline)) as data:
                         resp = self._send(method, url, deadline, headers=all_headers, data=data)
             except requests.exceptions.SSLError as exc:
                 raise DistillError(
