@@ -445,6 +445,8 @@ class RegistryTransport:
             try:
                 if body is None:
                     resp = self._send(method, url, deadline, headers=all_headers)
+                elif self._abort.is_set():  # bytes bodies are not read through on_read
+                    raise UploadAborted(deadline.what)
                 else:
                     with body.open(self._body_read(deadline)) as data:
                         resp = self._send(method, url, deadline, headers=all_headers, data=data)
