@@ -29,14 +29,14 @@ from copy_images import (
     remove_podman_images,
     two_platform_index,
 )
-from distill.build import build_image
+from distill.build.pipeline import build_image
+from distill.build.spec import load_spec
 from distill.context import Access
 from distill.errors import DistillError
 from distill.image.model import Image, Index, Top
 from distill.mutate.copy import copy_image
 from distill.registry.client import RegistryClient
 from distill.registry.push import push_image
-from distill.spec import load_spec
 from distill.transports import parse_reference, parse_source
 from registry_fixtures import Registry, auth_registry  # noqa: F401
 

@@ -27,8 +27,6 @@ import pytest
 import requests
 
 from distill.context import Access
-from distill.deadline import Limits, check_location
-from distill.download import RetryPolicy
 from distill.errors import DistillError
 from distill.image.build import build_image, build_index
 from distill.image.config import ImageConfigSpec
@@ -37,6 +35,8 @@ from distill.image.layer_blob import Compression, write_layer
 from distill.image.mediatypes import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST
 from distill.image.model import Image as BuiltImage
 from distill.image.platform import Platform
+from distill.net.deadline import Limits, check_location
+from distill.net.download import RetryPolicy
 from distill.registry.auth import (
     AUTH_ENV,
     Challenge,

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from distill import tempfiles
 from distill.analyze import catalog as catalog_module
+from distill.analyze.components import Catalog
 from distill.analyze.fsview import FsView, NodeKind, analyse_fsview
 from distill.analyze.inspect import InspectReport, exec_kind, inspect_view, inspect_want
-from distill.analyze.packages import Catalog
 from distill.bounded import parse_json
 from distill.context import Access
 from distill.debian.control import gc_paused

@@ -14,14 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from distill.bounded import one_line, parse_json, read_regular_file
+from distill.build.spec import Spec
 from distill.debian.archive import PocketIndex, load_indices
+from distill.debian.binary import BinaryPackage
 from distill.debian.mirror import Mirrors
-from distill.debian.model import BinaryPackage
 from distill.debian.resolve import Resolution, build_universe, resolve_closure
-from distill.download import DownloadRequest
 from distill.errors import DistillError
 from distill.fsutil import atomic_write_bytes
-from distill.spec import Spec
+from distill.net.download import DownloadRequest
 
 LOCK_VERSION = 1
 

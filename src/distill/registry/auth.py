@@ -36,7 +36,7 @@ Schemes (RFC 7235 challenges in ``WWW-Authenticate``):
     a form (``grant_type=refresh_token``, ``refresh_token``, ``client_id``, ``service``,
     ``scope``), docker's OAuth2 flow. Credentials are only
     sent to a realm over https, on this machine, or when TLS checks are off. The token
-    server is held to the same deadline as any request (:mod:`distill.deadline`), and its
+    server is held to the same deadline as any request (:mod:`distill.net.deadline`), and its
     answer to the same caps as any document from a server (:mod:`distill.bounded`).
 """
 
@@ -56,8 +56,8 @@ from typing import Any
 import requests
 
 from distill.bounded import one_line, parse_json
-from distill.deadline import Limits, read_body, send
 from distill.errors import DistillError
+from distill.net.deadline import Limits, read_body, send
 from distill.registry.reference import is_loopback
 
 AUTH_ENV = "DISTILL_REGISTRY_AUTH"

@@ -10,7 +10,7 @@ Blobs up to ``upload_chunk_size`` go up in one PUT; larger ones in PATCH request
 size (for proxies that limit request bodies), then a PUT to complete. A failed upload is
 cancelled and, when the failure was transient, started over with a new session.
 
-How the registry is reached and authenticated: :mod:`distill.registry.transport` and
+How the registry is reached and authenticated: :mod:`distill.registry.session` and
 :mod:`distill.registry.auth`.
 """
 
@@ -28,8 +28,6 @@ import requests
 
 from distill.bounded import parse_json_object, read_capped
 from distill.context import Access
-from distill.deadline import Deadline, Limits, check_location
-from distill.download import DEFAULT_RETRY, RetryPolicy
 from distill.errors import DistillError
 from distill.image.digest import sha256_digest
 from distill.image.mediatypes import (
@@ -38,10 +36,12 @@ from distill.image.mediatypes import (
     MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST,
 )
+from distill.net.deadline import Deadline, Limits, check_location
+from distill.net.download import DEFAULT_RETRY, RetryPolicy
 from distill.registry.auth import Credentials
+from distill.registry.blobstream import BlobStream
 from distill.registry.reference import check_digest, check_manifest_reference, check_repository
-from distill.registry.stream import BlobStream
-from distill.registry.transport import (
+from distill.registry.session import (
     NETWORK_ERRORS,
     Body,
     RegistryTransport,

@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from sys import intern
 
-from distill.debian.control import gc_paused, parse_stanzas
-from distill.debian.model import (
+from distill.debian.binary import (
     CACHE_LIMIT,
     BinaryPackage,
     parse_provides,
     parse_relations,
 )
+from distill.debian.control import gc_paused, parse_stanzas
 from distill.errors import DistillError
 
 __all__ = [

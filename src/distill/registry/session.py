@@ -15,7 +15,7 @@ to the retry policy's longest pause) and dropped connections are retried with ba
 except for requests that carry part of an upload: those raise :class:`Transient` so the
 upload can start over.
 
-Every request keeps to the deadlines of :mod:`distill.deadline` (``DISTILL_TIMEOUT``,
+Every request keeps to the deadlines of :mod:`distill.net.deadline` (``DISTILL_TIMEOUT``,
 ``DISTILL_MIN_RATE``): a request, its small body included, has ``timeout`` seconds; an
 upload of a file is a transfer, held to the minimum rate instead. Redirects (reads only)
 and upload locations are followed to http(s) only. Bodies of errors and of answers without
@@ -41,9 +41,9 @@ import requests
 import urllib3.exceptions
 
 from distill.bounded import one_line, parse_json
-from distill.deadline import Deadline, Limits, read_body, send
-from distill.download import CHUNK_SIZE, DEFAULT_RETRY, RetryPolicy, make_session
 from distill.errors import DistillError
+from distill.net.deadline import Deadline, Limits, read_body, send
+from distill.net.download import CHUNK_SIZE, DEFAULT_RETRY, RetryPolicy, make_session
 from distill.registry.auth import (
     CREDENTIALS_HINT,
     Challenge,
@@ -359,7 +359,7 @@ class RegistryTransport:
         failures (unless ``retry_transient`` is false: then they raise ``Transient``).
         Returns any other response for the caller to judge (and close); with ``stream``,
         a successful answer's body is the caller's to read (:meth:`read_body`, or
-        :func:`~distill.deadline.read_some` under ``deadline``, which a transfer passes;
+        :func:`~distill.net.deadline.read_some` under ``deadline``, which a transfer passes;
         without one, each attempt is a request with its own deadline)."""
         check_repository(repository)
         url = self.url(path_or_url)

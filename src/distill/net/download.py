@@ -4,7 +4,7 @@ Modelled on pip's downloader: bytes are streamed to a partial file in the cache'
 and hashed on the way, transient failures (connection trouble, 5xx, a truncated body) are
 retried with exponential backoff, resuming with ``Range`` where the server allows it, and
 nothing reaches the cache before its size and sha256 check out. Every download is a
-transfer held to :mod:`distill.deadline`'s limits: one that stalls, or moves less than the
+transfer held to :mod:`distill.net.deadline`'s limits: one that stalls, or moves less than the
 minimum rate, fails instead of waiting forever; redirects go to http(s) only.
 """
 
@@ -31,8 +31,8 @@ from requests.adapters import HTTPAdapter
 from distill import __version__
 from distill.bounded import one_line
 from distill.cache import BlobCache, is_sha256
-from distill.deadline import Deadline, Limits, read_some, send
 from distill.errors import DistillError
+from distill.net.deadline import Deadline, Limits, read_some, send
 
 USER_AGENT = f"distill/{__version__} python-requests/{requests.__version__}"
 CHUNK_SIZE = 1 << 16

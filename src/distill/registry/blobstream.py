@@ -1,5 +1,5 @@
 """A blob read from a registry, checked against its digest as it streams, and held to the
-minimum rate of :mod:`distill.deadline` (a blob that stalls or trickles fails)."""
+minimum rate of :mod:`distill.net.deadline` (a blob that stalls or trickles fails)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from types import TracebackType
 
 import requests
 
-from distill.deadline import Deadline, read_some
-from distill.download import CHUNK_SIZE, RetryPolicy
 from distill.errors import DistillError
-from distill.registry.transport import NETWORK_ERRORS
+from distill.net.deadline import Deadline, read_some
+from distill.net.download import CHUNK_SIZE, RetryPolicy
+from distill.registry.session import NETWORK_ERRORS
 
 Opener = Callable[[int], requests.Response]
 """Requests the blob from a byte offset (0: all of it); returns a 200 or 206 response."""

@@ -19,6 +19,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from distill import __version__, log
+from distill.build.layers import LayerGroup, LayerRole, cached_layer, diff_entries, group_packages
+from distill.build.spec import DEBUG_PACKAGE, Accounts, Spec
+from distill.build.unpack import Unpacked, fetch_debs, staging_dir, unpack_all
+from distill.build.userfiles import file_entries, missing_file, path_entries
 from distill.cache import BlobCache
 from distill.context import Access
 from distill.debian.lock import Lock, lock_spec
@@ -31,16 +35,12 @@ from distill.image.descriptor import Descriptor
 from distill.image.layer_blob import Compression, LayerBlob
 from distill.image.model import Image
 from distill.image.platform import Platform
-from distill.layers import LayerGroup, LayerRole, cached_layer, diff_entries, group_packages
 from distill.rootfs.debug import busybox_entries
 from distill.rootfs.prune import Keep, describe, prune
 from distill.rootfs.system import SystemOptions, finish_rootfs
 from distill.rootfs.tree import EntryKind, FsEntry
-from distill.rootfs.userfiles import file_entries, missing_file, path_entries
 from distill.rootfs.usrmerge import relocate
-from distill.spec import DEBUG_PACKAGE, Accounts, Spec
 from distill.transports import Reference, parse_reference
-from distill.unpack import Unpacked, fetch_debs, staging_dir, unpack_all
 
 SDE_ENV = "SOURCE_DATE_EPOCH"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
