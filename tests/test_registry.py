@@ -26,7 +26,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from distill.context import Access
+from distill.context import Access, Credentials
 from distill.errors import DistillError
 from distill.image.build import build_image, build_index
 from distill.image.config import ImageConfigSpec
@@ -40,7 +40,6 @@ from distill.net.download import RetryPolicy
 from distill.registry.auth import (
     AUTH_ENV,
     Challenge,
-    Credentials,
     auth_file_candidates,
     credentials_from_files,
     fetch_token,

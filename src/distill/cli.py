@@ -14,8 +14,7 @@ from distill.errors import DistillError
 from distill.log import human
 
 if TYPE_CHECKING:
-    from distill.context import Access
-    from distill.registry.auth import Credentials
+    from distill.context import Access, Credentials
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -53,7 +52,7 @@ def _parse_creds(
 ) -> Credentials | None:
     if value is None:
         return None  # and requests (~0.1 s to import) is not loaded for local images
-    from distill.registry.auth import Credentials
+    from distill.context import Credentials
 
     return Credentials.parse(value, "given with --creds")
 

@@ -27,7 +27,7 @@ from typing import IO, Any, NamedTuple, cast
 import requests
 
 from distill.bounded import parse_json_object, read_capped
-from distill.context import Access
+from distill.context import Access, Credentials
 from distill.errors import DistillError
 from distill.image.digest import sha256_digest
 from distill.image.mediatypes import (
@@ -38,7 +38,6 @@ from distill.image.mediatypes import (
 )
 from distill.net.deadline import Deadline, Limits, check_location
 from distill.net.download import DEFAULT_RETRY, RetryPolicy
-from distill.registry.auth import Credentials
 from distill.registry.blobstream import BlobStream
 from distill.registry.reference import check_digest, check_manifest_reference, check_repository
 from distill.registry.session import (

@@ -41,13 +41,13 @@ import requests
 import urllib3.exceptions
 
 from distill.bounded import one_line, parse_json
+from distill.context import Credentials
 from distill.errors import DistillError
 from distill.net.deadline import Deadline, Limits, read_body, send
 from distill.net.download import CHUNK_SIZE, DEFAULT_RETRY, RetryPolicy, make_session
 from distill.registry.auth import (
     CREDENTIALS_HINT,
     Challenge,
-    Credentials,
     Token,
     fetch_token,
     find_credentials,
