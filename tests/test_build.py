@@ -26,8 +26,8 @@ from distill.debian.deb import DebControl
 from distill.debian.lock import ArchLock, Lock, LockedPackage, lock_spec, write_lock
 from distill.debian.mirror import discover_mirrors
 from distill.errors import DistillError
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.rootfs.debug import busybox_applets
-from distill.rootfs.tree import EntryKind, FsEntry
 
 SHELLS = {"sh", "bash", "dash", "ash", "busybox"}
 

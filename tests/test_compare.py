@@ -34,10 +34,10 @@ from distill.analyze.sbom import SbomFormat, image_sbom
 from distill.errors import DistillError
 from distill.image.build import build_image
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image as BuiltImage
 from distill.image.platform import Platform
-from distill.rootfs.tree import FsEntry
 from distill.transports._write import write_docker_archive, write_oci_dir
 from fat_image import fat_image  # noqa: F401  (a pytest fixture)
 from test_lock import run_cli

@@ -156,7 +156,7 @@ def test_sbom_of_a_fat_jar_keeps_memory_flat(tmp_path: Path) -> None:
     big = tmp_path / "app.jar"
     with big.open("wb") as out:
         write_jar(out, "fat", 200 * MiB, **{"lib/dep.jar": jar_bytes("dep", 12 * MiB)})
-    from distill.rootfs.tree import EntryKind, FsEntry
+    from distill.image.fsentry import EntryKind, FsEntry
 
     entries = [FsEntry("app/app.jar", EntryKind.FILE, 0o644, content=big)]
     built = simple_image(tmp_path / "blobs", entries, compression=Compression.NONE)

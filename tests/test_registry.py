@@ -31,6 +31,7 @@ from distill.errors import DistillError
 from distill.image.build import build_image, build_index
 from distill.image.config import ImageConfigSpec
 from distill.image.digest import sha256_digest
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.mediatypes import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST
 from distill.image.model import Image as BuiltImage
@@ -58,7 +59,6 @@ from distill.registry.reference import (
     is_loopback,
     parse_reference,
 )
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports import parse_reference as parse_transport_reference
 from registry_fixtures import (  # noqa: F401  (the fixtures are used by name)
     IDENTITY_TOKEN,

@@ -35,6 +35,7 @@ from distill.context import Access, Credentials
 from distill.errors import DistillError
 from distill.image.build import build_image, build_index
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image as BuiltImage
 from distill.image.partial import ImageSource
@@ -42,7 +43,6 @@ from distill.image.platform import Platform
 from distill.registry.auth import AUTH_ENV
 from distill.registry.push import push_image
 from distill.registry.reference import ImageReference
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports import parse_reference
 from distill.transports._write import write_oci_archive
 from distill.transports.docker import DockerReference

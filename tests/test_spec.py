@@ -284,7 +284,7 @@ def test_a_symlink_inside_the_context_is_followed(tmp_path: Path) -> None:
 
 def test_links_inside_a_copied_tree_stay_links(tmp_path: Path) -> None:
     from distill.build.userfiles import file_entries
-    from distill.rootfs.tree import EntryKind
+    from distill.image.fsentry import EntryKind
 
     (tmp_path / "tree/sub").mkdir(parents=True)
     (tmp_path / "tree/sub/a").write_text("a\n")

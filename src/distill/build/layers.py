@@ -41,6 +41,7 @@ from distill.debian.control import parse_stanza
 from distill.debian.deb import DebControl
 from distill.debian.stanzas import parse_provides, parse_relations
 from distill.errors import DistillError
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import (
     Compression,
     LayerBlob,
@@ -48,7 +49,6 @@ from distill.image.layer_blob import (
     ordered_entries,
     write_layer,
 )
-from distill.rootfs.tree import EntryKind, FsEntry
 
 MAX_LAYERS = 4
 LAYERS_NAMESPACE = "layers"

@@ -32,13 +32,13 @@ from distill.image.build import build_image as build_oci_image
 from distill.image.build import build_index
 from distill.image.config import ANNOTATION_PREFIX, HistoryEntry, ImageConfigSpec
 from distill.image.descriptor import Descriptor
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, LayerBlob
 from distill.image.model import Image
 from distill.image.platform import Platform
 from distill.rootfs.debug import busybox_entries
 from distill.rootfs.prune import Keep, describe, prune
 from distill.rootfs.system import SystemOptions, finish_rootfs
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.rootfs.usrmerge import relocate
 from distill.transports import Reference, parse_reference
 

@@ -26,7 +26,7 @@ from distill.build.spec_values import (
     show,
 )
 from distill.errors import DistillError
-from distill.rootfs.tree import EntryKind, FsEntry
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.rootfs.usrmerge import relocate
 
 _CHUNK = 1 << 20
