@@ -20,7 +20,8 @@ from distill.debian.binary import clear_relation_caches
 from distill.debian.control import parse_stanzas
 from distill.debian.mirror import discover_mirrors
 from distill.debian.stanzas import index_tables, parse_packages_index
-from distill.net.download import fetch_blob, make_session
+from distill.net.download import fetch_blob
+from distill.net.http import make_session
 
 
 def best_of(n: int, func: Callable[[], object], before: Callable[[], None] | None = None) -> float:

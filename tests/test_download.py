@@ -17,14 +17,8 @@ import pytest
 from distill.cache import BlobCache
 from distill.errors import DistillError
 from distill.net.deadline import Limits
-from distill.net.download import (
-    DownloadRequest,
-    RetryPolicy,
-    fetch_all,
-    fetch_blob,
-    fetch_bytes,
-    make_session,
-)
+from distill.net.download import DownloadRequest, fetch_all, fetch_blob, fetch_bytes
+from distill.net.http import RetryPolicy, make_session
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 

@@ -37,7 +37,7 @@ from distill.image.mediatypes import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST
 from distill.image.model import Image as BuiltImage
 from distill.image.platform import Platform
 from distill.net.deadline import Limits, check_location
-from distill.net.download import RetryPolicy
+from distill.net.http import RetryPolicy
 from distill.registry.auth import (
     AUTH_ENV,
     Challenge,

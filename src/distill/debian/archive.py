@@ -29,7 +29,8 @@ from distill.debian.control import gc_paused, parse_stanza
 from distill.debian.mirror import Mirrors, discover_mirrors
 from distill.debian.stanzas import IndexTables, index_tables, parse_packages_index
 from distill.errors import DistillError
-from distill.net.download import DownloadRequest, fetch_blob, fetch_bytes, make_session
+from distill.net.download import DownloadRequest, fetch_blob, fetch_bytes
+from distill.net.http import make_session
 
 KEYRING_ENV = "DISTILL_KEYRING"
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")

@@ -37,14 +37,12 @@ from distill.image.mediatypes import (
     MEDIA_TYPE_MANIFEST,
 )
 from distill.net.deadline import Deadline, Limits, check_location
-from distill.net.download import DEFAULT_RETRY, RetryPolicy
+from distill.net.http import DEFAULT_RETRY, NETWORK_ERRORS, RetryPolicy, Transient, range_headers
 from distill.registry.blobstream import BlobStream
 from distill.registry.reference import check_digest, check_manifest_reference, check_repository
 from distill.registry.session import (
-    NETWORK_ERRORS,
     Body,
-    RegistryTransport,
-    Transient,
+    RegistrySession,
     errors_text,
     pull_scope,
     push_scope,
@@ -107,7 +105,7 @@ class RegistryClient:
         upload_chunk_size: int = DEFAULT_UPLOAD_CHUNK,
         limits: Limits | None = None,
     ) -> None:
-        self._http = RegistryTransport(
+        self._http = RegistrySession(
             host,
             tls_verify=tls_verify,
             credentials=credentials,
@@ -248,9 +246,7 @@ class RegistryClient:
         self, repository: str, digest: str, offset: int, deadline: Deadline
     ) -> requests.Response:
         # identity: the bytes must arrive as stored, or they would not hash to the digest.
-        headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
+        headers = {"Accept-Encoding": "identity", **range_headers(offset)}
         resp = self._http.request(
             "GET",
             f"/v2/{repository}/blobs/{digest}",
