@@ -43,12 +43,11 @@ test-fast: setup
 test: setup system-deps lint typecheck
 	$(PYTEST) -q -n 2 --dist loadfile -p no:cacheprovider
 
-# Hypothesis on every parser of untrusted input (tests/fuzz): FUZZ_EXAMPLES per target, no
-# per-example deadline. `make test` runs the same targets with 300 examples each.
+# Hypothesis on every parser of untrusted input (tests/fuzz): FUZZ_EXAMPLES per target.
+# `make test` runs the same targets with 300 examples each.
 FUZZ_EXAMPLES ?= 10000
 fuzz: setup
-	DISTILL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) DISTILL_FUZZ_DEADLINE_MS=off \
-		$(PYTEST) -q -p no:cacheprovider --hypothesis-show-statistics --durations=0 tests/fuzz
+	DISTILL_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PYTEST) -q -p no:cacheprovider --hypothesis-show-statistics --durations=0 tests/fuzz
 
 bench: setup
 	$(BIN)/python benchmarks/bench_index.py

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from analyze_images import run_measuring_peak
 from copy_images import (
     KEEPS_DIGESTS,
     TRANSPORTS,
@@ -33,7 +35,12 @@ from distill.build.pipeline import build_image
 from distill.build.spec import load_spec
 from distill.context import Access
 from distill.errors import DistillError
+from distill.image.build import build_image as build_oci_image
+from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
+from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image, Index, Top
+from distill.image.platform import Platform
 from distill.mutate.copy import copy_image
 from distill.registry.client import RegistryClient
 from distill.registry.push import push_image
@@ -203,3 +210,39 @@ def test_blobs_go_up_in_chunks_from_an_archive_member(places: Places) -> None:
     assert (
         places.skopeo(f"docker://{host}/copy/chunked:1", "--raw") == image.manifest_bytes.decode()
     )
+
+
+def test_a_copy_from_a_registry_streams_its_blobs(places: Places) -> None:
+    """A 96 MiB incompressible layer from the registry to an archive: the copy's peak RSS
+    stays far below the layer's size (the blob streams through, checked, to the file)."""
+    big = places.root / "big"
+    with big.open("wb") as out:
+        for _ in range(96):
+            out.write(os.urandom(1 << 20))
+    layer = write_layer(
+        [FsEntry("big", EntryKind.FILE, 0o644, content=big)],
+        places.root / "blobs",
+        compression=Compression.NONE,
+        source_date_epoch=1,
+    )
+    image = build_oci_image(
+        ImageConfigSpec(), Platform.parse("linux/amd64"), [layer], source_date_epoch=1
+    )
+    host, creds = places.registry.host, places.registry.creds
+    parse_reference(f"docker://{host}/copy/big:1").write(image, places.access)
+    big.unlink()
+    script = (
+        "import sys\n"
+        "from distill.context import Access\n"
+        "from distill.mutate.copy import copy_image\n"
+        "from distill.registry.auth import Credentials\n"
+        "access = Access(credentials=Credentials.parse(sys.argv[3], 'test'))\n"
+        "copy_image(sys.argv[1], sys.argv[2], access)\n"
+    )
+    out = places.root / "out.tar"
+    _, peak_kib = run_measuring_peak(
+        script, f"docker://{host}/copy/big:1", f"oci-archive:{out}", creds
+    )
+    assert peak_kib < 90 * 1024, f"peak RSS {peak_kib} KiB for a 96 MiB layer"
+    with parse_source(f"oci-archive:{out}").open(Access()) as opened:
+        assert opened.top.digest == image.digest

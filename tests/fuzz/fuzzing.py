@@ -5,8 +5,9 @@ Anything else (KeyError, RecursionError, UnicodeError, ValueError from ``int()``
 reach the user as a traceback.
 
 ``DISTILL_FUZZ_EXAMPLES`` sets the examples per target: small in ``make test``, 10,000 in
-``make fuzz``. ``DISTILL_FUZZ_DEADLINE_MS`` is hypothesis' per-example deadline (``off``
-disables it; ``make fuzz`` does, so that a loaded machine cannot fail a long run).
+``make fuzz``. ``DISTILL_FUZZ_DEADLINE_MS`` sets hypothesis' per-example deadline, off unless
+set: this machine's speed drifts by the hour, and a test must not fail on wall-clock time.
+Boundedness is checked by what the parsers are allowed to do (caps), not by a clock.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from distill.errors import DistillError
 T = TypeVar("T")
 
 EXAMPLES = int(os.environ.get("DISTILL_FUZZ_EXAMPLES", "300"))
-_DEADLINE = os.environ.get("DISTILL_FUZZ_DEADLINE_MS", "10000")
+_DEADLINE = os.environ.get("DISTILL_FUZZ_DEADLINE_MS", "off")
 
 settings.register_profile(
     "distill-fuzz",
@@ -113,13 +114,13 @@ json_scalars = (
     | st.text(max_size=20)
     | st.sampled_from(["", "sha256:", "sha256:" + "0" * 64, "../../etc/passwd", "linux/amd64"])
 )
-json_values = st.recursive(
-    json_scalars,
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
+
+
+def _json_containers(inner: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+
+
+json_values = st.recursive(json_scalars, _json_containers, max_leaves=12)
 
 
 def _paths(doc: Any, here: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:

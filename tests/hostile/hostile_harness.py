@@ -9,8 +9,10 @@ The run is a real subprocess: its peak RSS comes from ``wait4``'s rusage of that
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -33,6 +35,8 @@ class Outcome:
     seconds: float
     max_rss: int  # bytes
     timed_out: bool
+    written: frozenset[str]  # paths under cwd the run added or changed (cache and TMPDIR aside)
+    leftovers: tuple[str, ...]  # what the run left in TMPDIR (when TMPDIR is under cwd)
 
     def describe(self) -> str:
         return (
@@ -78,6 +82,10 @@ def run_distill(
     hwm_fd, hwm_name = tempfile.mkstemp(prefix="hostile-hwm-")
     os.close(hwm_fd)
     full_env["HOSTILE_HWM_FILE"] = hwm_name
+    private = [Path(full_env[k]) for k in ("DISTILL_CACHE_DIR", "TMPDIR") if full_env.get(k)]
+    tmpdir = Path(full_env["TMPDIR"]) if full_env.get("TMPDIR") else None
+    tmp_before = set(os.listdir(tmpdir)) if tmpdir is not None and tmpdir.is_dir() else set()
+    before = snapshot(cwd)
     start = time.monotonic()
     proc = subprocess.Popen(
         [sys.executable, "-c", _WRAPPER, *args],
@@ -121,8 +129,17 @@ def run_distill(
     max_rss = int(own) * 1024 if own.isdigit() else usage.ru_maxrss * 1024
     for reader in readers:
         reader.join(5)
-    return Outcome(
+    skip = [os.path.relpath(p, cwd) for p in private]
+    written = frozenset(
+        p
+        for p in changed(before, snapshot(cwd))
+        if not any(p == d or p.startswith(d + os.sep) for d in skip)
+    )
+    tmp_after = set(os.listdir(tmpdir)) if tmpdir is not None and tmpdir.is_dir() else set()
+    outcome = Outcome(
         args=tuple(args),
+        written=written,
+        leftovers=tuple(sorted(tmp_after - tmp_before)),
         returncode=proc.returncode,
         stdout=b"".join(out).decode("utf-8", "replace"),
         stderr=b"".join(err).decode("utf-8", "replace"),
@@ -130,6 +147,28 @@ def run_distill(
         max_rss=max_rss,
         timed_out=timed_out.is_set(),
     )
+    if os.environ.get("HOSTILE_REPORT"):
+        _record(Path(os.environ["HOSTILE_REPORT"]), outcome)
+    return outcome
+
+
+def _record(report: Path, outcome: Outcome) -> None:
+    """One JSON line per run, for the figures in docs/reliability.md (set HOSTILE_REPORT)."""
+    line = json.dumps(
+        {
+            "test": os.environ.get("PYTEST_CURRENT_TEST", "").split(" ")[0],
+            "args": [a[:80] for a in outcome.args],
+            "returncode": outcome.returncode,
+            "seconds": round(outcome.seconds, 3),
+            "max_rss": outcome.max_rss,
+            "timed_out": outcome.timed_out,
+            "traceback": "Traceback" in outcome.stderr + outcome.stdout,
+            "written": sorted(outcome.written),
+            "leftovers": list(outcome.leftovers),
+        }
+    )
+    with report.open("a") as out:  # O_APPEND: xdist workers may write at once
+        out.write(line + "\n")
 
 
 def assert_bounded(outcome: Outcome) -> None:
@@ -138,6 +177,7 @@ def assert_bounded(outcome: Outcome) -> None:
     assert outcome.max_rss <= CASE_RSS, outcome.describe()
     assert "Traceback" not in outcome.stderr, outcome.describe()
     assert "Traceback" not in outcome.stdout, outcome.describe()
+    assert not outcome.leftovers, f"left in TMPDIR: {outcome.leftovers}\n{outcome.describe()}"
 
 
 def assert_clean_error(outcome: Outcome, *mentions: str) -> str:
@@ -146,6 +186,8 @@ def assert_clean_error(outcome: Outcome, *mentions: str) -> str:
     error line."""
     assert_bounded(outcome)
     assert outcome.returncode == 1, outcome.describe()
+    # A refused input writes nothing: no partial output, nothing beside the target.
+    assert not outcome.written, f"wrote {sorted(outcome.written)}\n{outcome.describe()}"
     lines = outcome.stderr.rstrip("\n").splitlines()
     errors = [i for i, line in enumerate(lines) if line.startswith("error:")]
     assert len(errors) == 1, outcome.describe()
@@ -165,7 +207,10 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
         for name in dirnames + filenames:
             path = os.path.join(dirpath, name)
             st = os.lstat(path)
-            found[os.path.relpath(path, root)] = (st.st_size, st.st_mtime_ns)
+            # A directory counts by its existence: its mtime moves when a temporary is
+            # made and removed inside it, which leaves nothing behind.
+            is_dir = stat.S_ISDIR(st.st_mode)
+            found[os.path.relpath(path, root)] = (0, 0) if is_dir else (st.st_size, st.st_mtime_ns)
     return found
 
 

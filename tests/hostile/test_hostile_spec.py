@@ -203,6 +203,15 @@ SPEC_CASES: dict[str, tuple[Callable[[Path], None], str, tuple[str, ...]]] = {
         ("s.yaml:1", "accounts[0]"),
     ),
     "bad-date": (_spec("labels: {a: 2024-13-45}\n"), "lock", ("invalid YAML",)),
+    # Inside the context but leading nowhere: refused before anything is resolved or fetched.
+    "files-dangling-link": (
+        _with(
+            lambda ctx: os.symlink("nothere", ctx / "dangling"),
+            "files: [{src: dangling, dest: /x}]\n",
+        ),
+        "build",
+        ("s.yaml", "dangling"),
+    ),
 }
 
 

@@ -22,7 +22,7 @@ from distill import __version__, log
 from distill.build.layers import LayerGroup, LayerRole, cached_layer, diff_entries, group_packages
 from distill.build.spec import DEBUG_PACKAGE, Accounts, Spec
 from distill.build.unpack import Unpacked, fetch_debs, staging_dir, unpack_all
-from distill.build.userfiles import file_entries, missing_file, path_entries
+from distill.build.userfiles import checked_source, file_entries, path_entries
 from distill.cache import BlobCache
 from distill.context import Access
 from distill.debian.lock import Lock, lock_spec
@@ -324,9 +324,8 @@ def build_image(
     dest = parse_reference(destination) if isinstance(destination, str) else destination
     dest.check_writable(access, inputs=[*inputs, spec.source])
     _check_user(spec)
-    for item in spec.files:  # before any download: a typo should cost nothing
-        if not os.path.lexists(item.src):
-            raise missing_file(item)
+    for item in spec.files:  # before any download: a typo or a dangling link costs nothing
+        checked_source(item)
     archs = build_archs(spec, lock)
     if not dest.holds_index and len(archs) > 1:
         raise DistillError(
