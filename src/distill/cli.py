@@ -14,7 +14,8 @@ from distill.errors import DistillError
 from distill.log import human
 
 if TYPE_CHECKING:
-    from distill.context import Access, Credentials
+    from distill.context import Access
+    from distill.registry.auth import Credentials
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -52,7 +53,7 @@ def _parse_creds(
 ) -> Credentials | None:
     if value is None:
         return None  # and requests (~0.1 s to import) is not loaded for local images
-    from distill.context import Credentials
+    from distill.registry.auth import Credentials
 
     return Credentials.parse(value, "given with --creds")
 

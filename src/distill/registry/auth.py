@@ -56,7 +56,7 @@ from typing import Any
 import requests
 
 from distill.bounded import one_line, parse_json
-from distill.context import Credentials
+from distill.context import Credentials as Credentials  # where the CLI looks for it
 from distill.errors import DistillError
 from distill.net.deadline import Limits, read_body, send
 from distill.registry.reference import is_loopback
