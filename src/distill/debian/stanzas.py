@@ -2,7 +2,7 @@
 
 Every relation field is parsed here once, so that a malformed index fails when it is loaded
 (naming its pocket and package), but a BinaryPackage keeps the text and re-parses it lazily
-from model.py's cache; see model.py for why.
+from binary.py's cache; see binary.py for why.
 """
 
 from __future__ import annotations
