@@ -311,7 +311,7 @@ class RegistryClient:
         last: Transient | None = None
         for attempt in range(max(self.retry.attempts, 1)):
             if last is not None:
-                time.sleep(min(self.retry.delay(attempt - 1), self._http.limits.timeout))
+                time.sleep(self.retry.pause(attempt - 1, None, self._http.limits.timeout))
             location = self._start_upload(repository, digest, mount_from)
             if location is None:
                 return BlobPushed.MOUNTED
