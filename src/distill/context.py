@@ -3,9 +3,9 @@
 TLS verification, credentials and ``limits`` (how long a server may take: the deadlines
 of :mod:`distill.net.deadline`, from the environment when None) are for registries;
 ``platform`` chooses the image of a multi-platform source; ``jobs`` bounds parallel
-transfers. Transports read what they need
-and ignore the rest, so a new setting is one field here, not a parameter in twenty
-signatures.
+transfers. Transports read what they need and ignore the rest, so a new setting is one
+field here, not a parameter in twenty signatures. ``Credentials`` live here too (where
+they are found: :mod:`distill.registry.auth`), so this module sits below the registry.
 """
 
 from __future__ import annotations
