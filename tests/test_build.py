@@ -172,6 +172,23 @@ def test_lock_must_match_the_spec(tmp_path: Path) -> None:
         check_lock(spec, _fake_lock(("hello",)), ["arm64"])
 
 
+def test_a_lock_may_use_fewer_pockets_than_the_spec_allows(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    (tmp_path / "s.yaml").write_text("packages: [hello]\narchs: [amd64]\npockets: [trixie]\n")
+    narrow = load_spec(str(tmp_path / "s.yaml"))
+    wide = replace(narrow, pockets=())
+    check_lock(narrow, _fake_lock(("hello",)), ["amd64"])
+    check_lock(wide, _fake_lock(("hello",)), ["amd64"])  # a base built from its app's lock
+    security = replace(
+        _fake_lock(("hello",)),
+        pockets=(("trixie", "2025-08-09T10:00:00+00:00"), ("trixie-security", "2025-08-10")),
+    )
+    check_lock(wide, security, ["amd64"])
+    with pytest.raises(DistillError, match="from trixie-security, which the spec leaves out"):
+        check_lock(narrow, security, ["amd64"])
+
+
 def test_source_date_epoch(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
     assert source_date_epoch(_fake_lock(())) == 1754733600

@@ -19,8 +19,16 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from distill import __version__, log
-from distill.build.layers import LayerGroup, LayerRole, cached_layer, diff_entries, group_packages
-from distill.build.spec import DEBUG_PACKAGE, Accounts, Spec
+from distill.build.layers import (
+    LayerGroup,
+    LayerRole,
+    cached_layer,
+    diff_entries,
+    entries_digest,
+    group_packages,
+    package_levels,
+)
+from distill.build.spec import DEBUG_PACKAGE, Accounts, Spec, load_preset
 from distill.build.unpack import Unpacked, fetch_debs, staging_dir, unpack_all
 from distill.build.userfiles import checked_source, file_entries, path_entries
 from distill.cache import BlobCache
@@ -75,6 +83,7 @@ class ArchResult:
     excluded: tuple[str, ...]
     layers: tuple[LayerResult, ...]
     image: Image
+    base: Image | None  # the image of spec.base the image was built on (see _base_image)
     notes: tuple[str, ...]  # what was skipped or overridden while assembling the rootfs
     unpacked_from_cache: int  # packages whose unpacking was remembered
 
@@ -131,6 +140,11 @@ def check_lock(spec: Spec, lock: Lock, archs: Sequence[str]) -> None:
         dropped = [r for r in lock.roots if r not in spec.roots]
         what = [f"+{r}" for r in added] + [f"-{r}" for r in dropped]
         problems.append(f"the packages differ ({' '.join(what) or 'order'})")
+    # A lock from fewer pockets than the spec allows is still the spec's (a base built
+    # from its app's lock, for one); one from a pocket the spec leaves out is not.
+    extra = [name for name, _ in lock.pockets if name not in spec.suite_pockets()]
+    if extra:
+        problems.append(f"it takes packages from {', '.join(extra)}, which the spec leaves out")
     if tuple(lock.exclude) != spec.exclude or tuple(lock.include) != spec.include:
         problems.append("the spec's exclude/include lists changed")
     for arch in archs:
@@ -282,27 +296,76 @@ def build_arch(ctx: BuildContext, arch: str) -> ArchResult:
     with log.complete_step(f"Writing layers ({arch})"):
         planned, notes = assemble(ctx, arch, unpacked)
         layers = []
-        paths: set[str] = set()
         for group, entries in planned:
             blob, reused = cached_layer(entries, ctx.cache, ctx.compression, ctx.source_date_epoch)
             layers.append(LayerResult(group.role, group.levels, group.packages, blob, reused))
-            paths.update(e.path for e in entries)
-    image = build_oci_image(
-        image_config(ctx.spec, paths),
-        Platform.from_debian(arch),
-        [layer.blob for layer in layers],
-        source_date_epoch=ctx.source_date_epoch,
-        history=_history(layers),
-    )
+    keys = [entries_digest(entries) for _, entries in planned]
+    base = _base_image(ctx, ctx.spec, arch, unpacked, keys, layers)
+    image = _image(ctx, ctx.spec, arch, planned, layers, base)
     return ArchResult(
         arch=arch,
         packages=tuple(p.name for p in locked.packages),
         excluded=tuple(e.name for e in locked.excluded),
         layers=tuple(layers),
         image=image,
+        base=base,
         notes=tuple(notes),
         unpacked_from_cache=sum(u.cached for u in unpacked.values()),
     )
+
+
+def _image(
+    ctx: BuildContext,
+    spec: Spec,
+    arch: str,
+    planned: Sequence[tuple[LayerGroup, list[FsEntry]]],
+    layers: Sequence[LayerResult],
+    base: Image | None,
+) -> Image:
+    config = image_config(spec, {e.path for _, entries in planned for e in entries})
+    if base is not None:
+        config = replace(config, base_name=spec.base, base_digest=base.digest)
+    return build_oci_image(
+        config,
+        Platform.from_debian(arch),
+        [layer.blob for layer in layers],
+        source_date_epoch=ctx.source_date_epoch,
+        history=_history(layers),
+    )
+
+
+def _base_image(
+    ctx: BuildContext,
+    spec: Spec,
+    arch: str,
+    unpacked: Mapping[str, Unpacked],
+    keys: Sequence[str],
+    layers: Sequence[LayerResult],
+) -> Image | None:
+    """The image of ``spec.base`` (the nearest preset below it) as ``distill build`` makes
+    it from the same packages, when its layers are exactly the bottom of ``spec``'s (whose
+    contents hash to ``keys``); else None: then the image has no base it could be rebased
+    from. A spec adding packages of its own regroups the levels into other layers, so only
+    specs adding files, paths, accounts or config on a preset have one (docs/rebase.md)."""
+    if spec.base is None:
+        return None
+    base_spec = load_preset(spec.base, suite=spec.suite, archs=spec.archs)
+    depth = len(base_spec.levels)
+    if base_spec.levels != spec.levels[:depth]:
+        return None
+    controls = {name: u.control for name, u in unpacked.items()}
+    below = package_levels(spec.levels, controls)
+    own = {name: u for name, u in unpacked.items() if below[name] < depth}
+    groups, _ = group_packages(base_spec.levels, {name: u.control for name, u in own.items()})
+    if [g.packages for g in groups] != [layer.packages for layer in layers[: len(groups)]]:
+        return None  # other package layers: no need to assemble the base to know
+    planned, _ = assemble(replace(ctx, spec=base_spec), arch, own)
+    count = len(planned)
+    if count > len(keys) or [entries_digest(e) for _, e in planned] != list(keys[:count]):
+        return None
+    base_layers = layers[:count]
+    beneath = _base_image(ctx, base_spec, arch, own, keys[:count], base_layers)
+    return _image(ctx, base_spec, arch, planned, base_layers, beneath)
 
 
 def build_image(
@@ -345,7 +408,11 @@ def build_image(
     ctx.cache.sweep()  # what killed builds left in the cache
     results = tuple(build_arch(ctx, arch) for arch in archs)
     images = [r.image for r in results]
-    annotations = image_config(spec, set()).manifest_annotations(ctx.source_date_epoch)
+    config = image_config(spec, set())
+    if all(r.base is not None for r in results):
+        # Each platform's manifest names its own base's digest; the index names the base.
+        config = replace(config, base_name=spec.base)
+    annotations = config.manifest_annotations(ctx.source_date_epoch)
     target = images[0] if len(images) == 1 else build_index(images, annotations)
     with log.complete_step(f"Writing {dest}"):
         written = dest.write(target, access, mtime=ctx.source_date_epoch)

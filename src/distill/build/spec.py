@@ -62,6 +62,10 @@ NONROOT_USER = "65532"
 NONROOT_HOME = "/home/nonroot"
 
 
+def pockets_of(suite: str) -> tuple[str, ...]:
+    return (suite, f"{suite}-updates", f"{suite}-security")
+
+
 def host_arch() -> str:
     machine = platform.machine().lower()
     if machine not in ARCHS:
@@ -106,6 +110,14 @@ class Spec:
     debug: bool = False
     # The extends chain, bottom first, each with the packages it adds (empty ones left out).
     levels: tuple[Level, ...] = field(default=())
+    pockets: tuple[str, ...] = ()  # empty: every pocket of the suite
+    # The nearest preset below this spec in its `extends` chain (``python3:nonroot``): the
+    # image ``distill build`` records as its base when that image's layers are its bottom.
+    base: str | None = None
+
+    def suite_pockets(self) -> tuple[str, ...]:
+        """The pockets a lock may take packages from (checked against the suite)."""
+        return self.pockets or pockets_of(self.suite)
 
     @property
     def roots(self) -> tuple[str, ...]:
@@ -176,6 +188,13 @@ FIELDS: dict[str, Field] = {
         "Debian packages to install; `name=version` pins one, `a | b` takes the first the "
         "suite has",
         "packages: [libpq5, 'libssl3t64 | libssl3']",
+    ),
+    "pockets": Field(
+        parse_str_list,
+        Merge.REPLACE,
+        "the pockets of the suite a lock may take packages from (default: all three, "
+        "`<suite>`, `<suite>-updates`, `<suite>-security`); the suite itself must be one",
+        "pockets: [bookworm, bookworm-updates]",
     ),
     "exclude": Field(parse_str_list, Merge.EXTEND, "more packages (fnmatch patterns) to keep out"),
     "include": Field(
@@ -467,6 +486,8 @@ def _load(spec_source: _Source, seen: tuple[str, ...], context: Path) -> Spec:
             raise where.fail("extends", exc.message, exc.hint) from None
         # Errors inside the parent name its own file and line.
         base = _load(parent, chain, context)
+        below = f"{parent.name}:{parent.variant}" if parent.variant else parent.name
+        base = replace(base, base=below if parent.here is None else base.base)
     spec = _merge(base, parsed, found.name, found.source)
     return _apply_variant(spec, found.variant) if found.variant is not None else spec
 
@@ -494,7 +515,29 @@ def load_spec(
         spec = replace(spec, suite=_suite(Where("--suite"), "suite", suite))
     if archs:
         spec = replace(spec, archs=_archs(Where("--arch"), "arch", list(archs)))
+    _check_pockets(spec)
     return spec
+
+
+def load_preset(ref: str, *, suite: str, archs: tuple[str, ...] = ()) -> Spec:
+    """The preset ``ref`` (``python3:nonroot``) for ``suite``: never a file of that name."""
+    spec = _finish(_load(_resolve(ref, (), None, Path.cwd()), (), Path.cwd()))
+    return replace(spec, suite=suite, archs=archs or spec.archs)
+
+
+def _check_pockets(spec: Spec) -> None:
+    known = pockets_of(spec.suite)
+    for pocket in spec.pockets:
+        if pocket not in known:
+            raise DistillError(
+                f"{spec.source}: pockets: {show(pocket)} is not a pocket of {spec.suite}",
+                hint=f"choose among {', '.join(known)}",
+            )
+    if spec.pockets and spec.suite not in spec.pockets:
+        raise DistillError(
+            f"{spec.source}: pockets: {spec.suite} itself is missing",
+            hint=f"list {spec.suite} first; -updates and -security only add newer versions",
+        )
 
 
 def spec_keys() -> list[str]:

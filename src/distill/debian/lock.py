@@ -40,6 +40,7 @@ class LockRequest(Protocol):
     @property
     def include(self) -> tuple[str, ...]: ...
     def target_archs(self) -> tuple[str, ...]: ...
+    def suite_pockets(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,7 +119,7 @@ def lock_spec(spec: LockRequest, mirrors: Mirrors) -> tuple[Lock, dict[str, Reso
     resolutions: dict[str, Resolution] = {}
     pockets: tuple[tuple[str, str], ...] = ()
     for arch in spec.target_archs():
-        indices = load_indices(spec.suite, arch, mirrors)
+        indices = load_indices(spec.suite, arch, mirrors, pockets=spec.suite_pockets())
         pockets = tuple((i.pocket, i.date.isoformat()) for i in indices)
         resolution = resolve_spec(spec, arch, indices)
         resolutions[arch] = resolution

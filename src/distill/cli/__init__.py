@@ -1,23 +1,24 @@
-"""Command line: parse arguments, call the library, render with rich. Nothing else."""
+"""Command line: parse arguments, call the library, render with rich. Nothing else.
+
+One module per verb as verbs move out of this one (``cli.rebase``); shared options in
+``cli.options``. ``main`` is the entry point.
+"""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING
 
 import click
 
 from distill import __version__, log
+from distill.cli.options import F, _access, _image_argument, _registry_options
 from distill.errors import DistillError
 from distill.log import human
 
 if TYPE_CHECKING:
-    from distill.context import Access
     from distill.registry.auth import Credentials
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -44,61 +45,6 @@ def _spec_options(func: F) -> F:
         type=click.Path(exists=True, file_okay=False, path_type=Path),
         help="The directory the spec's files: and extends: may read from. Default: the "
         "spec file's directory.",
-    )(func)
-    return func
-
-
-def _parse_creds(
-    ctx: click.Context, param: click.Parameter, value: str | None
-) -> Credentials | None:
-    if value is None:
-        return None  # and requests (~0.1 s to import) is not loaded for local images
-    from distill.registry.auth import Credentials
-
-    return Credentials.parse(value, "given with --creds")
-
-
-def _access(
-    tls_verify: bool, credentials: Credentials | None, platform: str | None = None
-) -> Access:
-    """The command line's access settings, as one object for every transport."""
-    from distill.context import Access
-    from distill.image.platform import Platform
-
-    wanted = Platform.parse(platform) if platform else None
-    return Access(tls_verify=tls_verify, credentials=credentials, platform=wanted)
-
-
-def _image_argument(
-    ctx: click.Context, param: click.Parameter, value: str | tuple[str, ...]
-) -> str | tuple[str, ...]:
-    """A ``docker://`` reference is parsed before anything prints it: one carrying
-    ``USER:PASS@`` is refused without being echoed."""
-    from distill.registry.reference import TRANSPORT_PREFIX, parse_reference
-
-    for text in (value,) if isinstance(value, str) else value:
-        if text.startswith(TRANSPORT_PREFIX):
-            parse_reference(text)
-    return value
-
-
-def _registry_options(func: F) -> F:
-    """``--tls-verify/--no-tls-verify`` and ``--creds``, for commands that read or write
-    ``docker://`` images; they arrive as ``tls_verify`` and ``credentials``."""
-    func = click.option(
-        "--creds",
-        "credentials",
-        metavar="USER:PASS",
-        callback=_parse_creds,
-        help="Registry credentials (docker:// images). Default: $DISTILL_REGISTRY_AUTH, "
-        "then the auth files of podman login and docker login.",
-    )(func)
-    func = click.option(
-        "--tls-verify/--no-tls-verify",
-        default=True,
-        show_default=True,
-        help="Use https with a verified certificate for docker:// images. Registries on "
-        "this machine may use plain http either way.",
     )(func)
     return func
 
@@ -598,3 +544,12 @@ def main(argv: list[str] | None = None) -> None:
 
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # on the way out already
         tempfiles.remove_own()
+
+
+def _add_commands() -> None:
+    from distill.cli.rebase import rebase
+
+    cli.add_command(rebase)
+
+
+_add_commands()
