@@ -22,12 +22,12 @@ from distill import transports
 from distill.context import Access
 from distill.image.build import build_image
 from distill.image.config import HistoryEntry, ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, LayerBlob, write_layer
 from distill.image.mediatypes import MEDIA_TYPE_LAYER
 from distill.image.model import Image as BuiltImage
 from distill.image.partial import ImageSource
 from distill.image.platform import Platform
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports._write import write_oci_dir
 
 SDE = 1_700_000_000

@@ -9,14 +9,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.context import Access
+from distill.context import Access, Credentials
 from distill.image.build import build_image, build_index
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image, Index, Top
 from distill.image.platform import Platform
-from distill.registry.auth import Credentials
-from distill.rootfs.tree import EntryKind, FsEntry
 from registry_fixtures import Registry
 
 SDE = 1_700_000_000

@@ -47,11 +47,11 @@ from distill.analyze.fsview import FsView, NodeKind, analyse_fsview, build_fsvie
 from distill.errors import DistillError
 from distill.image.build import build_image, build_index
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image as BuiltImage
 from distill.image.platform import Platform, host_platform
 from distill.image.stream import sniff_compression
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports import parse_source
 from distill.transports._write import write_docker_archive, write_oci_archive, write_oci_dir
 from registry_fixtures import Registry, registry  # noqa: F401

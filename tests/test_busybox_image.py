@@ -12,9 +12,9 @@ import pytest
 from analyze_images import SDE
 from distill.image.build import build_image
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.platform import Platform
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports._write import write_docker_archive
 from test_lock import run_cli
 from test_sbom import deb_packages, trivy_image

@@ -31,19 +31,19 @@ from copy_images import (
     remove_podman_images,
     two_platform_index,
 )
-from distill.build import build_image
+from distill.build.pipeline import build_image
+from distill.build.spec import load_spec
 from distill.context import Access
 from distill.errors import DistillError
 from distill.image.build import build_image as build_oci_image
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image, Index, Top
 from distill.image.platform import Platform
 from distill.mutate.copy import copy_image
 from distill.registry.client import RegistryClient
 from distill.registry.push import push_image
-from distill.rootfs.tree import EntryKind, FsEntry
-from distill.spec import load_spec
 from distill.transports import parse_reference, parse_source
 from registry_fixtures import Registry, auth_registry  # noqa: F401
 

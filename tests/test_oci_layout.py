@@ -18,12 +18,12 @@ from distill.context import Access
 from distill.errors import DistillError
 from distill.image.build import build_image, build_index
 from distill.image.config import HistoryEntry, ImageConfigSpec, build_config, rfc3339
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, LayerBlob, write_layer
 from distill.image.mediatypes import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST
 from distill.image.model import Image as BuiltImage
 from distill.image.model import Index as ImageIndex
 from distill.image.platform import Platform
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports import parse_reference
 from distill.transports._write import (
     REF_NAME,

@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from distill.build.spec import load_spec
 from distill.context import Access
 from distill.errors import DistillError
 from distill.image.build import build_image, build_index
 from distill.image.config import HistoryEntry, ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image, Index
 from distill.image.platform import Platform
@@ -26,8 +28,6 @@ from distill.mutate.rebase import (
     recorded_base,
 )
 from distill.mutate.release import Release, read_release
-from distill.rootfs.tree import EntryKind, FsEntry
-from distill.spec import load_spec
 from distill.transports import parse_reference, parse_source
 from test_lock import run_cli
 

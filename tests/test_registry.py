@@ -26,21 +26,21 @@ from pathlib import Path
 import pytest
 import requests
 
-from distill.context import Access
-from distill.deadline import Limits, check_location
-from distill.download import RetryPolicy
+from distill.context import Access, Credentials
 from distill.errors import DistillError
 from distill.image.build import build_image, build_index
 from distill.image.config import ImageConfigSpec
 from distill.image.digest import sha256_digest
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.mediatypes import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST
 from distill.image.model import Image as BuiltImage
 from distill.image.platform import Platform
+from distill.net.deadline import Limits, check_location
+from distill.net.http import RetryPolicy
 from distill.registry.auth import (
     AUTH_ENV,
     Challenge,
-    Credentials,
     auth_file_candidates,
     credentials_from_files,
     fetch_token,
@@ -59,7 +59,6 @@ from distill.registry.reference import (
     is_loopback,
     parse_reference,
 )
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports import parse_reference as parse_transport_reference
 from registry_fixtures import (  # noqa: F401  (the fixtures are used by name)
     IDENTITY_TOKEN,

@@ -31,18 +31,18 @@ from analyze_images import (
     simple_image,
 )
 from distill.analyze.fsview import build_fsview
-from distill.context import Access
+from distill.context import Access, Credentials
 from distill.errors import DistillError
 from distill.image.build import build_image, build_index
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image as BuiltImage
 from distill.image.partial import ImageSource
 from distill.image.platform import Platform
-from distill.registry.auth import AUTH_ENV, Credentials
+from distill.registry.auth import AUTH_ENV
 from distill.registry.push import push_image
 from distill.registry.reference import ImageReference
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports import parse_reference
 from distill.transports._write import write_oci_archive
 from distill.transports.docker import DockerReference

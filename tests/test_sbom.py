@@ -40,9 +40,9 @@ from distill.analyze.sbom import (
 from distill.errors import DistillError
 from distill.image.build import build_image
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import write_layer
 from distill.image.platform import Platform
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports._write import write_oci_dir
 from fat_image import build_fat_image
 from sbom_fixtures import (

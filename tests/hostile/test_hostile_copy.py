@@ -14,10 +14,10 @@ from hostile_harness import assert_clean_error, changed, run_distill, snapshot
 from distill.context import Access
 from distill.image.build import build_image, build_index
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Top
 from distill.image.platform import Platform
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports import parse_reference
 
 

@@ -13,9 +13,9 @@ from hostile_harness import assert_bounded, assert_clean_error, run_distill
 from distill.context import Access
 from distill.image.build import build_image
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports import parse_reference
 from test_rebase import AMD64, SDE, make_app, make_base
 

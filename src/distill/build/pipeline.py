@@ -19,6 +19,18 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from distill import __version__, log
+from distill.build.layers import (
+    LayerGroup,
+    LayerRole,
+    cached_layer,
+    diff_entries,
+    entries_digest,
+    group_packages,
+    package_levels,
+)
+from distill.build.spec import DEBUG_PACKAGE, Accounts, Spec, load_preset
+from distill.build.unpack import Unpacked, fetch_debs, staging_dir, unpack_all
+from distill.build.userfiles import checked_source, file_entries, path_entries
 from distill.cache import BlobCache
 from distill.context import Access
 from distill.debian.lock import Lock, lock_spec
@@ -28,27 +40,15 @@ from distill.image.build import build_image as build_oci_image
 from distill.image.build import build_index
 from distill.image.config import ANNOTATION_PREFIX, HistoryEntry, ImageConfigSpec
 from distill.image.descriptor import Descriptor
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, LayerBlob
 from distill.image.model import Image
 from distill.image.platform import Platform
-from distill.layers import (
-    LayerGroup,
-    LayerRole,
-    cached_layer,
-    diff_entries,
-    entries_digest,
-    group_packages,
-    package_levels,
-)
 from distill.rootfs.debug import busybox_entries
 from distill.rootfs.prune import Keep, describe, prune
 from distill.rootfs.system import SystemOptions, finish_rootfs
-from distill.rootfs.tree import EntryKind, FsEntry
-from distill.rootfs.userfiles import checked_source, file_entries, path_entries
 from distill.rootfs.usrmerge import relocate
-from distill.spec import DEBUG_PACKAGE, Accounts, Spec, load_preset
 from distill.transports import Reference, parse_reference
-from distill.unpack import Unpacked, fetch_debs, staging_dir, unpack_all
 
 SDE_ENV = "SOURCE_DATE_EPOCH"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
