@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill.context import Access, Credentials
-from distill.image.build import build_image, build_index
+from distill.image.compose import compose_image, compose_index
 from distill.image.config import ImageConfigSpec
 from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
@@ -42,7 +42,7 @@ def busybox_image(blob_dir: Path, message: bytes = b"hello from distill\n") -> I
     spec = ImageConfigSpec(
         entrypoint=("/bin/busybox",), cmd=("cat", "/app/hello"), env=("PATH=/bin",)
     )
-    return build_image(spec, Platform.parse("linux/amd64"), [base, app], source_date_epoch=SDE)
+    return compose_image(spec, Platform.parse("linux/amd64"), [base, app], source_date_epoch=SDE)
 
 
 def two_platform_index(blob_dir: Path) -> Index:
@@ -54,13 +54,13 @@ def two_platform_index(blob_dir: Path) -> Index:
         compression=Compression.GZIP,
         source_date_epoch=SDE,
     )
-    arm = build_image(
+    arm = compose_image(
         ImageConfigSpec(entrypoint=("/arch",)),
         Platform.parse("linux/arm64"),
         [arm_layer],
         source_date_epoch=SDE,
     )
-    return build_index([amd, arm])
+    return compose_index([amd, arm])
 
 
 def diff_ids(top: Top) -> list[tuple[str, ...]]:

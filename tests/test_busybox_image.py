@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from analyze_images import SDE
-from distill.image.build import build_image
+from distill.image.compose import compose_image
 from distill.image.config import ImageConfigSpec
 from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
@@ -39,7 +39,7 @@ def busybox_archive(tmp_path: Path) -> Path:
     layer = write_layer(
         entries, tmp_path / "blobs", compression=Compression.GZIP, source_date_epoch=SDE
     )
-    image = build_image(
+    image = compose_image(
         ImageConfigSpec(entrypoint=("/bin/sh",)),
         Platform.parse("linux/amd64"),
         [layer],

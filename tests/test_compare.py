@@ -29,7 +29,7 @@ from distill.analyze.render import compare_rows, human, ratio_text, render_compa
 from distill.analyze.report import html_report, write_html
 from distill.analyze.sbom import SbomFormat, image_sbom
 from distill.errors import DistillError
-from distill.image.build import build_image
+from distill.image.compose import compose_image
 from distill.image.config import ImageConfigSpec
 from distill.image.fsentry import FsEntry
 from distill.image.layer_blob import Compression, write_layer
@@ -80,7 +80,7 @@ def slim_image(blob_dir: Path) -> BuiltImage:
         slim_entries(), blob_dir, compression=Compression.ZSTD, source_date_epoch=SDE
     )
     spec = ImageConfigSpec(entrypoint=("/usr/bin/app",), user="nonroot")
-    return build_image(spec, Platform.parse("linux/amd64"), [layer], source_date_epoch=SDE)
+    return compose_image(spec, Platform.parse("linux/amd64"), [layer], source_date_epoch=SDE)
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from distill.build.pipeline import build_image
 from distill.build.spec import load_spec
 from distill.context import Access
 from distill.errors import DistillError
-from distill.image.build import build_image as build_oci_image
+from distill.image.compose import compose_image
 from distill.image.config import ImageConfigSpec
 from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
@@ -225,7 +225,7 @@ def test_a_copy_from_a_registry_streams_its_blobs(places: Places) -> None:
         compression=Compression.NONE,
         source_date_epoch=1,
     )
-    image = build_oci_image(
+    image = compose_image(
         ImageConfigSpec(), Platform.parse("linux/amd64"), [layer], source_date_epoch=1
     )
     host, creds = places.registry.host, places.registry.creds

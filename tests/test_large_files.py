@@ -28,7 +28,7 @@ from distill.analyze.catalog import catalog_view
 from distill.analyze.components import CapturedFile
 from distill.analyze.fsview import SPOOL_ABOVE, SPOOL_HEAD, build_fsview
 from distill.analyze.langpkgs import language_components
-from distill.image.build import build_image
+from distill.image.compose import compose_image
 from distill.image.config import ImageConfigSpec
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.platform import Platform
@@ -108,7 +108,7 @@ def test_a_spool_goes_with_the_last_path_that_holds_it(tmp_path: Path) -> None:
         write_layer(entries, blobs, compression=Compression.NONE, source_date_epoch=SDE)
         for entries in layers
     ]
-    built = build_image(
+    built = compose_image(
         ImageConfigSpec(), Platform.parse("linux/amd64"), blobs_written, source_date_epoch=SDE
     )
     write_oci_dir(built, tmp_path / "layout")

@@ -28,7 +28,7 @@ import requests
 
 from distill.context import Access, Credentials
 from distill.errors import DistillError
-from distill.image.build import build_image, build_index
+from distill.image.compose import compose_image, compose_index
 from distill.image.config import ImageConfigSpec
 from distill.image.digest import sha256_digest
 from distill.image.fsentry import EntryKind, FsEntry
@@ -94,7 +94,7 @@ def make_image(blob_dir: Path, text: bytes, platform: str = "linux/amd64") -> Bu
     ]
     layer = write_layer(entries, blob_dir, compression=Compression.GZIP, source_date_epoch=SDE)
     spec = ImageConfigSpec(entrypoint=("/bin/true",), title="registry test")
-    return build_image(spec, Platform.parse(platform), [layer], source_date_epoch=SDE)
+    return compose_image(spec, Platform.parse(platform), [layer], source_date_epoch=SDE)
 
 
 def run(*args: str | Path, timeout: float = 120) -> str:
@@ -670,7 +670,7 @@ def test_push_agrees_with_skopeo_and_pulls_back(tmp_path: Path, registry: Regist
 def test_push_a_multi_platform_index(tmp_path: Path, registry: Registry) -> None:
     amd = make_image(tmp_path / "a", b"amd64\n", "linux/amd64")
     arm = make_image(tmp_path / "b", b"arm64\n", "linux/arm64")
-    index = build_index([amd, arm])
+    index = compose_index([amd, arm])
     name = unique()
     result = push_image(index, f"{registry.host}/{name}:multi", access=Access(jobs=2))
     assert result.descriptor.digest == index.descriptor.digest

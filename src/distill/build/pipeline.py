@@ -36,8 +36,7 @@ from distill.context import Access
 from distill.debian.lock import Lock, lock_spec
 from distill.debian.mirror import Mirrors, discover_mirrors
 from distill.errors import DistillError
-from distill.image.build import build_image as build_oci_image
-from distill.image.build import build_index
+from distill.image.compose import compose_image, compose_index
 from distill.image.config import ANNOTATION_PREFIX, HistoryEntry, ImageConfigSpec
 from distill.image.descriptor import Descriptor
 from distill.image.fsentry import EntryKind, FsEntry
@@ -325,7 +324,7 @@ def _image(
     config = image_config(spec, {e.path for _, entries in planned for e in entries})
     if base is not None:
         config = replace(config, base_name=spec.base, base_digest=base.digest)
-    return build_oci_image(
+    return compose_image(
         config,
         Platform.from_debian(arch),
         [layer.blob for layer in layers],
@@ -413,7 +412,7 @@ def build_image(
         # Each platform's manifest names its own base's digest; the index names the base.
         config = replace(config, base_name=spec.base)
     annotations = config.manifest_annotations(ctx.source_date_epoch)
-    target = images[0] if len(images) == 1 else build_index(images, annotations)
+    target = images[0] if len(images) == 1 else compose_index(images, annotations)
     with log.complete_step(f"Writing {dest}"):
         written = dest.write(target, access, mtime=ctx.source_date_epoch)
     return BuildResult(spec.name, dest, written.descriptor, ctx.source_date_epoch, results)
