@@ -38,10 +38,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from distill import log
-from distill.build import build_image
+from distill.build.pipeline import build_image
+from distill.build.spec import load_spec
 from distill.debian.lock import read_lock
 from distill.debian.mirror import discover_mirrors
-from distill.spec import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "tests" / "containers.conf"))

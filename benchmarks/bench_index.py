@@ -16,11 +16,12 @@ from pathlib import Path
 
 from distill.cache import BlobCache
 from distill.debian.archive import _load_packages, _packages_request, fetch_release
+from distill.debian.binary import clear_relation_caches
 from distill.debian.control import parse_stanzas
 from distill.debian.mirror import discover_mirrors
-from distill.debian.model import clear_relation_caches
-from distill.debian.packages import index_tables, parse_packages_index
-from distill.download import fetch_blob, make_session
+from distill.debian.stanzas import index_tables, parse_packages_index
+from distill.net.download import fetch_blob
+from distill.net.http import make_session
 
 
 def best_of(n: int, func: Callable[[], object], before: Callable[[], None] | None = None) -> float:

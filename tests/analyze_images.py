@@ -20,14 +20,14 @@ from pathlib import Path
 
 from distill import transports
 from distill.context import Access
-from distill.image.build import build_image
+from distill.image.compose import compose_image
 from distill.image.config import HistoryEntry, ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, LayerBlob, write_layer
 from distill.image.mediatypes import MEDIA_TYPE_LAYER
 from distill.image.model import Image as BuiltImage
 from distill.image.partial import ImageSource
 from distill.image.platform import Platform
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports._write import write_oci_dir
 
 SDE = 1_700_000_000
@@ -134,7 +134,7 @@ def fixture_image(
         workdir="/app",
         exposed_ports=("8080",),
     )
-    return build_image(
+    return compose_image(
         spec,
         Platform.parse(platform),
         fixture_layers(blob_dir, compressions),
@@ -151,7 +151,7 @@ def simple_image(
 ) -> BuiltImage:
     layer = write_layer(entries, blob_dir, compression=compression, source_date_epoch=SDE)
     spec = ImageConfigSpec(entrypoint=("/bin/true",))
-    return build_image(spec, Platform.parse(platform), [layer], source_date_epoch=SDE)
+    return compose_image(spec, Platform.parse(platform), [layer], source_date_epoch=SDE)
 
 
 # --- raw layers ----------------------------------------------------------------------------
@@ -197,7 +197,7 @@ def raw_layer(blob_dir: Path, data: bytes, *, tar: bytes | None = None) -> Layer
 
 
 def raw_image(blob_dir: Path, layers: list[LayerBlob]) -> BuiltImage:
-    return build_image(
+    return compose_image(
         ImageConfigSpec(), Platform.parse("linux/amd64"), layers, source_date_epoch=SDE
     )
 

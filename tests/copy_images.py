@@ -9,14 +9,13 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from distill.context import Access
-from distill.image.build import build_image, build_index
+from distill.context import Access, Credentials
+from distill.image.compose import compose_image, compose_index
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image, Index, Top
 from distill.image.platform import Platform
-from distill.registry.auth import Credentials
-from distill.rootfs.tree import EntryKind, FsEntry
 from registry_fixtures import Registry
 
 SDE = 1_700_000_000
@@ -43,7 +42,7 @@ def busybox_image(blob_dir: Path, message: bytes = b"hello from distill\n") -> I
     spec = ImageConfigSpec(
         entrypoint=("/bin/busybox",), cmd=("cat", "/app/hello"), env=("PATH=/bin",)
     )
-    return build_image(spec, Platform.parse("linux/amd64"), [base, app], source_date_epoch=SDE)
+    return compose_image(spec, Platform.parse("linux/amd64"), [base, app], source_date_epoch=SDE)
 
 
 def two_platform_index(blob_dir: Path) -> Index:
@@ -55,13 +54,13 @@ def two_platform_index(blob_dir: Path) -> Index:
         compression=Compression.GZIP,
         source_date_epoch=SDE,
     )
-    arm = build_image(
+    arm = compose_image(
         ImageConfigSpec(entrypoint=("/arch",)),
         Platform.parse("linux/arm64"),
         [arm_layer],
         source_date_epoch=SDE,
     )
-    return build_index([amd, arm])
+    return compose_index([amd, arm])
 
 
 def diff_ids(top: Top) -> list[tuple[str, ...]]:

@@ -45,13 +45,13 @@ from analyze_images import (
 )
 from distill.analyze.fsview import FsView, NodeKind, analyse_fsview, build_fsview
 from distill.errors import DistillError
-from distill.image.build import build_image, build_index
+from distill.image.compose import compose_image, compose_index
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image as BuiltImage
 from distill.image.platform import Platform, host_platform
 from distill.image.stream import sniff_compression
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports import parse_source
 from distill.transports._write import write_docker_archive, write_oci_archive, write_oci_dir
 from registry_fixtures import Registry, registry  # noqa: F401
@@ -262,7 +262,7 @@ def test_compression_is_sniffed_not_taken_from_the_media_type(tmp_path: Path) ->
         source_date_epoch=SDE,
     )
     lying = dataclasses.replace(layer, media_type=Compression.GZIP.media_type)
-    built = build_image(
+    built = compose_image(
         ImageConfigSpec(), Platform.parse("linux/amd64"), [lying], source_date_epoch=SDE
     )
     write_oci_dir(built, tmp_path / "layout")
@@ -334,7 +334,7 @@ def multi(tmp_path_factory: pytest.TempPathFactory) -> Path:
         simple_image(root / "b", [file("arch", p.encode())], p)
         for p in ("linux/amd64", "linux/arm64")
     ]
-    write_oci_dir(build_index(images), root / "layout", ref="multi")
+    write_oci_dir(compose_index(images), root / "layout", ref="multi")
     return root / "layout"
 
 

@@ -18,16 +18,16 @@ from pathlib import Path
 
 import pytest
 
-from distill.build import BuildResult, build_image, check_lock, source_date_epoch
+from distill.build.layers import LayerRole, diff_entries, group_packages
+from distill.build.pipeline import BuildResult, build_image, check_lock, source_date_epoch
+from distill.build.spec import Level, load_spec
 from distill.cache import BlobCache
 from distill.debian.deb import DebControl
 from distill.debian.lock import ArchLock, Lock, LockedPackage, lock_spec, write_lock
 from distill.debian.mirror import discover_mirrors
 from distill.errors import DistillError
-from distill.layers import LayerRole, diff_entries, group_packages
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.rootfs.debug import busybox_applets
-from distill.rootfs.tree import EntryKind, FsEntry
-from distill.spec import Level, load_spec
 
 SHELLS = {"sh", "bash", "dash", "ash", "busybox"}
 

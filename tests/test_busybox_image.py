@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from analyze_images import SDE
-from distill.image.build import build_image
+from distill.image.compose import compose_image
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.platform import Platform
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports._write import write_docker_archive
 from test_lock import run_cli
 from test_sbom import deb_packages, trivy_image
@@ -39,7 +39,7 @@ def busybox_archive(tmp_path: Path) -> Path:
     layer = write_layer(
         entries, tmp_path / "blobs", compression=Compression.GZIP, source_date_epoch=SDE
     )
-    image = build_image(
+    image = compose_image(
         ImageConfigSpec(entrypoint=("/bin/sh",)),
         Platform.parse("linux/amd64"),
         [layer],

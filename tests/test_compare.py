@@ -20,24 +20,23 @@ from distill.analyze.compare import (
     Comparison,
     Executable,
     ImageSummary,
-    ScanStatus,
     compare_references,
     count_matching,
-    parse_trivy_report,
     ratio,
-    scan_sbom,
 )
 from distill.analyze.inspect import inspect_reference
 from distill.analyze.render import compare_rows, human, ratio_text, render_compare
 from distill.analyze.report import html_report, write_html
 from distill.analyze.sbom import SbomFormat, image_sbom
 from distill.errors import DistillError
-from distill.image.build import build_image
+from distill.image.compose import compose_image
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image as BuiltImage
 from distill.image.platform import Platform
-from distill.rootfs.tree import FsEntry
+from distill.scan.findings import ScanStatus
+from distill.scan.trivy import parse_trivy_report, scan_sbom
 from distill.transports._write import write_docker_archive, write_oci_dir
 from fat_image import fat_image  # noqa: F401  (a pytest fixture)
 from test_lock import run_cli
@@ -81,7 +80,7 @@ def slim_image(blob_dir: Path) -> BuiltImage:
         slim_entries(), blob_dir, compression=Compression.ZSTD, source_date_epoch=SDE
     )
     spec = ImageConfigSpec(entrypoint=("/usr/bin/app",), user="nonroot")
-    return build_image(spec, Platform.parse("linux/amd64"), [layer], source_date_epoch=SDE)
+    return compose_image(spec, Platform.parse("linux/amd64"), [layer], source_date_epoch=SDE)
 
 
 @pytest.fixture(scope="module")

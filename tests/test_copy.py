@@ -31,19 +31,19 @@ from copy_images import (
     remove_podman_images,
     two_platform_index,
 )
-from distill.build import build_image
+from distill.build.pipeline import build_image
+from distill.build.spec import load_spec
 from distill.context import Access
 from distill.errors import DistillError
-from distill.image.build import build_image as build_oci_image
+from distill.image.compose import compose_image
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image, Index, Top
 from distill.image.platform import Platform
 from distill.mutate.copy import copy_image
 from distill.registry.client import RegistryClient
 from distill.registry.push import push_image
-from distill.rootfs.tree import EntryKind, FsEntry
-from distill.spec import load_spec
 from distill.transports import parse_reference, parse_source
 from registry_fixtures import Registry, auth_registry  # noqa: F401
 
@@ -225,7 +225,7 @@ def test_a_copy_from_a_registry_streams_its_blobs(places: Places) -> None:
         compression=Compression.NONE,
         source_date_epoch=1,
     )
-    image = build_oci_image(
+    image = compose_image(
         ImageConfigSpec(), Platform.parse("linux/amd64"), [layer], source_date_epoch=1
     )
     host, creds = places.registry.host, places.registry.creds

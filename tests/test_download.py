@@ -15,16 +15,10 @@ from urllib.parse import urlsplit
 import pytest
 
 from distill.cache import BlobCache
-from distill.deadline import Limits
-from distill.download import (
-    DownloadRequest,
-    RetryPolicy,
-    fetch_all,
-    fetch_blob,
-    fetch_bytes,
-    make_session,
-)
 from distill.errors import DistillError
+from distill.net.deadline import Limits
+from distill.net.download import DownloadRequest, fetch_all, fetch_blob, fetch_bytes
+from distill.net.http import RetryPolicy, make_session
 
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 
@@ -423,7 +417,7 @@ def test_fetch_bytes_retries_truncated_body(mirror: Mirror) -> None:
     assert len(mirror.hits) == 2
 
 
-# --- deadlines and redirects (distill.deadline) ----------------------------------------------
+# --- deadlines and redirects (distill.net.deadline) ----------------------------------------------
 
 
 def test_a_trickling_mirror_fails_once_below_the_minimum_rate(

@@ -35,8 +35,8 @@ from distill.analyze.inspect import (
 )
 from distill.analyze.render import render_inspect
 from distill.errors import DistillError
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.model import Image as BuiltImage
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports._write import write_docker_archive, write_oci_dir
 from fat_image import build_fat_image
 from test_lock import run_cli

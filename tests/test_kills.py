@@ -26,8 +26,8 @@ import pytest
 import requests
 
 from analyze_images import OS_RELEASE, file, simple_image
+from distill.image.fsentry import FsEntry
 from distill.image.layer_blob import Compression
-from distill.rootfs.tree import FsEntry
 from distill.transports._write import write_docker_archive, write_oci_archive
 from registry_fixtures import Registry, registry  # noqa: F401  (the fixture is used by name)
 

@@ -25,10 +25,10 @@ import pytest
 from analyze_images import SDE, file, hardlink, opened, run_measuring_peak, simple_image
 from distill.analyze import langpkgs
 from distill.analyze.catalog import catalog_view
+from distill.analyze.components import CapturedFile
 from distill.analyze.fsview import SPOOL_ABOVE, SPOOL_HEAD, build_fsview
 from distill.analyze.langpkgs import language_components
-from distill.analyze.packages import CapturedFile
-from distill.image.build import build_image
+from distill.image.compose import compose_image
 from distill.image.config import ImageConfigSpec
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.platform import Platform
@@ -108,7 +108,7 @@ def test_a_spool_goes_with_the_last_path_that_holds_it(tmp_path: Path) -> None:
         write_layer(entries, blobs, compression=Compression.NONE, source_date_epoch=SDE)
         for entries in layers
     ]
-    built = build_image(
+    built = compose_image(
         ImageConfigSpec(), Platform.parse("linux/amd64"), blobs_written, source_date_epoch=SDE
     )
     write_oci_dir(built, tmp_path / "layout")
@@ -156,7 +156,7 @@ def test_sbom_of_a_fat_jar_keeps_memory_flat(tmp_path: Path) -> None:
     big = tmp_path / "app.jar"
     with big.open("wb") as out:
         write_jar(out, "fat", 200 * MiB, **{"lib/dep.jar": jar_bytes("dep", 12 * MiB)})
-    from distill.rootfs.tree import EntryKind, FsEntry
+    from distill.image.fsentry import EntryKind, FsEntry
 
     entries = [FsEntry("app/app.jar", EntryKind.FILE, 0o644, content=big)]
     built = simple_image(tmp_path / "blobs", entries, compression=Compression.NONE)
@@ -212,7 +212,7 @@ def test_a_nested_archive_that_cannot_be_extracted_is_a_warning(tmp_path: Path) 
         "import resource, sys\n"
         "from pathlib import Path\n"
         "from distill.analyze.langpkgs import language_components\n"
-        "from distill.analyze.packages import CapturedFile\n"
+        "from distill.analyze.components import CapturedFile\n"
         "resource.setrlimit(resource.RLIMIT_FSIZE, (4 << 20, 4 << 20))\n"
         "warnings = []\n"
         "found = language_components('app.jar', CapturedFile(b'', 0, 0o644, Path(sys.argv[1])),"

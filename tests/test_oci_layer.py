@@ -14,6 +14,7 @@ import pytest
 from backports import zstd
 
 from distill.errors import DistillError
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import (
     Compression,
     LayerBlob,
@@ -21,7 +22,6 @@ from distill.image.layer_blob import (
     ordered_entries,
     write_layer,
 )
-from distill.rootfs.tree import EntryKind, FsEntry
 
 SDE = 1_700_000_000
 LONG = "d/" + "n" * 150  # beyond ustar's 100-byte name field

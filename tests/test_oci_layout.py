@@ -16,14 +16,14 @@ import pytest
 
 from distill.context import Access
 from distill.errors import DistillError
-from distill.image.build import build_image, build_index
+from distill.image.compose import compose_image, compose_index
 from distill.image.config import HistoryEntry, ImageConfigSpec, build_config, rfc3339
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, LayerBlob, write_layer
 from distill.image.mediatypes import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST
 from distill.image.model import Image as BuiltImage
 from distill.image.model import Index as ImageIndex
 from distill.image.platform import Platform
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports import parse_reference
 from distill.transports._write import (
     REF_NAME,
@@ -62,7 +62,7 @@ def small_layer(
 def small_image(blob_dir: Path, platform: str = "linux/amd64", **knobs: object) -> BuiltImage:
     spec = ImageConfigSpec(entrypoint=("/bin/true",), **knobs)  # type: ignore[arg-type]
     layer = small_layer(blob_dir, platform.encode())
-    return build_image(spec, Platform.parse(platform), [layer], source_date_epoch=SDE)
+    return compose_image(spec, Platform.parse(platform), [layer], source_date_epoch=SDE)
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -219,7 +219,7 @@ def test_manifest_annotations_and_descriptors(tmp_path: Path) -> None:
 def test_index_lists_platforms_in_order(tmp_path: Path) -> None:
     amd = small_image(tmp_path / "b", "linux/amd64")
     arm = small_image(tmp_path / "b", "linux/arm64")
-    index = build_index([amd, arm], {"org.opencontainers.image.created": rfc3339(SDE)})
+    index = compose_index([amd, arm], {"org.opencontainers.image.created": rfc3339(SDE)})
     data = json.loads(index.index_bytes)
     assert data["mediaType"] == MEDIA_TYPE_INDEX
     assert [m["platform"] for m in data["manifests"]] == [
@@ -231,7 +231,7 @@ def test_index_lists_platforms_in_order(tmp_path: Path) -> None:
         arm.descriptor.digest,
     ]
     with pytest.raises(DistillError, match="two images"):
-        build_index([amd, amd])
+        compose_index([amd, amd])
 
 
 # --- destinations ----------------------------------------------------------------------------
@@ -432,7 +432,7 @@ def test_docker_archive_has_uncompressed_layers_named_by_diff_id(
         small_layer(blob_dir, b"two", compression),
         small_layer(blob_dir, b"one", compression),  # the same layer twice
     ]
-    image = build_image(ImageConfigSpec(), Platform.parse("amd64"), layers, source_date_epoch=SDE)
+    image = compose_image(ImageConfigSpec(), Platform.parse("amd64"), layers, source_date_epoch=SDE)
     described = write_docker_archive(
         image, tmp_path / "d.tar", tag="example/app", source_date_epoch=SDE
     )
@@ -462,20 +462,20 @@ def test_docker_archive_without_tag_and_refusing_many_platforms(tmp_path: Path) 
         manifest_file = tar.extractfile("manifest.json")
         assert manifest_file is not None
         assert json.loads(manifest_file.read())[0]["RepoTags"] == []
-    index = build_index([amd, arm])
+    index = compose_index([amd, arm])
     with pytest.raises(DistillError, match="one platform") as info:
         write_to(index, f"docker-archive:{tmp_path / 'm.tar'}")
     assert info.value.hint and "--platform" in info.value.hint
     assert not (tmp_path / "m.tar").exists()
     # An index of one platform is fine.
-    write_docker_archive(build_index([arm]), tmp_path / "one.tar")
+    write_docker_archive(compose_index([arm]), tmp_path / "one.tar")
     assert tarfile.is_tarfile(tmp_path / "one.tar")
 
 
 def test_multi_platform_layout_nests_the_index(tmp_path: Path) -> None:
     amd = small_image(tmp_path / "b", "linux/amd64")
     arm = small_image(tmp_path / "b", "linux/arm64")
-    index = build_index([amd, arm])
+    index = compose_index([amd, arm])
     described = write_oci_dir(index, tmp_path / "out", ref="multi")
     entry = check_layout(tmp_path / "out", "multi")
     assert entry["mediaType"] == MEDIA_TYPE_INDEX
@@ -514,7 +514,7 @@ def busybox_image(tmp_path_factory: pytest.TempPathFactory) -> BuiltImage:
         labels={"org.example.test": "distill"},
         title="busybox test",
     )
-    return build_image(spec, Platform.parse("linux/amd64"), [layer], source_date_epoch=SDE)
+    return compose_image(spec, Platform.parse("linux/amd64"), [layer], source_date_epoch=SDE)
 
 
 @pytest.fixture
@@ -597,13 +597,13 @@ def test_skopeo_picks_a_platform_from_the_index(tmp_path: Path, busybox_image: B
         compression=Compression.ZSTD,
         source_date_epoch=SDE,
     )
-    arm = build_image(
+    arm = compose_image(
         ImageConfigSpec(entrypoint=("/arch",)),
         Platform.from_debian("arm64"),
         [fake_arm],
         source_date_epoch=SDE,
     )
-    index: ImageIndex = build_index([busybox_image, arm])
+    index: ImageIndex = compose_index([busybox_image, arm])
     write_oci_dir(index, tmp_path / "layout", ref="multi")
     write_oci_archive(index, tmp_path / "multi.tar", ref="multi", source_date_epoch=SDE)
     raw = run("skopeo", "inspect", "--raw", f"oci:{tmp_path / 'layout'}:multi")

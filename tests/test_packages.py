@@ -7,9 +7,9 @@ import pytest
 
 from distill.cache import BlobCache
 from distill.debian import archive
+from distill.debian.binary import BinaryPackage, Relation, RelOp
 from distill.debian.control import parse_stanza
-from distill.debian.model import BinaryPackage, Relation, RelOp
-from distill.debian.packages import (
+from distill.debian.stanzas import (
     index_tables,
     other_relation_names,
     package_from_stanza,

@@ -17,11 +17,11 @@ from pathlib import Path
 
 import pytest
 
-from distill.build import build_image
+from distill.build.pipeline import build_image
+from distill.build.spec import load_spec
 from distill.errors import DistillError
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.rootfs.prune import KEEP_KINDS, Keep, describe, gconv_modules, prune
-from distill.rootfs.tree import EntryKind, FsEntry
-from distill.spec import load_spec
 
 GCONV = "usr/lib/x86_64-linux-gnu/gconv"
 JVM = "usr/lib/jvm/java-21-openjdk-amd64"

@@ -31,7 +31,7 @@ import pytest
 import requests
 
 from analyze_images import OS_RELEASE, SDE, file
-from distill.image.build import build_image
+from distill.image.compose import compose_image
 from distill.image.config import ImageConfigSpec
 from distill.image.layer_blob import Compression, LayerBlob, write_layer
 from distill.image.model import Image
@@ -62,7 +62,7 @@ def _random_layer(blob_dir: Path, name: str, size: int) -> LayerBlob:
 def _image(blob_dir: Path, sizes: list[int]) -> Image:
     layers = [_random_layer(blob_dir, f"data{i}.bin", size) for i, size in enumerate(sizes)]
     spec = ImageConfigSpec(entrypoint=("/bin/true",))
-    return build_image(spec, Platform.parse("linux/amd64"), layers, source_date_epoch=SDE)
+    return compose_image(spec, Platform.parse("linux/amd64"), layers, source_date_epoch=SDE)
 
 
 @dataclass(frozen=True)

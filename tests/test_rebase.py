@@ -10,10 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from distill.build.spec import load_spec
 from distill.context import Access
 from distill.errors import DistillError
-from distill.image.build import build_image, build_index
+from distill.image.compose import compose_image, compose_index
 from distill.image.config import HistoryEntry, ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image, Index
 from distill.image.platform import Platform
@@ -26,8 +28,6 @@ from distill.mutate.rebase import (
     recorded_base,
 )
 from distill.mutate.release import Release, read_release
-from distill.rootfs.tree import EntryKind, FsEntry
-from distill.spec import load_spec
 from distill.transports import parse_reference, parse_source
 from test_lock import run_cli
 
@@ -73,7 +73,7 @@ def make_base(
     ]
     history = [HistoryEntry("base: system"), HistoryEntry("base: libssl " + libssl.decode())]
     spec = ImageConfigSpec(entrypoint=("/usr/bin/python3",), env=("PATH=/usr/bin",))
-    return build_image(spec, platform, layers, source_date_epoch=SDE, history=history)
+    return compose_image(spec, platform, layers, source_date_epoch=SDE, history=history)
 
 
 def make_app(blobs: Path, base: Image, base_name: str = "oci:old") -> Image:
@@ -98,7 +98,7 @@ def make_app(blobs: Path, base: Image, base_name: str = "oci:old") -> Image:
         HistoryEntry("app: set user", empty_layer=True),
         HistoryEntry("app: hello.py"),
     ]
-    return build_image(
+    return compose_image(
         spec, base.platform, [*base.layers, own], source_date_epoch=SDE, history=history
     )
 
@@ -164,7 +164,7 @@ def test_layers_not_the_old_base_are_refused_even_with_force(blobs: Path) -> Non
             )
         assert caught.value.hint and "--old-base" in caught.value.hint
     # A "base" with more layers than the image.
-    taller = build_image(
+    taller = compose_image(
         ImageConfigSpec(), AMD64, [*app.layers, *new.layers], source_date_epoch=SDE
     )
     with pytest.raises(DistillError, match="it has 3 layers, the base 5"):
@@ -214,7 +214,7 @@ def test_same_files_stored_differently_need_force(blobs: Path) -> None:
             source_date_epoch=SDE,
         )
     ]
-    recompressed = build_image(
+    recompressed = compose_image(
         ImageConfigSpec(),
         AMD64,
         [old.layers[0], *relayered],
@@ -245,7 +245,7 @@ def test_release_is_read_through_the_link_and_whiteouts(blobs: Path) -> None:
         compression=Compression.GZIP,
         source_date_epoch=SDE,
     )
-    hidden = build_image(ImageConfigSpec(), AMD64, [*base.layers, gone], source_date_epoch=SDE)
+    hidden = compose_image(ImageConfigSpec(), AMD64, [*base.layers, gone], source_date_epoch=SDE)
     assert read_release(hidden, "h") is None  # the link now points at nothing
 
 
@@ -290,9 +290,9 @@ def test_index_is_rebased_per_platform_or_refused(blobs: Path, tmp_path: Path) -
     olds = [make_base(blobs, b"3.0.20", platform=p) for p in (AMD64, ARM64)]
     news = [make_base(blobs, b"3.0.22", platform=p) for p in (AMD64, ARM64)]
     apps = [make_app(blobs, old) for old in olds]
-    old_ref = _write(build_index(olds), tmp_path / "old")
-    app_ref = _write(build_index(apps, {BASE_NAME: old_ref}), tmp_path / "app")
-    new_ref = _write(build_index(news), tmp_path / "new")
+    old_ref = _write(compose_index(olds), tmp_path / "old")
+    app_ref = _write(compose_index(apps, {BASE_NAME: old_ref}), tmp_path / "app")
+    new_ref = _write(compose_index(news), tmp_path / "new")
     result = rebase_reference(
         app_ref, new_ref, f"oci:{tmp_path / 'out'}", old_base=old_ref, warn=print
     )

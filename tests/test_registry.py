@@ -26,21 +26,21 @@ from pathlib import Path
 import pytest
 import requests
 
-from distill.context import Access
-from distill.deadline import Limits, check_location
-from distill.download import RetryPolicy
+from distill.context import Access, Credentials
 from distill.errors import DistillError
-from distill.image.build import build_image, build_index
+from distill.image.compose import compose_image, compose_index
 from distill.image.config import ImageConfigSpec
 from distill.image.digest import sha256_digest
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.mediatypes import MEDIA_TYPE_INDEX, MEDIA_TYPE_MANIFEST
 from distill.image.model import Image as BuiltImage
 from distill.image.platform import Platform
+from distill.net.deadline import Limits, check_location
+from distill.net.http import RetryPolicy
 from distill.registry.auth import (
     AUTH_ENV,
     Challenge,
-    Credentials,
     auth_file_candidates,
     credentials_from_files,
     fetch_token,
@@ -59,7 +59,6 @@ from distill.registry.reference import (
     is_loopback,
     parse_reference,
 )
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports import parse_reference as parse_transport_reference
 from registry_fixtures import (  # noqa: F401  (the fixtures are used by name)
     IDENTITY_TOKEN,
@@ -95,7 +94,7 @@ def make_image(blob_dir: Path, text: bytes, platform: str = "linux/amd64") -> Bu
     ]
     layer = write_layer(entries, blob_dir, compression=Compression.GZIP, source_date_epoch=SDE)
     spec = ImageConfigSpec(entrypoint=("/bin/true",), title="registry test")
-    return build_image(spec, Platform.parse(platform), [layer], source_date_epoch=SDE)
+    return compose_image(spec, Platform.parse(platform), [layer], source_date_epoch=SDE)
 
 
 def run(*args: str | Path, timeout: float = 120) -> str:
@@ -671,7 +670,7 @@ def test_push_agrees_with_skopeo_and_pulls_back(tmp_path: Path, registry: Regist
 def test_push_a_multi_platform_index(tmp_path: Path, registry: Registry) -> None:
     amd = make_image(tmp_path / "a", b"amd64\n", "linux/amd64")
     arm = make_image(tmp_path / "b", b"arm64\n", "linux/arm64")
-    index = build_index([amd, arm])
+    index = compose_index([amd, arm])
     name = unique()
     result = push_image(index, f"{registry.host}/{name}:multi", access=Access(jobs=2))
     assert result.descriptor.digest == index.descriptor.digest

@@ -31,18 +31,18 @@ from analyze_images import (
     simple_image,
 )
 from distill.analyze.fsview import build_fsview
-from distill.context import Access
+from distill.context import Access, Credentials
 from distill.errors import DistillError
-from distill.image.build import build_image, build_index
+from distill.image.compose import compose_image, compose_index
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image as BuiltImage
 from distill.image.partial import ImageSource
 from distill.image.platform import Platform
-from distill.registry.auth import AUTH_ENV, Credentials
+from distill.registry.auth import AUTH_ENV
 from distill.registry.push import push_image
 from distill.registry.reference import ImageReference
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports import parse_reference
 from distill.transports._write import write_oci_archive
 from distill.transports.docker import DockerReference
@@ -147,7 +147,7 @@ def test_index_platform_choice(tmp_path: Path, registry: Registry) -> None:
         simple_image(tmp_path / "blobs", [file("arch", p.encode())], platform=p)
         for p in ("linux/amd64", "linux/arm64")
     ]
-    index = build_index(images)
+    index = compose_index(images)
     write_oci_archive(index, tmp_path / "multi.tar", ref="multi", source_date_epoch=SDE)
     local = f"oci-archive:{tmp_path / 'multi.tar'}:multi"
     remote = f"docker://{registry.host}/read/multi:1"
@@ -263,7 +263,7 @@ def test_layers_are_streamed(tmp_path: Path, registry: Registry) -> None:
         compression=Compression.NONE,
         source_date_epoch=SDE,
     )
-    built = build_image(
+    built = compose_image(
         ImageConfigSpec(), Platform.parse("linux/amd64"), [layer], source_date_epoch=SDE
     )
     reference = f"docker://{registry.host}/read/{unique('big')}:1"

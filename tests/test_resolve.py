@@ -15,9 +15,8 @@ from pathlib import Path
 import pytest
 
 from distill.debian.archive import PocketIndex, keyring_path, load_indices
+from distill.debian.binary import BinaryPackage
 from distill.debian.mirror import discover_mirrors
-from distill.debian.model import BinaryPackage
-from distill.debian.packages import other_relation_names, parse_packages_index
 from distill.debian.resolve import (
     DEFAULT_EXCLUDES,
     ExclusionReason,
@@ -26,6 +25,7 @@ from distill.debian.resolve import (
     build_universe,
     resolve_closure,
 )
+from distill.debian.stanzas import other_relation_names, parse_packages_index
 from distill.errors import DistillError
 
 DATE = datetime(2025, 8, 9, tzinfo=UTC)

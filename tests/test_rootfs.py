@@ -18,13 +18,13 @@ from distill.debian.archive import load_indices
 from distill.debian.control import parse_stanza
 from distill.debian.deb import DebControl, read_control
 from distill.debian.mirror import discover_mirrors
-from distill.download import DownloadRequest, fetch_blob
 from distill.errors import DistillError
+from distill.image.fsentry import EntryKind, FsEntry
+from distill.net.download import DownloadRequest, fetch_blob
 from distill.rootfs.accounts import DEFAULT_ACCOUNTS, Account, account_entries
 from distill.rootfs.extract import KeepOptions, extract_package
 from distill.rootfs.osrelease import os_release_entries
 from distill.rootfs.system import SystemOptions, finish_rootfs
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.rootfs.usrmerge import merge_usr, resolve
 
 # --- building test packages ----------------------------------------------------------------

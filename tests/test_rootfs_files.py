@@ -14,6 +14,7 @@ import pytest
 from distill.debian.control import parse_stanza
 from distill.debian.deb import DebControl
 from distill.errors import DistillError
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.rootfs.alternatives import alternatives_entries, parse_alternatives
 from distill.rootfs.certs import (
     ca_bundle,
@@ -24,7 +25,6 @@ from distill.rootfs.certs import (
     pem_certificates,
 )
 from distill.rootfs.dpkg_status import status_entries
-from distill.rootfs.tree import EntryKind, FsEntry
 
 CONTROL = """\
 Package: hello

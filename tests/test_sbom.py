@@ -38,11 +38,11 @@ from distill.analyze.sbom import (
     to_spdx_json,
 )
 from distill.errors import DistillError
-from distill.image.build import build_image
+from distill.image.compose import compose_image
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import write_layer
 from distill.image.platform import Platform
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports._write import write_oci_dir
 from fat_image import build_fat_image
 from sbom_fixtures import (
@@ -297,7 +297,7 @@ def _entries(files: Mapping[str, CapturedFile]) -> list[FsEntry]:
 def write_test_image(tmp_path: Path, layers: list[list[FsEntry]]) -> Path:
     blobs = tmp_path / "blobs"
     built = [write_layer(entries, blobs, source_date_epoch=SDE) for entries in layers]
-    image = build_image(
+    image = compose_image(
         ImageConfigSpec(), Platform.parse("linux/amd64"), built, source_date_epoch=SDE
     )
     layout = tmp_path / "layout"

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from distill.build.spec import FIELDS, Level, PathType, load_spec, presets, reference_markdown
 from distill.errors import DistillError
-from distill.spec import FIELDS, Level, PathType, load_spec, presets, reference_markdown
 
 
 def test_presets_chain() -> None:
@@ -271,7 +271,7 @@ def _staging(tmp_path: Path) -> Path:
 
 
 def test_a_symlink_inside_the_context_is_followed(tmp_path: Path) -> None:
-    from distill.rootfs.userfiles import file_entries
+    from distill.build.userfiles import file_entries
 
     (tmp_path / "real.txt").write_text("inside\n")
     (tmp_path / "link.txt").symlink_to("real.txt")
@@ -283,8 +283,8 @@ def test_a_symlink_inside_the_context_is_followed(tmp_path: Path) -> None:
 
 
 def test_links_inside_a_copied_tree_stay_links(tmp_path: Path) -> None:
-    from distill.rootfs.tree import EntryKind
-    from distill.rootfs.userfiles import file_entries
+    from distill.build.userfiles import file_entries
+    from distill.image.fsentry import EntryKind
 
     (tmp_path / "tree/sub").mkdir(parents=True)
     (tmp_path / "tree/sub/a").write_text("a\n")
@@ -300,7 +300,7 @@ def test_links_inside_a_copied_tree_stay_links(tmp_path: Path) -> None:
 
 
 def test_copying_checks_the_context_again(tmp_path: Path) -> None:
-    from distill.rootfs.userfiles import file_entries
+    from distill.build.userfiles import file_entries
 
     (tmp_path / "conf").write_text("x\n")
     (tmp_path / "s.yaml").write_text("files: [{src: conf, dest: /c}]\n")
@@ -315,7 +315,7 @@ def test_copying_checks_the_context_again(tmp_path: Path) -> None:
 def test_a_fifo_in_a_copied_tree_is_refused_without_blocking(tmp_path: Path) -> None:
     import os
 
-    from distill.rootfs.userfiles import file_entries
+    from distill.build.userfiles import file_entries
 
     (tmp_path / "tree").mkdir()
     os.mkfifo(tmp_path / "tree/pipe")
@@ -357,7 +357,7 @@ def test_spec_files_are_capped_and_must_be_text(tmp_path: Path) -> None:
 
 
 def test_a_dotdot_source_name_never_reaches_an_image_path(tmp_path: Path) -> None:
-    from distill.rootfs.userfiles import file_entries
+    from distill.build.userfiles import file_entries
 
     (tmp_path / "ctx/conf").mkdir(parents=True)
     (tmp_path / "ctx/conf/a").write_text("a\n")

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from distill.debian.model import RelOp
+from distill.debian.binary import RelOp
 from distill.debian.version import (
     DebVersion,
     compare_versions,

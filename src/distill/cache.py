@@ -23,7 +23,7 @@ from distill import tempfiles
 from distill.errors import DistillError
 
 CACHE_DIR_ENV = "DISTILL_CACHE_DIR"
-LAYER_TEMP_STEM = ".layer"  # a layer being written into the blob store (oci.layer)
+LAYER_TEMP_STEM = ".layer"  # a layer being written into the blob store (image.layer_blob)
 _HASH_CHUNK = 1 << 20
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 # Namespaces and keys become path components: keep them to a charset that cannot escape

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from distill.debian.archive import Release, parse_release
 from distill.debian.control import parse_stanza, parse_stanzas
-from distill.debian.packages import parse_packages_index
+from distill.debian.stanzas import parse_packages_index
 from distill.errors import DistillError
 
 _NAMES = ["Package", "Version", "Depends", "SHA256", "Description", "Size", "X-a", "a:b", "#c"]

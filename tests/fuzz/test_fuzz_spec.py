@@ -14,7 +14,7 @@ from fuzzing import FUZZ, clean, mutated_bytes, mutated_json, mutated_text
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-from distill.spec import FIELDS, Spec, load_spec
+from distill.build.spec import FIELDS, Spec, load_spec
 
 # A plausible value for every key (from the documented examples where there is one).
 _PLAUSIBLE: dict[str, object] = {

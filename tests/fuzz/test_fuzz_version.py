@@ -13,7 +13,7 @@ from fuzzing import FUZZ, clean, nasty_text
 from hypothesis import given
 from hypothesis import strategies as st
 
-from distill.debian.model import RelOp
+from distill.debian.binary import RelOp
 from distill.debian.version import DebVersion, compare_versions, parse_version, version_satisfies
 from distill.errors import DistillError
 

@@ -12,12 +12,12 @@ import pytest
 from hostile_harness import assert_clean_error, changed, run_distill, snapshot
 
 from distill.context import Access
-from distill.image.build import build_image, build_index
+from distill.image.compose import compose_image, compose_index
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Top
 from distill.image.platform import Platform
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports import parse_reference
 
 
@@ -28,7 +28,7 @@ def _image(blobs: Path, arch: str = "amd64") -> Top:
         compression=Compression.GZIP,
         source_date_epoch=1,
     )
-    return build_image(ImageConfigSpec(), Platform.parse(arch), [layer], source_date_epoch=1)
+    return compose_image(ImageConfigSpec(), Platform.parse(arch), [layer], source_date_epoch=1)
 
 
 def _layout(sandbox: Path) -> Path:
@@ -71,7 +71,7 @@ def test_bad_references_fail_before_any_work(
 
 def test_all_platforms_into_a_one_platform_destination_is_refused(sandbox: Path) -> None:
     blobs = sandbox / "blobs"
-    index = build_index([_image(blobs), _image(blobs, "arm64")])  # type: ignore[list-item]
+    index = compose_index([_image(blobs), _image(blobs, "arm64")])  # type: ignore[list-item]
     parse_reference(f"oci:{sandbox / 'multi'}").write(index, Access())
     outcome = run_distill(
         ["copy", "--all-platforms", "oci:multi", "docker-archive:x.tar"], cwd=sandbox

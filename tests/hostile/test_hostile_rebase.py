@@ -11,11 +11,11 @@ import pytest
 from hostile_harness import assert_bounded, assert_clean_error, run_distill
 
 from distill.context import Access
-from distill.image.build import build_image
+from distill.image.compose import compose_image
 from distill.image.config import ImageConfigSpec
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression, write_layer
 from distill.image.model import Image
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.transports import parse_reference
 from test_rebase import AMD64, SDE, make_app, make_base
 
@@ -26,7 +26,7 @@ def _write(top: Image, where: Path) -> None:
 
 def _layer_over(base: Image, blobs: Path, entries: list[FsEntry]) -> Image:
     layer = write_layer(entries, blobs, compression=Compression.GZIP, source_date_epoch=SDE)
-    return build_image(ImageConfigSpec(), AMD64, [*base.layers, layer], source_date_epoch=SDE)
+    return compose_image(ImageConfigSpec(), AMD64, [*base.layers, layer], source_date_epoch=SDE)
 
 
 def _setup(sandbox: Path, base_name: str = "oci:old") -> tuple[Image, Path]:

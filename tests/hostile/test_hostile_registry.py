@@ -12,7 +12,7 @@ import pytest
 from hostile_harness import assert_bounded, assert_clean_error, changed, run_distill, snapshot
 from misbehaving_registry import Image, MisbehavingRegistry, load_image, misbehaving_registry
 
-from distill.deadline import DEFAULT_TIMEOUT, MIN_RATE_ENV, TIMEOUT_ENV
+from distill.net.deadline import DEFAULT_TIMEOUT, MIN_RATE_ENV, TIMEOUT_ENV
 
 TIMEOUT = 3  # seconds: DISTILL_TIMEOUT for every case
 ENV = {TIMEOUT_ENV: str(TIMEOUT), "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}

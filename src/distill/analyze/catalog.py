@@ -24,6 +24,15 @@ from dataclasses import replace
 from enum import StrEnum
 from posixpath import dirname, join, normpath
 
+from distill.analyze.components import (
+    CapturedFile,
+    Catalog,
+    Component,
+    OsRelease,
+    PackageType,
+    make_purl,
+    text,
+)
 from distill.analyze.fsview import FsView, NodeKind
 from distill.analyze.langpkgs import (
     ARCHIVE_SUFFIXES,
@@ -32,15 +41,6 @@ from distill.analyze.langpkgs import (
     is_archive,
     language_components,
     npm_package_dir,
-)
-from distill.analyze.packages import (
-    CapturedFile,
-    Catalog,
-    Component,
-    OsRelease,
-    PackageType,
-    make_purl,
-    text,
 )
 from distill.debian.control import parse_stanzas
 from distill.errors import DistillError

@@ -4,143 +4,41 @@ For every image the one streaming pass over its layers feeds both the ``inspect`
 (sizes, layers, attack surface, efficiency) and the package catalog of ``sbom``, so the
 numbers are the ones those commands print. Ratios are against the first image named.
 
-Vulnerabilities are counted only when trivy has a vulnerability database: the catalog is
-written as CycloneDX and handed to ``trivy sbom --offline-scan --skip-db-update``, which
-fails on a machine where no database was ever downloaded. The comparison then says
-"n/a (no vulnerability DB)"; it never shows a count that was not measured.
+Vulnerabilities are counted by a :class:`~distill.scan.findings.Scanner` (trivy's offline
+database unless told otherwise: :mod:`distill.scan.trivy`), given the catalog as CycloneDX.
+Without a scanner or its database the comparison says "n/a (...)"; it never shows a count
+that was not measured.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
-from enum import StrEnum
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from distill import tempfiles
 from distill.analyze import catalog as catalog_module
+from distill.analyze.components import Catalog
 from distill.analyze.fsview import FsView, NodeKind, analyse_fsview
 from distill.analyze.inspect import InspectReport, exec_kind, inspect_view, inspect_want
-from distill.analyze.packages import Catalog
-from distill.bounded import parse_json
 from distill.context import Access
 from distill.debian.control import gc_paused
 from distill.errors import DistillError
 from distill.image.partial import ImageSource
 from distill.image.tarscan import TarEntry
+from distill.scan.findings import FINAL, Scanner, ScanStatus, Vulnerabilities, unavailable
+from distill.scan.trivy import Trivy
 from distill.transports import opened
 
-if TYPE_CHECKING:
-    pass
-
 TOP = 20  # executables listed per difference
-SEVERITIES = ("CRITICAL", "HIGH", "MEDIUM", "LOW", "UNKNOWN")
-TRIVY_TIMEOUT = 600
 # A fixed document time: the SBOM only lives for the scan.
 _SBOM_TIME = "1970-01-01T00:00:00Z"
-# What trivy says when --skip-db-update meets an empty cache (and, in older releases, a
-# database it cannot open).
-_NO_DB = ("cannot be specified on the first run", "DB error", "database error")
+_NOT_SCANNED = unavailable(ScanStatus.SKIPPED, "not scanned")
 
 
 def compare_want(path: str, member: TarEntry) -> int:
     """What both ``inspect`` and the catalog need of a file: the larger of their wants."""
     return max(inspect_want(path, member), catalog_module.want(path, member))
-
-
-# --- vulnerabilities ---------------------------------------------------------------------
-
-
-class ScanStatus(StrEnum):
-    SCANNED = "scanned"
-    NO_DB = "no-db"  # trivy is there, its vulnerability database is not
-    NO_SCANNER = "no-scanner"
-    SKIPPED = "skipped"  # --no-vulnerabilities
-    FAILED = "failed"
-
-
-@dataclass(frozen=True, slots=True)
-class Vulnerabilities:
-    """Findings by severity (``SEVERITIES``), when ``status`` is ``scanned``; else ``note``
-    says why there are none to show."""
-
-    status: ScanStatus
-    note: str = ""
-    by_severity: dict[str, int] = field(default_factory=dict)
-    unique_ids: int = 0  # distinct CVE (or other advisory) ids
-
-    @property
-    def total(self) -> int | None:
-        return sum(self.by_severity.values()) if self.status is ScanStatus.SCANNED else None
-
-    def describe(self) -> str:
-        """``12 (2 critical, 10 high)`` or ``n/a (no vulnerability DB)``."""
-        if self.status is not ScanStatus.SCANNED:
-            return f"n/a ({self.note})"
-        parts = [f"{n} {s.lower()}" for s in SEVERITIES if (n := self.by_severity.get(s, 0))]
-        return f"{self.total}" + (f" ({', '.join(parts)})" if parts else "")
-
-
-def _unavailable(status: ScanStatus, note: str) -> Vulnerabilities:
-    return Vulnerabilities(status, note)
-
-
-def find_trivy() -> str | None:
-    """trivy on ``PATH``, else beside this Python (a virtualenv's ``bin``)."""
-    found = shutil.which("trivy")
-    if found:
-        return found
-    sibling = Path(sys.executable).with_name("trivy")
-    return str(sibling) if sibling.is_file() and os.access(sibling, os.X_OK) else None
-
-
-def parse_trivy_report(data: bytes) -> Vulnerabilities:
-    """Count the findings of a ``trivy --format json`` report."""
-    report = parse_json(data, "trivy's report", hint="run trivy by hand to see what it says")
-    counts = dict.fromkeys(SEVERITIES, 0)
-    ids: set[str] = set()
-    results = report.get("Results") if isinstance(report, dict) else None
-    for result in results if isinstance(results, list) else ():
-        found = result.get("Vulnerabilities") if isinstance(result, dict) else None
-        for vuln in found if isinstance(found, list) else ():
-            if not isinstance(vuln, dict):
-                continue
-            severity = str(vuln.get("Severity", "UNKNOWN")).upper()
-            counts[severity if severity in counts else "UNKNOWN"] += 1
-            ids.add(str(vuln.get("VulnerabilityID", "")))
-    return Vulnerabilities(ScanStatus.SCANNED, "trivy", counts, len(ids - {""}))
-
-
-def scan_sbom(
-    document: bytes, *, trivy: str | None, cache_dir: Path | None = None
-) -> Vulnerabilities:
-    """Scan a CycloneDX ``document`` with trivy's local database, never downloading one."""
-    if trivy is None:
-        return _unavailable(ScanStatus.NO_SCANNER, "trivy not found")
-    with tempfiles.spool_tempdir("distill-compare") as tmp:
-        sbom, out = Path(tmp, "sbom.cdx.json"), Path(tmp, "report.json")
-        sbom.write_bytes(document)
-        args = [trivy, "sbom", "--offline-scan", "--skip-db-update", "--skip-java-db-update"]
-        args += ["--scanners", "vuln", "--format", "json", "--quiet", "--output", str(out)]
-        if cache_dir is not None:
-            args += ["--cache-dir", str(cache_dir)]
-        try:
-            done = subprocess.run(
-                [*args, str(sbom)], capture_output=True, text=True, timeout=TRIVY_TIMEOUT
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            return _unavailable(ScanStatus.FAILED, f"trivy failed: {exc}")
-        if done.returncode != 0:
-            if any(marker in done.stderr for marker in _NO_DB):
-                return _unavailable(ScanStatus.NO_DB, "no vulnerability DB")
-            last = (done.stderr.strip().splitlines() or ["no output"])[-1]
-            return _unavailable(ScanStatus.FAILED, f"trivy failed: {last[-200:]}")
-        return parse_trivy_report(out.read_bytes())
 
 
 # --- one image ---------------------------------------------------------------------------
@@ -257,28 +155,24 @@ def summarize(
 
 
 class VulnerabilityScanner:
-    """Scans each image's SBOM until trivy turns out to have no database or none at all;
-    then every later image gets that same answer without running trivy again."""
+    """Scans each image's SBOM with ``scanner`` until it turns out unable to (no database,
+    no scanner at all); then every later image gets that same answer without asking again.
+    None: vulnerabilities are not counted."""
 
-    def __init__(self, enabled: bool, cache_dir: Path | None) -> None:
-        self.cache_dir = cache_dir
-        self.trivy = find_trivy() if enabled else None
-        self.final: Vulnerabilities | None = None
-        if not enabled:
-            self.final = _unavailable(ScanStatus.SKIPPED, "not scanned")
-        elif self.trivy is None:
-            self.final = _unavailable(ScanStatus.NO_SCANNER, "trivy not found")
+    def __init__(self, scanner: Scanner | None) -> None:
+        self.scanner = scanner
+        self.final = scanner.unavailable() if scanner else _NOT_SCANNED
 
     def scan(self, source: ImageSource, catalog: Catalog) -> Vulnerabilities:
-        if self.final is not None:
-            return self.final
+        if self.final is not None or self.scanner is None:
+            return self.final or _NOT_SCANNED
         from distill.analyze.sbom import SbomFormat, image_info, render
 
         document = render(
             SbomFormat.CYCLONEDX_JSON, catalog, image_info(source), created=_SBOM_TIME
         )
-        result = scan_sbom(document, trivy=self.trivy, cache_dir=self.cache_dir)
-        if result.status in (ScanStatus.NO_DB, ScanStatus.NO_SCANNER):
+        result = self.scanner.count(document)
+        if result.status in FINAL:
             self.final = result
         return result
 
@@ -301,7 +195,7 @@ def summarize_source(
 
         for warning in catalog.warnings:
             log.warn(f"{source.name}: {warning}")
-    scan = scanner or VulnerabilityScanner(enabled=False, cache_dir=None)
+    scan = scanner or VulnerabilityScanner(None)
     return summarize(report, catalog, found, scan.scan(source, catalog), patterns)
 
 
@@ -405,17 +299,19 @@ def compare_references(
     patterns: Sequence[str] = (),
     vulnerabilities: bool = True,
     trivy_cache: Path | None = None,
+    scanner: Scanner | None = None,
 ) -> Comparison:
     """Open each image in turn (one at a time, so memory holds one tree), summarise it and
-    set the summaries side by side. ``trivy_cache`` is trivy's ``--cache-dir`` (default:
-    its own)."""
+    set the summaries side by side. Vulnerabilities are counted by ``scanner``, by default
+    trivy with ``trivy_cache`` as its ``--cache-dir`` (None: its own)."""
     if len(references) < 2:
         raise DistillError("compare needs two or more images", hint="name them all: A B [C...]")
     if top < 0:
         raise DistillError(f"--top {top} is negative", hint="give 0 or more")
-    scanner = VulnerabilityScanner(vulnerabilities, trivy_cache)
+    chosen = (scanner or Trivy(trivy_cache)) if vulnerabilities else None
+    counter = VulnerabilityScanner(chosen)
     summaries = []
     for text in references:
         with opened(text, access or Access()) as source:
-            summaries.append(summarize_source(source, patterns=patterns, scanner=scanner))
+            summaries.append(summarize_source(source, patterns=patterns, scanner=counter))
     return compare_summaries(summaries, top=top, patterns=patterns)

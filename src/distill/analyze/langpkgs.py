@@ -16,7 +16,7 @@ from pathlib import Path
 from posixpath import basename, dirname
 from typing import IO, TYPE_CHECKING
 
-from distill.analyze.packages import CapturedFile, Component, PackageType, make_purl, text
+from distill.analyze.components import CapturedFile, Component, PackageType, make_purl, text
 from distill.bounded import parse_json
 from distill.errors import DistillError
 from distill.fsutil import spool_dir

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 
-from distill.analyze.packages import Component
+from distill.analyze.components import Component
 
 NOASSERTION = "NOASSERTION"
 NOT_ID_CHARS = re.compile(r"[^A-Za-z0-9.]+")

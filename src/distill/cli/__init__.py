@@ -64,10 +64,10 @@ def lock(
     spec: str, output: Path, suite: str | None, archs: tuple[str, ...], context: Path | None
 ) -> None:
     """Resolve SPEC (a spec file or preset) into a lockfile of exact .debs."""
+    from distill.build.spec import load_spec
     from distill.debian.lock import lock_spec, write_lock
     from distill.debian.mirror import discover_mirrors
     from distill.fsutil import output_file
-    from distill.spec import load_spec
 
     loaded = load_spec(spec, suite=suite, archs=archs, context=context)
     output_file(output, inputs=[loaded.source])  # before resolving: a bad -o costs nothing
@@ -104,7 +104,7 @@ def fetch(lockfile: Path, arch: str | None, jobs: int) -> None:
     from distill.cache import BlobCache
     from distill.debian.lock import lock_downloads, read_lock
     from distill.debian.mirror import discover_mirrors
-    from distill.download import fetch_all
+    from distill.net.download import fetch_all
 
     locked = read_lock(lockfile)
     requests = lock_downloads(locked, discover_mirrors(), arch)
@@ -156,10 +156,10 @@ def build(
 
     Variants: nonroot, debug, debug-nonroot. The image digest is printed on stdout.
     """
-    from distill.build import build_image
+    from distill.build.pipeline import build_image
+    from distill.build.spec import load_spec
     from distill.debian.lock import read_lock
     from distill.image.layer_blob import Compression
-    from distill.spec import load_spec
     from distill.transports import parse_reference
 
     loaded = load_spec(spec, suite=suite, archs=archs, context=context)
@@ -271,8 +271,8 @@ def presets() -> None:
     """List the shipped presets."""
     from rich.table import Table
 
-    from distill.spec import load_spec
-    from distill.spec import presets as all_presets
+    from distill.build.spec import load_spec
+    from distill.build.spec import presets as all_presets
 
     table = Table("preset", "description", "packages")
     for name, text in sorted(all_presets().items()):

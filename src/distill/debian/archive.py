@@ -24,12 +24,13 @@ import requests
 
 from distill import tempfiles
 from distill.cache import BlobCache
+from distill.debian.binary import BinaryPackage
 from distill.debian.control import gc_paused, parse_stanza
 from distill.debian.mirror import Mirrors, discover_mirrors
-from distill.debian.model import BinaryPackage
-from distill.debian.packages import IndexTables, index_tables, parse_packages_index
-from distill.download import DownloadRequest, fetch_blob, fetch_bytes, make_session
+from distill.debian.stanzas import IndexTables, index_tables, parse_packages_index
 from distill.errors import DistillError
+from distill.net.download import DownloadRequest, fetch_blob, fetch_bytes
+from distill.net.http import make_session
 
 KEYRING_ENV = "DISTILL_KEYRING"
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")

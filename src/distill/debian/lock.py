@@ -11,19 +11,36 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from distill.bounded import one_line, parse_json, read_regular_file
 from distill.debian.archive import PocketIndex, load_indices
+from distill.debian.binary import BinaryPackage
 from distill.debian.mirror import Mirrors
-from distill.debian.model import BinaryPackage
 from distill.debian.resolve import Resolution, build_universe, resolve_closure
-from distill.download import DownloadRequest
 from distill.errors import DistillError
 from distill.fsutil import atomic_write_bytes
-from distill.spec import Spec
+from distill.net.download import DownloadRequest
 
 LOCK_VERSION = 1
+
+
+class LockRequest(Protocol):
+    """What a lock is resolved from: a spec satisfies it, but this layer never sees one
+    (``debian`` sits below ``build``)."""
+
+    @property
+    def suite(self) -> str: ...
+    @property
+    def roots(self) -> tuple[str, ...]: ...
+    @property
+    def pins(self) -> dict[str, str]: ...
+    @property
+    def exclude(self) -> tuple[str, ...]: ...
+    @property
+    def include(self) -> tuple[str, ...]: ...
+    def target_archs(self) -> tuple[str, ...]: ...
+    def suite_pockets(self) -> tuple[str, ...]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +105,7 @@ def choose_roots(spec_roots: tuple[str, ...], known: set[str]) -> tuple[str, ...
     return tuple(chosen)
 
 
-def resolve_spec(spec: Spec, arch: str, indices: list[PocketIndex]) -> Resolution:
+def resolve_spec(spec: LockRequest, arch: str, indices: list[PocketIndex]) -> Resolution:
     universe = build_universe(indices, arch, spec.pins)
     known = {p.name for index in indices for p in index.packages}
     roots = choose_roots(spec.roots, known)
@@ -97,7 +114,7 @@ def resolve_spec(spec: Spec, arch: str, indices: list[PocketIndex]) -> Resolutio
     return resolve_closure(universe, roots, exclude=spec.exclude, include=include)
 
 
-def lock_spec(spec: Spec, mirrors: Mirrors) -> tuple[Lock, dict[str, Resolution]]:
+def lock_spec(spec: LockRequest, mirrors: Mirrors) -> tuple[Lock, dict[str, Resolution]]:
     archs: dict[str, ArchLock] = {}
     resolutions: dict[str, Resolution] = {}
     pockets: tuple[tuple[str, str], ...] = ()

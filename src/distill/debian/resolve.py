@@ -24,9 +24,9 @@ from enum import StrEnum
 from fnmatch import fnmatchcase
 from typing import TYPE_CHECKING
 
+from distill.debian.binary import BinaryPackage, Dependency, Relation
 from distill.debian.control import gc_paused
-from distill.debian.model import BinaryPackage, Dependency, Relation
-from distill.debian.packages import IndexTables, index_tables
+from distill.debian.stanzas import IndexTables, index_tables
 from distill.debian.version import compare_versions, parse_version, version_satisfies
 from distill.errors import DistillError
 

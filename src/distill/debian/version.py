@@ -12,7 +12,7 @@ import string
 from dataclasses import dataclass, field
 from functools import lru_cache
 
-from distill.debian.model import RelOp
+from distill.debian.binary import RelOp
 from distill.errors import DistillError
 
 # One segment of a part: the dpkg order of each non-digit char (plus the 0 that dpkg sees where

@@ -40,9 +40,9 @@ from isal import isal_zlib
 from distill import tempfiles
 from distill.errors import DistillError
 from distill.image.compression import CHUNK, Compression, decompressed
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer import Layer
 from distill.image.mediatypes import MEDIA_TYPE_LAYER
-from distill.rootfs.tree import EntryKind, FsEntry
 
 __all__ = [
     "CHUNK",

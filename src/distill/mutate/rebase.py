@@ -23,7 +23,7 @@ from typing import Any
 from distill.bounded import one_line
 from distill.context import Access
 from distill.errors import DistillError
-from distill.image.build import index_of
+from distill.image.compose import index_of
 from distill.image.config import ANNOTATION_PREFIX, parse_config
 from distill.image.descriptor import Descriptor
 from distill.image.digest import canonical_json, short

@@ -36,7 +36,7 @@ Schemes (RFC 7235 challenges in ``WWW-Authenticate``):
     a form (``grant_type=refresh_token``, ``refresh_token``, ``client_id``, ``service``,
     ``scope``), docker's OAuth2 flow. Credentials are only
     sent to a realm over https, on this machine, or when TLS checks are off. The token
-    server is held to the same deadline as any request (:mod:`distill.deadline`), and its
+    server is held to the same deadline as any request (:mod:`distill.net.deadline`), and its
     answer to the same caps as any document from a server (:mod:`distill.bounded`).
 """
 
@@ -56,8 +56,9 @@ from typing import Any
 import requests
 
 from distill.bounded import one_line, parse_json
-from distill.deadline import Limits, read_body, send
+from distill.context import Credentials as Credentials  # where the CLI looks for it
 from distill.errors import DistillError
+from distill.net.deadline import Limits, read_body, send
 from distill.registry.reference import is_loopback
 
 AUTH_ENV = "DISTILL_REGISTRY_AUTH"
@@ -66,48 +67,12 @@ DEFAULT_TOKEN_LIFETIME = 60.0  # seconds; the token spec's value when expires_in
 TOKEN_MARGIN = 5.0
 MAX_TOKEN_RESPONSE = 1 << 20
 HELPER_TIMEOUT = 60  # seconds: a helper may wait for a keychain to unlock
-IDENTITY_TOKEN_USER = "<token>"  # how credential helpers mark an identity token
 CLIENT_ID = "distill"  # the OAuth2 client_id sent with a refresh token
 
 CREDENTIALS_HINT = (
     "pass --creds USER:PASS, set DISTILL_REGISTRY_AUTH=USER:PASS, or log in with "
     "'podman login HOST' or 'docker login HOST' (distill reads their auth files)"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """A user name and password (or token), and where they were found (for messages)."""
-
-    username: str
-    password: str = field(repr=False)
-    source: str = "given explicitly"
-
-    @classmethod
-    def parse(cls, text: str, source: str = "given explicitly") -> Credentials:
-        """``USER:PASS``; the password may contain ``:``."""
-        user, sep, password = text.partition(":")
-        if not sep or not user:
-            raise DistillError(
-                f"credentials {source} are not USER:PASS",
-                hint="write the user name, a colon, then the password or token",
-            )
-        return cls(user, password, source)
-
-    @property
-    def identity_token(self) -> bool:
-        """An OAuth2 refresh token (docker's "identity token"): only a token server takes it."""
-        return self.username == IDENTITY_TOKEN_USER
-
-    def basic_header(self) -> str:
-        if self.identity_token:
-            raise DistillError(
-                f"the credentials {self.source} are an identity token, and this registry "
-                "wants a user name and password (Basic authentication)",
-                hint="pass --creds USER:PASS",
-            )
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode("ascii")
 
 
 def auth_file_candidates(env: Mapping[str, str] | None = None) -> list[Path]:

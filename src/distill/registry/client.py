@@ -10,7 +10,7 @@ Blobs up to ``upload_chunk_size`` go up in one PUT; larger ones in PATCH request
 size (for proxies that limit request bodies), then a PUT to complete. A failed upload is
 cancelled and, when the failure was transient, started over with a new session.
 
-How the registry is reached and authenticated: :mod:`distill.registry.transport` and
+How the registry is reached and authenticated: :mod:`distill.registry.session` and
 :mod:`distill.registry.auth`.
 """
 
@@ -27,9 +27,7 @@ from typing import IO, Any, NamedTuple, cast
 import requests
 
 from distill.bounded import parse_json_object, read_capped
-from distill.context import Access
-from distill.deadline import Deadline, Limits, check_location
-from distill.download import DEFAULT_RETRY, RetryPolicy
+from distill.context import Access, Credentials
 from distill.errors import DistillError
 from distill.image.digest import sha256_digest
 from distill.image.mediatypes import (
@@ -38,14 +36,13 @@ from distill.image.mediatypes import (
     MEDIA_TYPE_INDEX,
     MEDIA_TYPE_MANIFEST,
 )
-from distill.registry.auth import Credentials
+from distill.net.deadline import Deadline, Limits, check_location
+from distill.net.http import DEFAULT_RETRY, NETWORK_ERRORS, RetryPolicy, Transient, range_headers
+from distill.registry.blobstream import BlobStream
 from distill.registry.reference import check_digest, check_manifest_reference, check_repository
-from distill.registry.stream import BlobStream
-from distill.registry.transport import (
-    NETWORK_ERRORS,
+from distill.registry.session import (
     Body,
-    RegistryTransport,
-    Transient,
+    RegistrySession,
     errors_text,
     pull_scope,
     push_scope,
@@ -108,7 +105,7 @@ class RegistryClient:
         upload_chunk_size: int = DEFAULT_UPLOAD_CHUNK,
         limits: Limits | None = None,
     ) -> None:
-        self._http = RegistryTransport(
+        self._http = RegistrySession(
             host,
             tls_verify=tls_verify,
             credentials=credentials,
@@ -254,9 +251,7 @@ class RegistryClient:
         self, repository: str, digest: str, offset: int, deadline: Deadline
     ) -> requests.Response:
         # identity: the bytes must arrive as stored, or they would not hash to the digest.
-        headers = {"Accept-Encoding": "identity"}
-        if offset:
-            headers["Range"] = f"bytes={offset}-"
+        headers = {"Accept-Encoding": "identity", **range_headers(offset)}
         resp = self._http.request(
             "GET",
             f"/v2/{repository}/blobs/{digest}",
@@ -321,7 +316,7 @@ class RegistryClient:
         last: Transient | None = None
         for attempt in range(max(self.retry.attempts, 1)):
             if last is not None:
-                time.sleep(min(self.retry.delay(attempt - 1), self._http.limits.timeout))
+                time.sleep(self.retry.pause(attempt - 1, None, self._http.limits.timeout))
             location = self._start_upload(repository, digest, mount_from)
             if location is None:
                 return BlobPushed.MOUNTED

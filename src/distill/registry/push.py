@@ -30,7 +30,7 @@ from distill.image.layer import Layer
 from distill.image.model import Index, Top
 from distill.registry.client import BlobPushed, RegistryClient
 from distill.registry.reference import ImageReference, parse_reference
-from distill.registry.transport import Body
+from distill.registry.session import Body
 
 Progress = Callable[[int], None]
 

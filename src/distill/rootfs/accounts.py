@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from distill.errors import DistillError
-from distill.rootfs.tree import EntryKind, FsEntry
+from distill.image.fsentry import EntryKind, FsEntry
 
 NOLOGIN = "/sbin/nologin"
 # Homes that must not be created: the conventional "no home" markers.

@@ -24,7 +24,7 @@ import shlex
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
-from distill.rootfs.tree import EntryKind, FsEntry
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.rootfs.usrmerge import relocate
 
 ALTERNATIVES_DIR = "etc/alternatives"

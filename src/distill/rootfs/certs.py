@@ -25,7 +25,7 @@ from calendar import timegm
 from collections.abc import Iterable, Sequence
 
 from distill.errors import DistillError
-from distill.rootfs.tree import EntryKind, FsEntry
+from distill.image.fsentry import EntryKind, FsEntry
 
 CERTS_DIR = "usr/share/ca-certificates/"
 BUNDLE = "etc/ssl/certs/ca-certificates.crt"

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from distill.errors import DistillError
-from distill.rootfs.tree import EntryKind, FsEntry
+from distill.image.fsentry import EntryKind, FsEntry
 
 BUSYBOX_DIR = "busybox"
 _BINARIES = ("usr/bin/busybox", "bin/busybox")

@@ -25,7 +25,7 @@ from collections.abc import Iterable
 
 from distill.debian.deb import DebControl
 from distill.errors import DistillError
-from distill.rootfs.tree import EntryKind, FsEntry
+from distill.image.fsentry import EntryKind, FsEntry
 
 STATUS_DIR = "var/lib/dpkg/status.d"
 _NAME = re.compile(r"^[a-z0-9][a-z0-9+.\-]*$")

@@ -22,7 +22,7 @@ from typing import IO
 from distill import tempfiles
 from distill.debian.deb import iter_data
 from distill.errors import DistillError
-from distill.rootfs.tree import EntryKind, FsEntry
+from distill.image.fsentry import EntryKind, FsEntry
 
 _CHUNK = 1 << 20
 

@@ -12,7 +12,7 @@ import re
 from collections.abc import Collection
 
 from distill.errors import DistillError
-from distill.rootfs.tree import EntryKind, FsEntry
+from distill.image.fsentry import EntryKind, FsEntry
 
 # Codename → major release, for the suites distill builds from.
 DEBIAN_RELEASES: dict[str, str] = {

@@ -44,8 +44,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.rootfs.extract import KeepOptions
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.rootfs.usrmerge import relocate
 
 

@@ -13,12 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from distill.debian.deb import DebControl
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.rootfs.accounts import DEFAULT_ACCOUNTS, Account, Group, account_entries
 from distill.rootfs.alternatives import alternatives_entries
 from distill.rootfs.certs import ca_bundle_entries, java_cacerts_entries
 from distill.rootfs.dpkg_status import status_entries
 from distill.rootfs.osrelease import os_release_entries
-from distill.rootfs.tree import EntryKind, FsEntry
 from distill.rootfs.usrmerge import merge_usr
 
 

@@ -14,7 +14,7 @@ import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 
-from distill.rootfs.tree import EntryKind, FsEntry
+from distill.image.fsentry import EntryKind, FsEntry
 
 # Top-level directories that become links, and the /usr directory each points into.
 MERGED_DIRS: dict[str, str] = {

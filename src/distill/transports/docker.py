@@ -9,7 +9,7 @@ What comes from where, and what checks it:
   once, when the image is opened, so a missing tag or wrong credentials fail right away.
 * the manifests an index lists: the manifests endpoint again, by digest.
 * configs and layers: ``GET /v2/REPO/blobs/DIGEST`` as a
-  :class:`~distill.registry.stream.BlobStream`, read as the caller reads (never held in
+  :class:`~distill.registry.blobstream.BlobStream`, read as the caller reads (never held in
   memory), resumed with ``Range`` when the connection drops, and checked against the
   digest and size at its end.
 
@@ -21,7 +21,7 @@ registry's message (naming ``HOST/REPO@DIGEST``) comes first.
 Credentials and TLS come from ``Access``: its ``credentials`` first, then
 ``DISTILL_REGISTRY_AUTH`` and the podman/docker auth files; https, with plain http allowed
 for hosts on this machine, or for any host with ``tls_verify=False``. So are the limits
-(:mod:`distill.deadline`): every request has ``DISTILL_TIMEOUT`` seconds, and a blob read
+(:mod:`distill.net.deadline`): every request has ``DISTILL_TIMEOUT`` seconds, and a blob read
 from here fails when it stalls or moves slower than ``DISTILL_MIN_RATE`` (measured as it
 is read: the readers above read each layer straight through, as it arrives).
 """

@@ -136,6 +136,24 @@ def _oci_manifest_for(files: TarFiles, config_digest: str) -> Descriptor | None:
     return None
 
 
+def _entry_config(files: TarFiles, entry: dict[str, object]) -> tuple[bytes, str, ImageConfig]:
+    """The config an entry of manifest.json names: its bytes, digest and parsed form,
+    checked against the digest its file name claims."""
+    config_path = str(entry["Config"])
+    where = files.where(config_path)
+    if not files.exists(config_path):
+        raise DistillError(f"{where} is missing: manifest.json names it as the config")
+    raw = _read_small(files, config_path, "an image config")
+    digest = sha256_digest(raw)
+    named = _hex_of(config_path)
+    if named is not None and named != digest:
+        raise DistillError(
+            f"{where} does not match the digest in its name: it hashes to {digest}",
+            hint="the archive is damaged",
+        )
+    return raw, digest, parse_config(raw, digest, where)
+
+
 class DockerArchiveImage:
     """A classic ``docker save`` image: ``manifest.json`` and files named in it."""
 
@@ -151,19 +169,7 @@ class DockerArchiveImage:
         self._files = files
         self._name = name
         self._on_close = on_close
-        config_path = str(entry["Config"])
-        where = files.where(config_path)
-        if not files.exists(config_path):
-            raise DistillError(f"{where} is missing: manifest.json names it as the config")
-        raw = _read_small(files, config_path, "an image config")
-        digest = sha256_digest(raw)
-        named = _hex_of(config_path)
-        if named is not None and named != digest:
-            raise DistillError(
-                f"{where} does not match the digest in its name: it hashes to {digest}",
-                hint="the archive is damaged",
-            )
-        self._config: ImageConfig = parse_config(raw, digest, where)
+        raw, digest, self._config = _entry_config(files, entry)
         paths = [str(p) for p in cast(list[object], entry["Layers"])]
         check_layer_count(len(paths), self._config, files.where("manifest.json"))
         layers = []
@@ -263,19 +269,7 @@ def _classic_layer(files: TarFiles, path: str, diff_id: str) -> Layer:
 
 def classic_image(files: TarFiles, entry: dict[str, object]) -> Image:
     """The ``Image`` of a classic archive's entry, with a manifest made for it."""
-    config_path = str(entry["Config"])
-    where = files.where(config_path)
-    if not files.exists(config_path):
-        raise DistillError(f"{where} is missing: manifest.json names it as the config")
-    raw = _read_small(files, config_path, "an image config")
-    digest = sha256_digest(raw)
-    named = _hex_of(config_path)
-    if named is not None and named != digest:
-        raise DistillError(
-            f"{where} does not match the digest in its name: it hashes to {digest}",
-            hint="the archive is damaged",
-        )
-    config = parse_config(raw, digest, where)
+    raw, digest, config = _entry_config(files, entry)
     paths = [str(p) for p in cast(list[object], entry["Layers"])]
     check_layer_count(len(paths), config, files.where("manifest.json"))
     layers = []

@@ -35,11 +35,13 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import StrEnum
 
+from distill.build.spec import DEBUG_LEVEL, Level
 from distill.cache import BlobCache, is_sha256
 from distill.debian.control import parse_stanza
 from distill.debian.deb import DebControl
-from distill.debian.packages import parse_provides, parse_relations
+from distill.debian.stanzas import parse_provides, parse_relations
 from distill.errors import DistillError
+from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import (
     Compression,
     LayerBlob,
@@ -47,8 +49,6 @@ from distill.image.layer_blob import (
     ordered_entries,
     write_layer,
 )
-from distill.rootfs.tree import EntryKind, FsEntry
-from distill.spec import DEBUG_LEVEL, Level
 
 MAX_LAYERS = 4
 LAYERS_NAMESPACE = "layers"

@@ -23,13 +23,11 @@ from typing import Any
 
 import yaml
 
-from distill.errors import DistillError
-from distill.rootfs.prune import Keep
-from distill.spec_values import Accounts as Accounts
-from distill.spec_values import FileSpec as FileSpec
-from distill.spec_values import PathSpec as PathSpec
-from distill.spec_values import PathType as PathType
-from distill.spec_values import (
+from distill.build.spec_values import Accounts as Accounts
+from distill.build.spec_values import FileSpec as FileSpec
+from distill.build.spec_values import PathSpec as PathSpec
+from distill.build.spec_values import PathType as PathType
+from distill.build.spec_values import (
     Where,
     confine,
     parse_accounts,
@@ -47,7 +45,9 @@ from distill.spec_values import (
     parse_workdir,
     show,
 )
-from distill.spec_yaml import NOT_A_SPEC_HINT, load_yaml, read_spec_text
+from distill.build.spec_yaml import NOT_A_SPEC_HINT, load_yaml, read_spec_text
+from distill.errors import DistillError
+from distill.rootfs.prune import Keep
 
 DEFAULT_SUITE = "trixie"
 SUITES = {"trixie": "13", "bookworm": "12"}
@@ -337,7 +337,7 @@ _STR_TAG = "tag:yaml.org,2002:str"
 
 def presets() -> dict[str, str]:
     """Preset name → YAML text, from the package data."""
-    folder = resources.files("distill") / "presets"
+    folder = resources.files("distill.build") / "presets"
     return {
         p.name.removesuffix(".yaml"): p.read_text()
         for p in folder.iterdir()

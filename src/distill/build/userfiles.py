@@ -16,10 +16,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from distill import tempfiles
-from distill.errors import DistillError
-from distill.rootfs.tree import EntryKind, FsEntry
-from distill.rootfs.usrmerge import relocate
-from distill.spec_values import (
+from distill.build.spec_values import (
     Accounts,
     FileSpec,
     PathSpec,
@@ -28,6 +25,9 @@ from distill.spec_values import (
     resolve_owner,
     show,
 )
+from distill.errors import DistillError
+from distill.image.fsentry import EntryKind, FsEntry
+from distill.rootfs.usrmerge import relocate
 
 _CHUNK = 1 << 20
 # A copied tree deeper than this is refused: each level holds one open directory.

@@ -2,7 +2,7 @@
 
 Every relation field is parsed here once, so that a malformed index fails when it is loaded
 (naming its pocket and package), but a BinaryPackage keeps the text and re-parses it lazily
-from model.py's cache; see model.py for why.
+from binary.py's cache; see binary.py for why.
 """
 
 from __future__ import annotations
@@ -12,13 +12,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from sys import intern
 
-from distill.debian.control import gc_paused, parse_stanzas
-from distill.debian.model import (
+from distill.debian.binary import (
     CACHE_LIMIT,
     BinaryPackage,
     parse_provides,
     parse_relations,
 )
+from distill.debian.control import gc_paused, parse_stanzas
 from distill.errors import DistillError
 
 __all__ = [

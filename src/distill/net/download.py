@@ -4,15 +4,13 @@ Modelled on pip's downloader: bytes are streamed to a partial file in the cache'
 and hashed on the way, transient failures (connection trouble, 5xx, a truncated body) are
 retried with exponential backoff, resuming with ``Range`` where the server allows it, and
 nothing reaches the cache before its size and sha256 check out. Every download is a
-transfer held to :mod:`distill.deadline`'s limits: one that stalls, or moves less than the
+transfer held to :mod:`distill.net.deadline`'s limits: one that stalls, or moves less than the
 minimum rate, fails instead of waiting forever; redirects go to http(s) only.
 """
 
 from __future__ import annotations
 
 import hashlib
-import http.client
-import random
 import sys
 import threading
 import time
@@ -25,53 +23,35 @@ from pathlib import Path
 from typing import BinaryIO
 
 import requests
-import urllib3.exceptions
-from requests.adapters import HTTPAdapter
 
-from distill import __version__
 from distill.bounded import one_line
 from distill.cache import BlobCache, is_sha256
-from distill.deadline import Deadline, Limits, read_some, send
 from distill.errors import DistillError
+from distill.net.deadline import Deadline, Limits, read_some, send
+from distill.net.http import (
+    CHUNK_SIZE,
+    DEFAULT_RETRY,
+    NETWORK_ERRORS,
+    RETRY_STATUSES,
+    RetryPolicy,
+    Transient,
+    content_length,
+    make_session,
+    range_headers,
+    resumed_at,
+    retry_after,
+    validator,
+)
 
-USER_AGENT = f"distill/{__version__} python-requests/{requests.__version__}"
-CHUNK_SIZE = 1 << 16
 DEFAULT_MAX_BYTES = 64 << 20
 DEFAULT_JOBS = 8
 
-# Worth another try: the server or something in between is having a bad moment.
-_RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 _GONE_STATUSES = frozenset({404, 410})
-# What a dropped or stalled connection looks like, depending on where in requests/urllib3
-# it surfaces; reading ``resp.raw`` directly raises the urllib3 ones unwrapped.
-_NETWORK_ERRORS: tuple[type[Exception], ...] = (
-    requests.RequestException,
-    urllib3.exceptions.HTTPError,
-    http.client.HTTPException,
-    ConnectionError,
-    TimeoutError,
-)
+# A body read can also fail as any other requests error (a broken chunked encoding, say).
+_READ_ERRORS: tuple[type[Exception], ...] = (*NETWORK_ERRORS, requests.RequestException)
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of bytes just received; negative when a restart discards bytes."""
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    attempts: int = 4
-    base_delay: float = 0.5
-    max_delay: float = 8.0
-
-    def delay(self, retry_number: int, retry_after: float | None = None) -> float:
-        """Seconds to wait before retry ``retry_number`` (0-based)."""
-        if retry_after is not None:
-            return min(retry_after, self.max_delay)
-        backoff = min(self.base_delay * 2.0**retry_number, self.max_delay)
-        # Jitter keeps parallel jobs that failed together from retrying in lockstep.
-        return backoff * random.uniform(0.8, 1.0)
-
-
-DEFAULT_RETRY = RetryPolicy()
 
 
 @dataclass(frozen=True)
@@ -80,27 +60,6 @@ class DownloadRequest:
     sha256: str
     size: int | None
     name: str  # what the user calls it, e.g. "libc6_2.41-12_amd64.deb"
-
-
-def make_session(jobs: int = DEFAULT_JOBS) -> requests.Session:
-    """A session with distill's User-Agent and enough pooled connections per host for
-    ``jobs`` parallel downloads. Proxies come from the environment, as requests does."""
-    session = requests.Session()
-    session.headers["User-Agent"] = USER_AGENT
-    # Retries are ours (with resume); urllib3's own would restart bodies from zero.
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=max(jobs, 1), max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-class _Transient(Exception):
-    """A failed attempt that deserves another one."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
 
 
 class _Cancelled(Exception):
@@ -220,24 +179,24 @@ def _download(
     stop: threading.Event | None,
     limits: Limits,
 ) -> None:
-    last: _Transient | None = None
+    last: Transient | None = None
     for attempt in range(max(retry.attempts, 1)):
         if last is not None:
-            _sleep(min(retry.delay(attempt - 1, last.retry_after), limits.timeout), stop)
+            _sleep(retry.pause(attempt - 1, last.retry_after, limits.timeout), stop)
         if req.size is not None and partial.size == req.size:
             # A previous attempt got every byte before failing; a Range past the end
             # would only earn a 416.
             return
         try:
             _attempt(req, partial, session, stop, limits.transfer(_what(req.name, req.url)))
-        except _Transient as exc:
+        except Transient as exc:
             last = exc
             continue
         last_chance = attempt == retry.attempts - 1
         if partial.resumed and not last_chance and partial.hasher.hexdigest() != req.sha256.lower():
             # Spliced from two versions of the file despite If-Range: fetch it whole.
             partial.restart()
-            last = _Transient("content changed while resuming")
+            last = Transient("content changed while resuming")
             continue
         return
     assert last is not None
@@ -256,27 +215,23 @@ def _attempt(
     deadline: Deadline,
 ) -> None:
     # Identity encoding: the bytes on disk must be the bytes that were hashed upstream.
-    headers = {"Accept-Encoding": "identity"}
-    if partial.size:
-        headers["Range"] = f"bytes={partial.size}-"
-        if partial.validator:
-            headers["If-Range"] = partial.validator
+    headers = {"Accept-Encoding": "identity", **range_headers(partial.size, partial.validator)}
     with _get(session, req.url, req.name, headers, deadline) as resp:
         if resp.status_code == 416 and partial.size:
             partial.restart()
-            raise _Transient("server refused to resume (HTTP 416)")
+            raise Transient("server refused to resume (HTTP 416)")
         _check_status(resp, req.name, gone_hint=_GONE_HINT)
         if resp.status_code == 206:
-            if _range_start(resp.headers.get("Content-Range")) != partial.size:
+            if not resumed_at(resp, partial.size):
                 partial.restart()
-                raise _Transient("server resumed at the wrong offset")
+                raise Transient("server resumed at the wrong offset")
             partial.resumed = partial.size > 0
         else:
             # A full body: the server ignored our Range (or the file changed); start over.
             if partial.size:
                 partial.restart()
-            partial.validator = _validator(resp)
-        expected_len = _content_length(resp)
+            partial.validator = validator(resp)
+        expected_len = content_length(resp)
         received = 0
         try:
             while chunk := read_some(resp, CHUNK_SIZE, deadline):
@@ -286,11 +241,11 @@ def _attempt(
                 received += len(chunk)
                 if req.size is not None and partial.size > req.size:
                     raise _size_mismatch(req, partial.size)
-        except _NETWORK_ERRORS as exc:
-            raise _Transient(f"connection lost after {partial.size} bytes: {exc}") from exc
+        except _READ_ERRORS as exc:
+            raise Transient(f"connection lost after {partial.size} bytes: {exc}") from exc
         # urllib3 2 raises on a short body by itself; 1.x (still allowed by requests) does not.
         if expected_len is not None and received < expected_len:
-            raise _Transient(f"body truncated at {received} of {expected_len} bytes")
+            raise Transient(f"body truncated at {received} of {expected_len} bytes")
 
 
 _GONE_HINT = (
@@ -312,15 +267,15 @@ def fetch_bytes(
     blobs. Refuses bodies larger than ``max_size`` bytes."""
     label = name or url.rstrip("/").rsplit("/", 1)[-1] or url
     limits = limits or Limits.from_env()
-    last: _Transient | None = None
+    last: Transient | None = None
     with _session_for(session) as sess:
         for attempt in range(max(retry.attempts, 1)):
             if last is not None:
-                _sleep(min(retry.delay(attempt - 1, last.retry_after), limits.timeout), None)
+                _sleep(retry.pause(attempt - 1, last.retry_after, limits.timeout), None)
             try:
                 deadline = limits.transfer(_what(label, url))
                 return _attempt_bytes(sess, url, label, max_size, deadline)
-            except _Transient as exc:
+            except Transient as exc:
                 last = exc
     assert last is not None
     raise DistillError(
@@ -339,7 +294,7 @@ def _attempt_bytes(
             label,
             gone_hint="check the mirror URL and the suite name; the mirror may not carry it",
         )
-        declared = _content_length(resp)
+        declared = content_length(resp)
         if declared is not None and declared > max_size:
             raise _too_large(label, url, max_size)
         body = bytearray()
@@ -348,11 +303,11 @@ def _attempt_bytes(
                 body += chunk
                 if len(body) > max_size:
                     raise _too_large(label, url, max_size)
-        except _NETWORK_ERRORS as exc:
-            raise _Transient(f"connection lost after {len(body)} bytes: {exc}") from exc
+        except _READ_ERRORS as exc:
+            raise Transient(f"connection lost after {len(body)} bytes: {exc}") from exc
         encoded = "Content-Encoding" in resp.headers
         if declared is not None and not encoded and len(body) < declared:
-            raise _Transient(f"body truncated at {len(body)} of {declared} bytes")
+            raise Transient(f"body truncated at {len(body)} of {declared} bytes")
         return bytes(body)
 
 
@@ -385,7 +340,7 @@ def _get(
             "intercepts TLS",
         ) from exc
     except (requests.ConnectionError, requests.Timeout) as exc:
-        raise _Transient(f"could not connect: {exc}") from exc
+        raise Transient(f"could not connect: {exc}") from exc
     except requests.RequestException as exc:
         raise DistillError(
             f"cannot fetch {label}: {url}: {one_line(str(exc), 300)}",
@@ -404,40 +359,13 @@ def _check_status(resp: requests.Response, label: str, *, gone_hint: str) -> Non
     url = resp.url
     if code in _GONE_STATUSES:
         raise DistillError(f"{label} is gone from the mirror (HTTP {code}): {url}", hint=gone_hint)
-    if code in _RETRY_STATUSES or code >= 500:
-        raise _Transient(f"HTTP {code}", _retry_after(resp))
+    if code in RETRY_STATUSES or code >= 500:
+        raise Transient(f"HTTP {code}", retry_after(resp))
     raise DistillError(
         f"HTTP {code} {resp.reason or ''} fetching {label}: {url}".replace("  ", " "),
         hint="the server refused the request; check the mirror URL and any proxy settings "
         "(http_proxy/https_proxy)",
     )
-
-
-def _retry_after(resp: requests.Response) -> float | None:
-    value = resp.headers.get("Retry-After", "").strip()
-    # The HTTP-date form is rare from mirrors; falling back to our backoff is fine then.
-    return float(value) if value.isascii() and value.isdigit() else None
-
-
-def _validator(resp: requests.Response) -> str | None:
-    etag = resp.headers.get("ETag")
-    # RFC 9110 forbids weak validators in If-Range.
-    if etag and not etag.startswith("W/"):
-        return etag
-    return resp.headers.get("Last-Modified")
-
-
-def _range_start(content_range: str | None) -> int | None:
-    # "bytes 1000-1999/2000"
-    if not content_range or not content_range.startswith("bytes "):
-        return None
-    first = content_range[6:].split("-", 1)[0].strip()
-    return int(first) if first.isascii() and first.isdigit() and len(first) < 19 else None
-
-
-def _content_length(resp: requests.Response) -> int | None:
-    value = resp.headers.get("Content-Length", "").strip()
-    return int(value) if value.isascii() and value.isdigit() and len(value) < 19 else None
 
 
 def _sleep(seconds: float, stop: threading.Event | None) -> None:

@@ -1,5 +1,5 @@
 """A blob read from a registry, checked against its digest as it streams, and held to the
-minimum rate of :mod:`distill.deadline` (a blob that stalls or trickles fails)."""
+minimum rate of :mod:`distill.net.deadline` (a blob that stalls or trickles fails)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ from types import TracebackType
 
 import requests
 
-from distill.deadline import Deadline, read_some
-from distill.download import CHUNK_SIZE, RetryPolicy
 from distill.errors import DistillError
-from distill.registry.transport import NETWORK_ERRORS
+from distill.net.deadline import Deadline, read_some
+from distill.net.http import CHUNK_SIZE, NETWORK_ERRORS, RetryPolicy, resumed_at
 
 Opener = Callable[[int], requests.Response]
 """Requests the blob from a byte offset (0: all of it); returns a 200 or 206 response."""
@@ -88,11 +87,10 @@ class BlobStream:
                     hint="try again; check the network",
                 ) from exc
             self._deadline.pause(
-                min(retry.delay(self._failures - 1), self._deadline.limits.timeout)
+                retry.pause(self._failures - 1, None, self._deadline.limits.timeout)
             )
             self._resp = self._opener(self._received)
-            start = _content_range_start(self._resp.headers.get("Content-Range"))
-            if self._resp.status_code == 206 and start == self._received:
+            if resumed_at(self._resp, self._received):
                 return
             if self._resp.status_code != 200:
                 raise DistillError(
@@ -147,11 +145,3 @@ class BlobStream:
         tb: TracebackType | None,
     ) -> None:
         self.close()
-
-
-def _content_range_start(value: str | None) -> int | None:
-    # "bytes 100-199/200"
-    if not value or not value.startswith("bytes "):
-        return None
-    first = value[6:].partition("-")[0].strip()
-    return int(first) if first.isascii() and first.isdigit() and len(first) < 19 else None

@@ -1,7 +1,7 @@
-"""The rootfs as data: entries with metadata, content kept on disk or in memory.
+"""Filesystem entries as data: path, kind, metadata, content kept on disk or in memory.
 
-Stages in ``rootfs`` produce entries; ``oci.layer`` serialises them. Nothing here touches
-the host's ownership or permissions, so building works without root.
+``rootfs`` and ``build`` produce them; ``image.layer_blob`` writes them as a layer's tar.
+Nothing here touches the host's ownership or permissions, so building works without root.
 """
 
 from __future__ import annotations

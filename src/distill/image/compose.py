@@ -38,7 +38,7 @@ def build_manifest(
     return canonical_json(manifest)
 
 
-def build_image(
+def compose_image(
     spec: ImageConfigSpec,
     platform: Platform,
     layers: Sequence[LayerBlob | Layer],
@@ -67,7 +67,7 @@ def build_image(
     )
 
 
-def build_index(images: Sequence[Image], annotations: Mapping[str, str] | None = None) -> Index:
+def compose_index(images: Sequence[Image], annotations: Mapping[str, str] | None = None) -> Index:
     """An image index over one image per platform, listed in the order given."""
     seen: set[Platform] = set()
     for image in images:

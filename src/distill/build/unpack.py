@@ -22,9 +22,9 @@ from distill.cache import BlobCache, is_sha256
 from distill.debian.deb import DebControl, read_control
 from distill.debian.lock import Lock, LockedPackage, lock_downloads
 from distill.debian.mirror import Mirrors
-from distill.download import fetch_all
+from distill.image.fsentry import EntryKind, FsEntry
+from distill.net.download import fetch_all
 from distill.rootfs.extract import KeepOptions, extract_package
-from distill.rootfs.tree import EntryKind, FsEntry
 
 # Bump when extract_package's output for the same .deb changes (new filters, new fields).
 UNPACK_FORMAT_VERSION = 1

@@ -10,12 +10,12 @@ request (``GET /v2/``) decides the scheme and learns how the registry authentica
 :mod:`distill.registry.auth`); a 401 later on is answered once, with a fresh token for
 whatever scopes its challenge names.
 
-Throttling and server trouble (408, 429, 500, 502, 503, 504; ``Retry-After`` honoured, up
-to the retry policy's longest pause) and dropped connections are retried with backoff,
+Throttling and server trouble (:data:`~distill.net.http.RETRY_STATUSES`; ``Retry-After``
+honoured, up to the retry policy's longest pause) and dropped connections are retried with backoff,
 except for requests that carry part of an upload: those raise :class:`Transient` so the
 upload can start over.
 
-Every request keeps to the deadlines of :mod:`distill.deadline` (``DISTILL_TIMEOUT``,
+Every request keeps to the deadlines of :mod:`distill.net.deadline` (``DISTILL_TIMEOUT``,
 ``DISTILL_MIN_RATE``): a request, its small body included, has ``timeout`` seconds; an
 upload of a file is a transfer, held to the minimum rate instead. Redirects (reads only)
 and upload locations are followed to http(s) only. Bodies of errors and of answers without
@@ -24,7 +24,6 @@ a payload are read here, capped; others by the caller through :meth:`read_body`.
 
 from __future__ import annotations
 
-import http.client
 import re
 import threading
 import time
@@ -41,13 +40,22 @@ import requests
 import urllib3.exceptions
 
 from distill.bounded import one_line, parse_json
-from distill.deadline import Deadline, Limits, read_body, send
-from distill.download import CHUNK_SIZE, DEFAULT_RETRY, RetryPolicy, make_session
+from distill.context import Credentials
 from distill.errors import DistillError
+from distill.net.deadline import Deadline, Limits, read_body, send
+from distill.net.http import (
+    CHUNK_SIZE,
+    DEFAULT_RETRY,
+    NETWORK_ERRORS,
+    RETRY_STATUSES,
+    RetryPolicy,
+    Transient,
+    make_session,
+    retry_after,
+)
 from distill.registry.auth import (
     CREDENTIALS_HINT,
     Challenge,
-    Credentials,
     Token,
     fetch_token,
     find_credentials,
@@ -55,32 +63,14 @@ from distill.registry.auth import (
 )
 from distill.registry.reference import check_host, check_repository, is_loopback
 
-_TRANSIENT = frozenset({408, 429, 500, 502, 503, 504})
 ERROR_BODY_LIMIT = 64 << 10  # what distill reads of an error (or an empty answer's) body
 _PATHS = re.compile(
     r"/v2/(?P<repo>.+?)/(?:(?P<uploads>blobs/uploads)(?:/.*)?|(?P<kind>manifests|blobs)/(?P<ref>[^/]+))"
 )
-NETWORK_ERRORS: tuple[type[Exception], ...] = (
-    requests.ConnectionError,
-    requests.Timeout,
-    urllib3.exceptions.HTTPError,
-    http.client.HTTPException,
-    ConnectionError,
-    TimeoutError,
-)
 
 
 class UploadAborted(Exception):
-    """An upload's body stopped being sent by :meth:`RegistryTransport.abort_uploads`."""
-
-
-class Transient(Exception):
-    """A failure worth another try (throttling, gateway trouble, a dropped connection)."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.retry_after = retry_after
+    """An upload's body stopped being sent by :meth:`RegistrySession.abort_uploads`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,7 +142,7 @@ def push_scope(repository: str) -> str:
 
 def errors_text(resp: requests.Response) -> str:
     """The registry's error codes and messages (``{"errors": [...]}``), if any, short and on
-    one line. Only a body the transport has read (capped) is looked at."""
+    one line. Only a body the session has read (capped) is looked at."""
     data = resp._content if isinstance(resp._content, bytes) else b""
     try:
         doc = parse_json(data, "the error body") if data.strip() else None
@@ -169,13 +159,7 @@ def errors_text(resp: requests.Response) -> str:
     return one_line("; ".join(p for p in parts if p), 300)
 
 
-def retry_after(resp: requests.Response) -> float | None:
-    value = resp.headers.get("Retry-After", "").strip()
-    # The HTTP-date form is rare; our own backoff is a fine stand-in for it.
-    return float(value) if value.isascii() and value.isdigit() else None
-
-
-class RegistryTransport:
+class RegistrySession:
     """Authenticated, retried requests to one registry. Thread-safe."""
 
     def __init__(
@@ -382,7 +366,7 @@ class RegistryTransport:
         failures (unless ``retry_transient`` is false: then they raise ``Transient``).
         Returns any other response for the caller to judge (and close); with ``stream``,
         a successful answer's body is the caller's to read (:meth:`read_body`, or
-        :func:`~distill.deadline.read_some` under ``deadline``, which a transfer passes;
+        :func:`~distill.net.deadline.read_some` under ``deadline``, which a transfer passes;
         without one, each attempt is a request with its own deadline). ``what`` names the
         request in messages when its URL cannot (an upload's POST, for one blob)."""
         check_repository(repository)
@@ -393,7 +377,7 @@ class RegistryTransport:
         attempts = max(self.retry.attempts, 1) if retry_transient else 1
         for attempt in range(attempts):
             if last is not None:
-                pause = min(self.retry.delay(attempt - 1, last.retry_after), self.limits.timeout)
+                pause = self.retry.pause(attempt - 1, last.retry_after, self.limits.timeout)
                 if deadline is not None:
                     deadline.pause(pause)
                 else:
@@ -410,7 +394,7 @@ class RegistryTransport:
             except Transient as exc:
                 last = exc
                 continue
-            if resp.status_code not in _TRANSIENT:
+            if resp.status_code not in RETRY_STATUSES:
                 if stream and resp.status_code < 300:
                     self._deadlines[resp] = clock
                 else:

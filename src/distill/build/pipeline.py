@@ -19,19 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from distill import __version__, log
-from distill.cache import BlobCache
-from distill.context import Access
-from distill.debian.lock import Lock, lock_spec
-from distill.debian.mirror import Mirrors, discover_mirrors
-from distill.errors import DistillError
-from distill.image.build import build_image as build_oci_image
-from distill.image.build import build_index
-from distill.image.config import ANNOTATION_PREFIX, HistoryEntry, ImageConfigSpec
-from distill.image.descriptor import Descriptor
-from distill.image.layer_blob import Compression, LayerBlob
-from distill.image.model import Image
-from distill.image.platform import Platform
-from distill.layers import (
+from distill.build.layers import (
     LayerGroup,
     LayerRole,
     cached_layer,
@@ -40,15 +28,26 @@ from distill.layers import (
     group_packages,
     package_levels,
 )
+from distill.build.spec import DEBUG_PACKAGE, Accounts, Spec, load_preset
+from distill.build.unpack import Unpacked, fetch_debs, staging_dir, unpack_all
+from distill.build.userfiles import checked_source, file_entries, path_entries
+from distill.cache import BlobCache
+from distill.context import Access
+from distill.debian.lock import Lock, lock_spec
+from distill.debian.mirror import Mirrors, discover_mirrors
+from distill.errors import DistillError
+from distill.image.compose import compose_image, compose_index
+from distill.image.config import ANNOTATION_PREFIX, HistoryEntry, ImageConfigSpec
+from distill.image.descriptor import Descriptor
+from distill.image.fsentry import EntryKind, FsEntry
+from distill.image.layer_blob import Compression, LayerBlob
+from distill.image.model import Image
+from distill.image.platform import Platform
 from distill.rootfs.debug import busybox_entries
 from distill.rootfs.prune import Keep, describe, prune
 from distill.rootfs.system import SystemOptions, finish_rootfs
-from distill.rootfs.tree import EntryKind, FsEntry
-from distill.rootfs.userfiles import checked_source, file_entries, path_entries
 from distill.rootfs.usrmerge import relocate
-from distill.spec import DEBUG_PACKAGE, Accounts, Spec, load_preset
 from distill.transports import Reference, parse_reference
-from distill.unpack import Unpacked, fetch_debs, staging_dir, unpack_all
 
 SDE_ENV = "SOURCE_DATE_EPOCH"
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
@@ -325,7 +324,7 @@ def _image(
     config = image_config(spec, {e.path for _, entries in planned for e in entries})
     if base is not None:
         config = replace(config, base_name=spec.base, base_digest=base.digest)
-    return build_oci_image(
+    return compose_image(
         config,
         Platform.from_debian(arch),
         [layer.blob for layer in layers],
@@ -413,7 +412,7 @@ def build_image(
         # Each platform's manifest names its own base's digest; the index names the base.
         config = replace(config, base_name=spec.base)
     annotations = config.manifest_annotations(ctx.source_date_epoch)
-    target = images[0] if len(images) == 1 else build_index(images, annotations)
+    target = images[0] if len(images) == 1 else compose_index(images, annotations)
     with log.complete_step(f"Writing {dest}"):
         written = dest.write(target, access, mtime=ctx.source_date_epoch)
     return BuildResult(spec.name, dest, written.descriptor, ctx.source_date_epoch, results)
