@@ -19,6 +19,7 @@ from __future__ import annotations
 import time
 import urllib.parse
 from collections.abc import Sequence
+from dataclasses import dataclass
 from enum import IntEnum
 from pathlib import Path
 from types import TracebackType
@@ -58,6 +59,14 @@ DEFAULT_ACCEPT = (
 _GENERIC_TYPES = frozenset({"", "application/json", "text/plain", "application/octet-stream"})
 MAX_MANIFEST_SIZE = 4 << 20  # containers/image's limit too
 DEFAULT_UPLOAD_CHUNK = 32 << 20
+
+
+@dataclass(slots=True)
+class _Upload:
+    """An upload session: its URL moves with every answer (distribution's carries state),
+    and only the latest one completes or cancels it."""
+
+    location: str
 
 
 class BlobPushed(IntEnum):
@@ -320,14 +329,15 @@ class RegistryClient:
             location = self._start_upload(repository, digest, mount_from)
             if location is None:
                 return BlobPushed.MOUNTED
+            upload = _Upload(location)
             try:
-                self._upload(repository, location, body, digest)
+                self._upload(repository, upload, body, digest)
                 return BlobPushed.UPLOADED
             except Transient as exc:
                 last = exc
-                self._cancel_upload(repository, location)
+                self._cancel_upload(repository, upload.location)
             except BaseException:
-                self._cancel_upload(repository, location)
+                self._cancel_upload(repository, upload.location)
                 raise
         assert last is not None
         raise DistillError(
@@ -386,14 +396,14 @@ class RegistryClient:
             what=self._http.describe(resp.request.method or "POST", resp.url),
         )
 
-    def _upload(self, repository: str, location: str, body: Body, digest: str) -> None:
+    def _upload(self, repository: str, upload: _Upload, body: Body, digest: str) -> None:
         size = body.size
         if size > self.upload_chunk_size:
-            location = self._upload_chunks(repository, location, body)
+            self._upload_chunks(repository, upload, body)
             body = Body(data=b"")
         resp = self._http.request(
             "PUT",
-            _with_query(location, digest=digest),
+            _with_query(upload.location, digest=digest),
             repository=repository,
             scopes=[push_scope(repository)],
             action="push",
@@ -417,8 +427,9 @@ class RegistryClient:
                     hint="the registry or something in between altered the upload",
                 )
 
-    def _upload_chunks(self, repository: str, location: str, body: Body) -> str:
-        """Send every byte with PATCH requests; the URL to complete the upload at."""
+    def _upload_chunks(self, repository: str, upload: _Upload, body: Body) -> None:
+        """Send every byte with PATCH requests; ``upload.location`` follows the registry's
+        answers (the URL to complete, or cancel, the upload at)."""
         offset, size = 0, body.size
         refusals = 0
         while offset < size:
@@ -430,7 +441,7 @@ class RegistryClient:
             )
             resp = self._http.request(
                 "PATCH",
-                location,
+                upload.location,
                 repository=repository,
                 scopes=[push_scope(repository)],
                 action="push",
@@ -455,10 +466,9 @@ class RegistryClient:
                 else:
                     raise self._http.fail(resp, repository, "push")
                 if new_location:
-                    location = self._upload_location(resp, new_location)
+                    upload.location = self._upload_location(resp, new_location)
             if not 0 <= offset <= size:
                 raise Transient("the registry lost track of the upload")
-        return location
 
     def _cancel_upload(self, repository: str, location: str) -> None:
         # Best effort: the registry expires abandoned uploads anyway.
