@@ -482,7 +482,7 @@ def test_sigterm_during_a_push_leaves_no_tag(
     """With --jobs 1 the blobs go up one by one: config, then layer 0, then layer 1."""
     repo = _repo()
     proc = _start(big, registry.host, repo, sandbox)
-    first, second = big.layers
+    first = big.layers[0]
     if moment == "first-blob":
         _wait_for(proc, lambda: _uploading(registry, repo))
     elif moment == "between-blobs":
@@ -491,12 +491,10 @@ def test_sigterm_during_a_push_leaves_no_tag(
         _wait_for(proc, lambda: _blob_stored(registry, repo, first) and _uploading(registry, repo))
     _terminated(proc)
     _assert_no_tag(registry.host, repo, "v1")
-    # The layer in flight was not sent to its end: distill stops uploads mid-body. (Its
-    # DELETE of the session is then refused by distribution, whose upload URL carries a
-    # state token that no longer matches the data received, so that session stays open
-    # until the registry purges it: at most one, with --jobs 1.)
-    in_flight = second if moment != "first-blob" else first
-    assert not _blob_stored(registry, repo, in_flight)
+    # distill stops the upload in flight mid-body; whether the registry had received all
+    # of it by then depends on the machine's load, so that is checked deterministically,
+    # through a proxy, by test_sigterm_cancels_the_open_upload_session. (A session whose
+    # DELETE distribution refuses stays until the registry purges it: at most one here.)
     assert len(_uploads(registry, repo)) <= 1
     # The next run succeeds (and skips what the killed one finished).
     outcome = run_distill(
