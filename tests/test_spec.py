@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from distill.build.pipeline import release_version, version_env
 from distill.build.spec import FIELDS, Level, PathType, load_spec, presets, reference_markdown
 from distill.errors import DistillError
 
@@ -365,3 +366,58 @@ def test_a_dotdot_source_name_never_reaches_an_image_path(tmp_path: Path) -> Non
     spec = load_spec(str(tmp_path / "ctx/s.yaml"))
     paths = [e.path for e in file_entries(spec.files, spec.accounts, _staging(tmp_path))]
     assert paths == ["etc/conf", "etc/conf/a"]
+
+
+# --- Java presets: suites, debug packages, version_env -----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("preset", "suite", "feature"),
+    [("java17", "bookworm", "17"), ("java21", "trixie", "21"), ("java25", "trixie", "25")],
+)
+def test_java_presets(preset: str, suite: str, feature: str) -> None:
+    spec = load_spec(preset)
+    assert spec.suite == suite and spec.suites == (suite,)
+    assert f"openjdk-{feature}-jre-headless" in spec.roots and "libc-bin" in spec.roots
+    assert dict(spec.env)["LANG"] == "C.UTF-8"
+    assert dict(spec.version_env) == {"JAVA_VERSION": f"openjdk-{feature}-jre-headless"}
+    assert f"openjdk-{feature}-jdk-headless" not in spec.roots
+    debug = load_spec(f"{preset}:debug-nonroot")
+    assert debug.levels[-1] == Level(
+        ":debug", ("busybox-static", f"openjdk-{feature}-jdk-headless")
+    )
+    assert debug.entrypoint == ("/busybox/sh",) and debug.user == "65532"
+
+
+def test_a_spec_on_a_suite_it_is_not_for_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(DistillError, match="java17 is built for bookworm only, not trixie") as e:
+        load_spec("java17", suite="trixie")
+    assert "--suite bookworm" in (e.value.hint or "")
+    (tmp_path / "app.yaml").write_text("extends: java17\nsuite: trixie\n")
+    with pytest.raises(DistillError, match="app is built for bookworm only"):
+        load_spec(str(tmp_path / "app.yaml"))
+    (tmp_path / "bad.yaml").write_text("suites: [sid]\n")
+    with pytest.raises(DistillError, match="unknown suite 'sid'"):
+        load_spec(str(tmp_path / "bad.yaml"))
+
+
+def test_debug_packages_only_in_debug_images(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text("extends: cc\ndebug_packages: [strace]\n")
+    (tmp_path / "b.yaml").write_text("extends: cc\ndebug: true\ndebug_packages: [strace]\n")
+    assert "strace" not in load_spec(str(tmp_path / "a.yaml")).roots
+    assert load_spec(str(tmp_path / "a.yaml:debug")).levels[-1].packages == (
+        "busybox-static",
+        "strace",
+    )
+    b = load_spec(str(tmp_path / "b.yaml"))
+    assert b.roots[-2:] == ("busybox-static", "strace") and b.entrypoint == ("/busybox/sh",)
+
+
+def test_version_env_takes_the_release_from_the_lock() -> None:
+    spec = load_spec("java21")
+    versions = {"openjdk-21-jre-headless": "21.0.9+10-1~deb13u1"}
+    assert version_env(spec, versions) == {"JAVA_VERSION": "21.0.9"}
+    assert release_version("1:2.3~rc1-4") == "2.3"
+    assert release_version("25.0.1+8-1") == "25.0.1"
+    with pytest.raises(DistillError, match="JAVA_VERSION names openjdk-21-jre-headless"):
+        version_env(spec, {})

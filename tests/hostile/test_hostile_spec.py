@@ -98,6 +98,32 @@ def _files(src: str, setup: Callable[[Path], None] | None = None) -> Callable[[P
 
 # name → (make the context, command (s.yaml is the spec), what the error must mention)
 SPEC_CASES: dict[str, tuple[Callable[[Path], None], str, tuple[str, ...]]] = {
+    "java17-extended-onto-trixie": (
+        _spec("extends: java17\nsuite: trixie\n"),
+        "lock",
+        ("s is built for bookworm only, not trixie", "--suite bookworm"),
+    ),
+    "java17-with-suite-trixie": (
+        _spec("extends: java17\n"),
+        "lock --suite trixie",
+        ("bookworm only", "--suite bookworm"),
+    ),
+    "java21-with-suite-bookworm": (
+        _spec("extends: java21:debug\n"),
+        "lock --suite bookworm",
+        ("trixie only", "--suite trixie"),
+    ),
+    "suites-unknown": (_spec("suites: [trixie, sid]\n"), "lock", ("s.yaml:1", "'sid'")),
+    "debug-packages-mapping": (
+        _spec("debug_packages: {a: b}\n"),
+        "lock",
+        ("s.yaml:1", "debug_packages"),
+    ),
+    "version-env-boolean": (
+        _spec("version_env: {JAVA_VERSION: yes}\n"),
+        "lock",
+        ("s.yaml:1", "version_env", "quoted string"),
+    ),
     "files-absolute-etc-shadow": (_files("/etc/shadow"), "lock", ("s.yaml:4", "files[1]")),
     "files-dotdot-etc-shadow": (
         _files("../../../../../../etc/shadow"),

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -35,6 +36,7 @@ from distill.cache import BlobCache
 from distill.context import Access
 from distill.debian.lock import Lock, lock_spec
 from distill.debian.mirror import Mirrors, discover_mirrors
+from distill.debian.version import parse_version
 from distill.errors import DistillError
 from distill.image.compose import compose_image, compose_index
 from distill.image.config import ANNOTATION_PREFIX, HistoryEntry, ImageConfigSpec
@@ -253,10 +255,38 @@ def _check_user(spec: Spec) -> None:
             )
 
 
-def image_config(spec: Spec, rootfs_paths: set[str]) -> ImageConfigSpec:
+def release_version(version: str) -> str:
+    """The upstream release a Debian version packages: ``21.0.9+10-1~deb13u1`` → ``21.0.9``
+    (no epoch, no revision, nothing from the first ``+`` or ``~``: build numbers and
+    repackaging marks)."""
+    upstream = parse_version(version).upstream
+    return re.split(r"[+~]", upstream, maxsplit=1)[0]
+
+
+def version_env(spec: Spec, versions: Mapping[str, str]) -> dict[str, str]:
+    """The spec's ``version_env`` variables, from the locked versions (name → version)."""
+    env = {}
+    for variable, package in spec.version_env:
+        if package not in versions:
+            raise DistillError(
+                f"{spec.source}: version_env: {variable} names {package}, which the lock "
+                "does not hold",
+                hint="name a package of the image in version_env, or add it to packages",
+            )
+        env[variable] = release_version(versions[package])
+    return env
+
+
+def image_config(
+    spec: Spec, rootfs_paths: set[str], versions: Mapping[str, str] | None = None
+) -> ImageConfigSpec:
+    """The image config of ``spec``; ``versions`` (locked name → version) fills its
+    ``version_env`` (None: left out, for the index's annotations)."""
     env = {"PATH": DEFAULT_PATH + (":/busybox" if spec.debug else "")}
     if CA_BUNDLE in rootfs_paths:
         env["SSL_CERT_FILE"] = f"/{CA_BUNDLE}"
+    if versions is not None:
+        env.update(version_env(spec, versions))
     env.update(spec.env)
     annotations = {(k if "." in k else ANNOTATION_PREFIX + k): v for k, v in spec.annotations}
     return ImageConfigSpec(
@@ -321,7 +351,8 @@ def _image(
     layers: Sequence[LayerResult],
     base: Image | None,
 ) -> Image:
-    config = image_config(spec, {e.path for _, entries in planned for e in entries})
+    versions = {p.name: p.version for p in ctx.lock.archs[arch].packages}
+    config = image_config(spec, {e.path for _, entries in planned for e in entries}, versions)
     if base is not None:
         config = replace(config, base_name=spec.base, base_digest=base.digest)
     return compose_image(

@@ -108,6 +108,9 @@ class Spec:
     annotations: tuple[tuple[str, str], ...] = ()
     keep: Keep = field(default_factory=Keep)
     debug: bool = False
+    debug_packages: tuple[str, ...] = ()
+    suites: tuple[str, ...] = ()  # empty: every suite
+    version_env: tuple[tuple[str, str], ...] = ()  # variable → package
     # The extends chain, bottom first, each with the packages it adds (empty ones left out).
     levels: tuple[Level, ...] = field(default=())
     pockets: tuple[str, ...] = ()  # empty: every pocket of the suite
@@ -158,6 +161,10 @@ def _suite(where: Where, key: str, value: Any) -> str:
     return suite
 
 
+def _suites(where: Where, key: str, value: Any) -> tuple[str, ...]:
+    return tuple(_suite(where, key, item) for item in parse_str_list(where, key, value))
+
+
 def _archs(where: Where, key: str, value: Any) -> tuple[str, ...]:
     archs = parse_str_list(where, key, value)
     for arch in archs:
@@ -175,6 +182,13 @@ FIELDS: dict[str, Field] = {
         "extends: python3:nonroot",
     ),
     "suite": Field(_suite, Merge.REPLACE, "Debian release: `trixie` (default) or `bookworm`"),
+    "suites": Field(
+        _suites,
+        Merge.REPLACE,
+        "the Debian releases this spec can be built for (default: all); another `suite` or "
+        "`--suite` is refused with a message naming them, before any package is looked up",
+        "suites: [bookworm]",
+    ),
     "archs": Field(
         _archs,
         Merge.REPLACE,
@@ -258,6 +272,16 @@ FIELDS: dict[str, Field] = {
         "environment variables (a mapping); PATH and SSL_CERT_FILE have defaults",
         "env: {PYTHONUNBUFFERED: '1'}",
     ),
+    "version_env": Field(
+        parse_mapping,
+        Merge.UPDATE,
+        "environment variables set to the version of a locked package (a mapping of "
+        "variable to package): its upstream version without epoch, Debian revision and "
+        "anything from the first `+` or `~` (`21.0.9+10-1~deb13u1` gives `21.0.9`), "
+        "so the value follows the lock instead of going stale; a package the lock lacks is "
+        "an error",
+        "version_env: {JAVA_VERSION: openjdk-21-jre-headless}",
+    ),
     "ports": Field(
         parse_ports,
         Merge.EXTEND,
@@ -289,6 +313,13 @@ FIELDS: dict[str, Field] = {
         "add busybox in /busybox with a shell, as the distroless `:debug` images do; it "
         "becomes the entrypoint only if the spec has none (the `:debug` variant always "
         "makes `/busybox/sh` the entrypoint)",
+    ),
+    "debug_packages": Field(
+        parse_str_list,
+        Merge.EXTEND,
+        "more Debian packages a debug image carries besides busybox (a Java preset's JDK "
+        "tools); they go into the top (*app*) layer with the shell",
+        "debug_packages: [openjdk-21-jdk-headless]",
     ),
 }
 
@@ -412,13 +443,15 @@ def _apply_variant(spec: Spec, variant: Variant) -> Spec:
 
 def _finish(spec: Spec) -> Spec:
     """What ``debug`` implies, applied once to the complete spec."""
-    if not spec.debug or DEBUG_PACKAGE in spec.roots:
+    have = set(spec.roots)
+    added = tuple(dict.fromkeys(p for p in (DEBUG_PACKAGE, *spec.debug_packages) if p not in have))
+    if not spec.debug or not added:
         return spec
     # `debug: true` in a spec adds the shell; it becomes the program only if there is none.
     return replace(
         spec,
-        packages=(*spec.packages, DEBUG_PACKAGE),
-        levels=(*spec.levels, Level(DEBUG_LEVEL, (DEBUG_PACKAGE,))),
+        packages=(*spec.packages, *added),
+        levels=(*spec.levels, Level(DEBUG_LEVEL, added)),
         entrypoint=spec.entrypoint if spec.entrypoint is not None else DEBUG_ENTRYPOINT,
     )
 
@@ -515,6 +548,7 @@ def load_spec(
         spec = replace(spec, suite=_suite(Where("--suite"), "suite", suite))
     if archs:
         spec = replace(spec, archs=_archs(Where("--arch"), "arch", list(archs)))
+    _check_suite(spec)
     _check_pockets(spec)
     return spec
 
@@ -523,6 +557,16 @@ def load_preset(ref: str, *, suite: str, archs: tuple[str, ...] = ()) -> Spec:
     """The preset ``ref`` (``python3:nonroot``) for ``suite``: never a file of that name."""
     spec = _finish(_load(_resolve(ref, (), None, Path.cwd()), (), Path.cwd()))
     return replace(spec, suite=suite, archs=archs or spec.archs)
+
+
+def _check_suite(spec: Spec) -> None:
+    if spec.suites and spec.suite not in spec.suites:
+        only = " and ".join(spec.suites)
+        flags = " or ".join(f"--suite {s}" for s in spec.suites)
+        raise DistillError(
+            f"{spec.name} is built for {only} only, not {spec.suite}",
+            hint=f"leave --suite out or pass {flags} (its packages are not in {spec.suite})",
+        )
 
 
 def _check_pockets(spec: Spec) -> None:
