@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "tests" / "containers.conf"))
 
 MIB, MB = 1 << 20, 1_000_000
-PRESETS = ("static", "base-nossl", "base", "cc", "python3", "nodejs", "java21")
+PRESETS = ("static", "base-nossl", "base", "cc", "python3", "nodejs", "java21", "java25", "java17")
 # The acceptance goals: (amount, unit bytes, unit name).
 GOALS: dict[str, tuple[float, int, str]] = {
     "static": (2.5, MIB, "MiB"),
