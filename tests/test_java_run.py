@@ -125,11 +125,13 @@ class Built:
         document = json.loads(self.lock.read_text())
         return {(p["name"], p["version"]) for p in document["archs"]["amd64"]["packages"]}
 
-    def run(self, *args: str, entrypoint: str, mounts: tuple[str, ...] = ()) -> str:
+    def run(
+        self, *args: str, entrypoint: str, mounts: tuple[str, ...] = (), user: str = "0:0"
+    ) -> str:
         volumes = [arg for mount in mounts for arg in ("-v", mount)]
         proc = podman(
-            "run", "--rm", "--network", "none", *volumes, "--entrypoint", entrypoint,
-            self.tag, *args,
+            "run", "--rm", "--network", "none", "--user", user, *volumes,
+            "--entrypoint", entrypoint, self.tag, *args,
         )  # fmt: skip
         assert proc.returncode == 0, proc.stdout + proc.stderr
         return proc.stdout + proc.stderr
@@ -157,12 +159,8 @@ def _config_env(built: Built) -> dict[str, str]:
     return dict(item.split("=", 1) for item in json.loads(proc.stdout))
 
 
-@pytest.mark.parametrize("preset", JAVA)
-def test_java_fonts_locale_and_version(
-    preset: str, images: dict[str, Built], work: Path, tmp_path: Path
-) -> None:
-    release, feature = JAVA[preset]
-    built = image(images, preset, work)
+def _run_check(built: Built, work: Path, user: str, feature: str) -> str:
+    """Run JavaCheck as ``user``, check what it printed and wrote; return java.version."""
     out = Path(tempfile.mkdtemp(prefix="distill-java-out-"))
     try:
         out.chmod(0o777)
@@ -170,6 +168,7 @@ def test_java_fonts_locale_and_version(
             "-cp", "/test/classes", "JavaCheck", "/out",
             entrypoint="/usr/bin/java",
             mounts=(f"{work}:/test:ro", f"{out}:/out"),
+            user=user,
         )  # fmt: skip
         lines = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
         assert int(lines["fonts"]) > 0, text
@@ -184,8 +183,21 @@ def test_java_fonts_locale_and_version(
         java_version, env_version = lines["java.version"], lines["JAVA_VERSION"]
         assert java_version.split(".")[0] == feature, text
         assert env_version == java_version, text
+        return java_version
     finally:
         shutil.rmtree(out, ignore_errors=True)
+
+
+@pytest.mark.parametrize("preset", JAVA)
+def test_java_fonts_locale_and_version(
+    preset: str, images: dict[str, Built], work: Path, tmp_path: Path
+) -> None:
+    release, feature = JAVA[preset]
+    built = image(images, preset, work)
+    # As root and as the nonroot user (65532), as distroless tests both.
+    versions = {_run_check(built, work, user, feature) for user in ("0:0", "65532:65532")}
+    assert len(versions) == 1
+    java_version = versions.pop()
     env = _config_env(built)
     assert env["LANG"] == "C.UTF-8" and env["JAVA_VERSION"] == java_version
 
