@@ -275,11 +275,10 @@ FIELDS: dict[str, Field] = {
     "version_env": Field(
         parse_mapping,
         Merge.UPDATE,
-        "environment variables set to the version of a locked package (a mapping of "
-        "variable to package): its upstream version without epoch, Debian revision and "
-        "anything from the first `+` or `~` (`21.0.9+10-1~deb13u1` gives `21.0.9`), "
-        "so the value follows the lock instead of going stale; a package the lock lacks is "
-        "an error",
+        "environment variables set to a locked package's version (variable: package): the "
+        "upstream version without epoch, revision and anything from the first `+` or `~` "
+        "(`21.0.9+10-1~deb13u1` gives `21.0.9`), so it follows the lock; a package the "
+        "lock lacks is an error",
         "version_env: {JAVA_VERSION: openjdk-21-jre-headless}",
     ),
     "ports": Field(
@@ -549,7 +548,6 @@ def load_spec(
     if archs:
         spec = replace(spec, archs=_archs(Where("--arch"), "arch", list(archs)))
     _check_suite(spec)
-    _check_pockets(spec)
     return spec
 
 
@@ -560,16 +558,13 @@ def load_preset(ref: str, *, suite: str, archs: tuple[str, ...] = ()) -> Spec:
 
 
 def _check_suite(spec: Spec) -> None:
+    """The suite is one the spec is for, and its pockets are the suite's."""
     if spec.suites and spec.suite not in spec.suites:
-        only = " and ".join(spec.suites)
         flags = " or ".join(f"--suite {s}" for s in spec.suites)
         raise DistillError(
-            f"{spec.name} is built for {only} only, not {spec.suite}",
+            f"{spec.name} is built for {' and '.join(spec.suites)} only, not {spec.suite}",
             hint=f"leave --suite out or pass {flags} (its packages are not in {spec.suite})",
         )
-
-
-def _check_pockets(spec: Spec) -> None:
     known = pockets_of(spec.suite)
     for pocket in spec.pockets:
         if pocket not in known:
@@ -582,11 +577,6 @@ def _check_pockets(spec: Spec) -> None:
             f"{spec.source}: pockets: {spec.suite} itself is missing",
             hint=f"list {spec.suite} first; -updates and -security only add newer versions",
         )
-
-
-def spec_keys() -> list[str]:
-    """Every key a spec may hold, in documentation order."""
-    return list(FIELDS)
 
 
 def reference_markdown() -> str:
