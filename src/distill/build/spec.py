@@ -280,7 +280,8 @@ FIELDS: dict[str, Field] = {
         "`locale` (documentation; copyright files are always kept), `gconv` (glibc's extra "
         "iconv charsets), `cds` (a JVM's non-default CDS archives), `debugging` (debugger "
         "scripts, glibc's debugging libraries), `ca_sources` (the single CA certificates, "
-        "update-ca-certificates); see docs/build.md",
+        "update-ca-certificates), `tz_right` (the leap-second time zones, "
+        "`/usr/share/zoneinfo/right`); see docs/build.md",
         "keep: {locale: true, gconv: true}",
     ),
     "debug": Field(
