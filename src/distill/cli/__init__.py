@@ -76,6 +76,12 @@ def lock(
         f"Resolving {loaded.name} ({loaded.suite}, {', '.join(loaded.target_archs())})"
     ):
         result, resolutions = lock_spec(loaded, mirrors)
+    if loaded.node is not None:
+        from distill.build.nodejs import lock_components, registry_url
+        from distill.cache import BlobCache
+
+        with log.complete_step(f"Resolving Node.js {loaded.node}.x from the npm registry"):
+            result = lock_components(result, loaded.node, BlobCache(), registry_url)
     from rich.table import Table
 
     for arch, resolution in resolutions.items():
@@ -89,6 +95,8 @@ def lock(
         log.show(table)
         total = sum(p.size for p in resolution.packages)
         log.info(f"{len(resolution.packages)} packages, {human(total)} of .debs")
+        for component in result.archs[arch].components:
+            log.info(f"{component.name} {component.version} ({human(component.size)} tarball)")
         for exc in resolution.excluded:
             log.info(f"  [dim]{exc.wanted_by} → excluded: {exc.reason}[/]")
     write_lock(result, output)
