@@ -120,6 +120,20 @@ def fetch(lockfile: Path, arch: str | None, jobs: int) -> None:
         paths = fetch_all(requests, BlobCache(), jobs=jobs)
     total = sum(p.stat().st_size for p in paths.values())
     log.info(f"{len(paths)} packages verified in the cache ({human(total)})")
+    components = [
+        c for name, body in sorted(locked.archs.items()) if arch in (None, name)
+        for c in body.components
+    ]  # fmt: skip
+    if components:
+        import functools
+
+        from distill.build.nodejs import fetch_node, registry_url
+
+        registry = functools.cache(registry_url)
+        for component in components:
+            with log.complete_step(f"Fetching {component.name} {component.version}"):
+                fetch_node(component, BlobCache(), registry)
+        log.info(f"{len(components)} components verified in the cache")
 
 
 @cli.command()
