@@ -108,6 +108,7 @@ class Spec:
     annotations: tuple[tuple[str, str], ...] = ()
     keep: Keep = field(default_factory=Keep)
     debug: bool = False
+    node: int | None = None  # a Node.js major version from the npm registry (build/nodejs.py)
     # The extends chain, bottom first, each with the packages it adds (empty ones left out).
     levels: tuple[Level, ...] = field(default=())
     pockets: tuple[str, ...] = ()  # empty: every pocket of the suite
@@ -156,6 +157,19 @@ def _suite(where: Where, key: str, value: Any) -> str:
     if suite not in SUITES:
         raise where.fail(key, f"unknown suite {suite!r}", hint=f"one of: {', '.join(SUITES)}")
     return suite
+
+
+def _node(where: Where, key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    major = value.get("major") if isinstance(value, dict) else None
+    if not isinstance(value, dict) or set(value) != {"major"}:
+        raise where.fail(key, "expected a mapping `{major: N}`", hint="e.g. `node: {major: 22}`")
+    if not isinstance(major, int) or isinstance(major, bool) or not 18 <= major < 100:
+        raise where.fail(
+            key, f"major: {show(major)} is not a Node.js major version", hint="e.g. 22"
+        )
+    return major
 
 
 def _archs(where: Where, key: str, value: Any) -> tuple[str, ...]:
@@ -290,6 +304,14 @@ FIELDS: dict[str, Field] = {
         "add busybox in /busybox with a shell, as the distroless `:debug` images do; it "
         "becomes the entrypoint only if the spec has none (the `:debug` variant always "
         "makes `/busybox/sh` the entrypoint)",
+    ),
+    "node": Field(
+        _node,
+        Merge.REPLACE,
+        "Node.js from the official Linux builds the npm registry publishes: the newest "
+        "release of `major`, locked with its integrity, at `/nodejs/bin/node` in a layer of "
+        "its own (`null` removes it); see docs/archive-and-lock.md",
+        "node: {major: 22}",
     ),
 }
 
