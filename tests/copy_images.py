@@ -106,7 +106,12 @@ class Places:
     ) -> str:
         """Run the image ``reference`` names with podman (pulling it from where it is:
         ``remove_podman_images`` removes it afterwards by its ID)."""
-        cmd = ["podman", "run", "--rm", "--network", "none"]
+        # Detached, then read from the container's log file: `podman run --rm` attached to
+        # a container that exits at once now and then hands back no output (a race in
+        # podman's attach), which would fail a hop that worked.
+        name = f"distill-copy-{uuid.uuid4().hex[:12]}"
+        cmd = ["podman", "run", "-d", "--name", name, "--log-driver", "k8s-file"]
+        cmd += ["--network", "none"]
         if entrypoint is not None:
             cmd += ["--entrypoint", entrypoint]
         image = reference.removeprefix("containers-storage:")
@@ -115,7 +120,16 @@ class Places:
             image = run([*pull, reference]).strip()
         if reference.startswith("docker-archive:"):
             image = reference.rsplit(":", 2)[0]  # podman run takes the archive's only image
-        return run([*cmd, image, *command], stderr=stderr)
+        try:
+            run([*cmd, image, *command])
+            code = run(["podman", "wait", name]).strip()
+            logs = subprocess.run(
+                ["podman", "logs", name], capture_output=True, text=True, timeout=60, check=True
+            )
+            assert code == "0", f"{reference} exited {code}: {logs.stderr}"
+            return logs.stderr if stderr else logs.stdout
+        finally:
+            subprocess.run(["podman", "rm", "-f", name], capture_output=True, check=False)
 
 
 def run(args: list[str], *, stderr: bool = False) -> str:

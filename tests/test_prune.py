@@ -129,6 +129,33 @@ def test_links_into_dropped_paths_go_and_linked_dirs_stay() -> None:
     assert prune(tree, everything) == (tree, [])
 
 
+def test_tz_right_drops_the_leap_second_zones_and_keeps_the_old_names() -> None:
+    zi = "usr/share/zoneinfo"
+    tree = _tree(
+        _dir(zi),
+        _dir(f"{zi}/America"),
+        _file(f"{zi}/America/New_York", b"TZif2", package="tzdata"),
+        _dir(f"{zi}/US"),
+        _link(f"{zi}/US/Eastern", "../America/New_York"),
+        _dir(f"{zi}/right"),
+        _dir(f"{zi}/right/America"),
+        _file(f"{zi}/right/America/New_York", b"TZif2+leap", package="tzdata-legacy"),
+        _dir(f"{zi}/right/US"),
+        _link(f"{zi}/right/US/Eastern", "../America/New_York"),
+        _link(f"{zi}/leap-pointer", "right/America/New_York"),
+    )
+    kept, dropped = prune(tree, Keep())
+    assert sorted(kept) == [
+        zi,
+        f"{zi}/America",
+        f"{zi}/America/New_York",
+        f"{zi}/US",
+        f"{zi}/US/Eastern",
+    ]
+    assert [(d.kind, d.files, d.size) for d in dropped] == [("tz_right", 6, 10)]
+    assert prune(tree, Keep(tz_right=True))[0] == tree
+
+
 def test_the_build_note_says_what_was_left_out() -> None:
     _, dropped = prune(_gconv_tree(), Keep())
     assert describe(dropped) == "left out (keep: to restore): gconv 5 files 0.0 MiB"

@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 
 from distill.build.pipeline import release_version, version_env
-from distill.build.spec import FIELDS, Level, PathType, load_spec, presets, reference_markdown
+from distill.build.spec import FIELDS, Level, PathType, load_spec, presets
+from distill.build.spec_doc import reference_markdown
 from distill.errors import DistillError
 
 

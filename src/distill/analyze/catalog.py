@@ -39,6 +39,7 @@ from distill.analyze.langpkgs import (
     MAX_ARCHIVE_BYTES,
     MAX_METADATA_BYTES,
     is_archive,
+    is_component_record,
     language_components,
     npm_package_dir,
 )
@@ -112,6 +113,8 @@ def capture_cap(path: str) -> tuple[int, Over] | None:
         return MAX_DATABASE, Over.REFUSE
     if path in OS_RELEASE_PATHS:
         return MAX_OS_RELEASE, Over.HEAD
+    if is_component_record(path):
+        return MAX_METADATA_BYTES, Over.SKIP
     parent, _, name = path.rpartition("/")
     if (
         name not in _NAMES

@@ -14,6 +14,7 @@ class PackageType(StrEnum):
     PYTHON = "python"
     NPM = "npm"
     MAVEN = "maven"
+    GENERIC = "generic"  # a program installed from outside any package manager (Node.js)
 
     @property
     def is_os(self) -> bool:
@@ -26,6 +27,7 @@ _PURL_TYPE = {
     PackageType.PYTHON: "pypi",
     PackageType.NPM: "npm",
     PackageType.MAVEN: "maven",
+    PackageType.GENERIC: "generic",
 }
 
 

@@ -33,6 +33,13 @@ MAX_NESTED_DEPTH = 3
 # Text metadata (pom.properties, MANIFEST.MF, PKG-INFO) is tiny; a bigger file is not metadata.
 MAX_METADATA_BYTES = 1 << 20
 ARCHIVE_SUFFIXES = (".jar", ".war", ".ear")
+# Where ``distill build`` records a component that is not a .deb (Node.js from the npm
+# registry, build/nodejs.py): one JSON object per component.
+COMPONENT_RECORDS = "var/lib/distill/components"
+
+
+def is_component_record(path: str) -> bool:
+    return dirname(path) == COMPONENT_RECORDS and path.endswith(".json")
 
 
 def is_archive(path: str) -> bool:
@@ -60,6 +67,8 @@ def language_components(
         return _python(path, captured)
     if name == "package.json" and npm_package_dir(parent):
         return _npm(path, captured)
+    if is_component_record(path):
+        return _component_record(path, captured)
     if is_archive(path):
         source = captured.file if captured.file is not None else captured.data
         budget = _Budget(MAX_EXTRACTED, path, [] if warnings is None else warnings)
@@ -92,6 +101,28 @@ def _python(path: str, captured: CapturedFile) -> list[Component]:
             layer=captured.layer,
             locations=(path,),
             supplier=(headers.get("Author") or "").strip(),
+        )
+    ]
+
+
+def _component_record(path: str, captured: CapturedFile) -> list[Component]:
+    record = parse_json(captured.data, path)  # a DistillError here is a warning
+    if not isinstance(record, dict):
+        return []
+    name, version = record.get("name"), record.get("version")
+    if not isinstance(name, str) or not isinstance(version, str) or not name or not version:
+        return []
+    license_name, program = record.get("license"), record.get("path")
+    locations = (path, program.lstrip("/")) if isinstance(program, str) and program else (path,)
+    return [
+        Component(
+            name=name,
+            version=version,
+            type=PackageType.GENERIC,
+            purl=make_purl(PackageType.GENERIC, name, version),
+            licenses=(license_name,) if isinstance(license_name, str) and license_name else (),
+            layer=captured.layer,
+            locations=locations,
         )
     ]
 

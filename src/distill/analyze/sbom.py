@@ -335,7 +335,7 @@ def _properties(pairs: Iterable[tuple[str, str]]) -> list[dict[str, str]]:
 def _cdx_component(component: Component, image: ImageInfo, ref: str) -> dict[str, Any]:
     entry: dict[str, Any] = {
         "bom-ref": ref,
-        "type": "library",
+        "type": "application" if component.type is PackageType.GENERIC else "library",
         "name": component.name,
         "version": component.version,
         "purl": component.purl,

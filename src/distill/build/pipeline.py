@@ -29,6 +29,13 @@ from distill.build.layers import (
     group_packages,
     package_levels,
 )
+from distill.build.nodejs import (
+    check_locked,
+    fetch_node,
+    lock_components,
+    node_entries,
+    registry_url,
+)
 from distill.build.spec import DEBUG_PACKAGE, Accounts, Spec, load_preset
 from distill.build.unpack import Unpacked, fetch_debs, staging_dir, unpack_all
 from distill.build.userfiles import checked_source, file_entries, path_entries
@@ -66,6 +73,7 @@ class BuildContext:
     jobs: int
     source_date_epoch: int
     mirrors: Callable[[], Mirrors]  # asked only when a .deb must be downloaded
+    registry: Callable[[], str]  # the npm registry, asked only when Node.js must be downloaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +160,7 @@ def check_lock(spec: Spec, lock: Lock, archs: Sequence[str]) -> None:
         if arch not in lock.archs:
             problems.append(f"it has no {arch} packages")
             continue
+        problems += check_locked(spec.node, lock.archs[arch], arch)
         versions = {p.name: p.version for p in lock.archs[arch].packages}
         for name, version in spec.pins.items():
             if versions.get(name) != version:
@@ -200,10 +209,14 @@ def _spec_entries(ctx: BuildContext, rootfs: Mapping[str, FsEntry]) -> list[FsEn
 
 
 def assemble(
-    ctx: BuildContext, arch: str, unpacked: Mapping[str, Unpacked]
+    ctx: BuildContext,
+    arch: str,
+    unpacked: Mapping[str, Unpacked],
+    component: Sequence[FsEntry] = (),
 ) -> tuple[list[tuple[LayerGroup, list[FsEntry]]], list[str]]:
     """The image's layers as entry lists (bottom first, empty ones dropped) and notes on
-    what was skipped or overridden."""
+    what was skipped or overridden. ``component`` (Node.js from the npm registry) gets a
+    layer of its own above the packages', below the app's."""
     unpacked = dict(unpacked)
     if DEBUG_PACKAGE in unpacked and ctx.spec.debug:
         shell = unpacked[DEBUG_PACKAGE]
@@ -224,6 +237,12 @@ def assemble(
         rootfs, notes = _finish(unpacked, names, defaults, ctx.spec.keep)
         layers.append((group, diff_entries(below, rootfs)))
         below = rootfs
+    if component:
+        top = {**below, **{e.path: e for e in component}}
+        layers.append(
+            (LayerGroup(LayerRole.RUNTIME, ("node",), ("node",)), diff_entries(below, top))
+        )
+        below = top
     # The spec's accounts and the debug shell are the app's: lower layers stay the same
     # whatever a spec adds, so images share them.
     options = replace(defaults, accounts=ctx.spec.accounts.users, groups=ctx.spec.accounts.groups)
@@ -231,6 +250,8 @@ def assemble(
         final, notes = _finish(unpacked, [*names, *app_packages], options, ctx.spec.keep)
     else:
         final = dict(below)
+    for entry in component:
+        final.setdefault(entry.path, entry)
     for entry in _spec_entries(ctx, final):
         final[entry.path] = entry
     layers.append((LayerGroup(LayerRole.APP, (), app_packages), diff_entries(below, final)))
@@ -317,19 +338,25 @@ def _history(layers: Sequence[LayerResult]) -> list[HistoryEntry]:
 
 def build_arch(ctx: BuildContext, arch: str) -> ArchResult:
     locked = ctx.lock.archs[arch]
+    component: list[FsEntry] = []
+    # Before the .debs: a tarball that fails its checks costs no download.
+    for locked_component in locked.components:  # check_lock let only Node.js in
+        with log.complete_step(f"Fetching Node.js {locked_component.version} ({arch})"):
+            tarball = fetch_node(locked_component, ctx.cache, ctx.registry)
+            component = node_entries(locked_component, tarball, staging_dir(ctx.cache))
     with log.complete_step(f"Fetching {len(locked.packages)} packages ({arch})"):
         debs = fetch_debs(ctx.lock, arch, ctx.cache, ctx.mirrors, jobs=ctx.jobs)
     with log.complete_step(f"Unpacking {len(locked.packages)} packages ({arch})"):
         keep = ctx.spec.keep.extract
         unpacked = unpack_all(locked.packages, debs, ctx.cache, keep, jobs=ctx.jobs)
     with log.complete_step(f"Writing layers ({arch})"):
-        planned, notes = assemble(ctx, arch, unpacked)
+        planned, notes = assemble(ctx, arch, unpacked, component)
         layers = []
         for group, entries in planned:
             blob, reused = cached_layer(entries, ctx.cache, ctx.compression, ctx.source_date_epoch)
             layers.append(LayerResult(group.role, group.levels, group.packages, blob, reused))
     keys = [entries_digest(entries) for _, entries in planned]
-    base = _base_image(ctx, ctx.spec, arch, unpacked, keys, layers)
+    base = _base_image(ctx, ctx.spec, arch, unpacked, keys, layers, component)
     image = _image(ctx, ctx.spec, arch, planned, layers, base)
     return ArchResult(
         arch=arch,
@@ -371,6 +398,7 @@ def _base_image(
     unpacked: Mapping[str, Unpacked],
     keys: Sequence[str],
     layers: Sequence[LayerResult],
+    component: Sequence[FsEntry] = (),
 ) -> Image | None:
     """The image of ``spec.base`` (the nearest preset below it) as ``distill build`` makes
     it from the same packages, when its layers are exactly the bottom of ``spec``'s (whose
@@ -389,12 +417,13 @@ def _base_image(
     groups, _ = group_packages(base_spec.levels, {name: u.control for name, u in own.items()})
     if [g.packages for g in groups] != [layer.packages for layer in layers[: len(groups)]]:
         return None  # other package layers: no need to assemble the base to know
-    planned, _ = assemble(replace(ctx, spec=base_spec), arch, own)
+    own_component = component if base_spec.node == spec.node else ()
+    planned, _ = assemble(replace(ctx, spec=base_spec), arch, own, own_component)
     count = len(planned)
     if count > len(keys) or [entries_digest(e) for _, e in planned] != list(keys[:count]):
         return None
     base_layers = layers[:count]
-    beneath = _base_image(ctx, base_spec, arch, own, keys[:count], base_layers)
+    beneath = _base_image(ctx, base_spec, arch, own, keys[:count], base_layers, own_component)
     return _image(ctx, base_spec, arch, planned, base_layers, beneath)
 
 
@@ -427,13 +456,16 @@ def build_image(
             "them all",
         )
     mirrors = functools.cache(lambda: discover_mirrors(spec.mirror, spec.security_mirror))
+    registry = functools.cache(registry_url)
+    cache = cache or BlobCache()
     if lock is None:
         with log.complete_step(f"Resolving {spec.name} ({spec.suite}, {', '.join(archs)})"):
             lock, _ = lock_spec(spec, mirrors())
+            lock = lock_components(lock, spec.node, cache, registry)
     else:
         check_lock(spec, lock, archs)
     ctx = BuildContext(
-        spec, lock, cache or BlobCache(), compression, jobs, source_date_epoch(lock), mirrors
+        spec, lock, cache, compression, jobs, source_date_epoch(lock), mirrors, registry
     )
     ctx.cache.sweep()  # what killed builds left in the cache
     results = tuple(build_arch(ctx, arch) for arch in archs)

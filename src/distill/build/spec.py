@@ -111,6 +111,7 @@ class Spec:
     debug_packages: tuple[str, ...] = ()
     suites: tuple[str, ...] = ()  # empty: every suite
     version_env: tuple[tuple[str, str], ...] = ()  # variable → package
+    node: int | None = None  # a Node.js major version from the npm registry (build/nodejs.py)
     # The extends chain, bottom first, each with the packages it adds (empty ones left out).
     levels: tuple[Level, ...] = field(default=())
     pockets: tuple[str, ...] = ()  # empty: every pocket of the suite
@@ -165,6 +166,19 @@ def _suites(where: Where, key: str, value: Any) -> tuple[str, ...]:
     return tuple(_suite(where, key, item) for item in parse_str_list(where, key, value))
 
 
+def _node(where: Where, key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    major = value.get("major") if isinstance(value, dict) else None
+    if not isinstance(value, dict) or set(value) != {"major"}:
+        raise where.fail(key, "expected a mapping `{major: N}`", hint="e.g. `node: {major: 22}`")
+    if not isinstance(major, int) or isinstance(major, bool) or not 18 <= major < 100:
+        raise where.fail(
+            key, f"major: {show(major)} is not a Node.js major version", hint="e.g. 22"
+        )
+    return major
+
+
 def _archs(where: Where, key: str, value: Any) -> tuple[str, ...]:
     archs = parse_str_list(where, key, value)
     for arch in archs:
@@ -185,8 +199,7 @@ FIELDS: dict[str, Field] = {
     "suites": Field(
         _suites,
         Merge.REPLACE,
-        "the Debian releases this spec can be built for (default: all); another `suite` or "
-        "`--suite` is refused with a message naming them, before any package is looked up",
+        "the Debian releases this spec is for (default: all); any other is refused at once",
         "suites: [bookworm]",
     ),
     "archs": Field(
@@ -303,7 +316,8 @@ FIELDS: dict[str, Field] = {
         "`locale` (documentation; copyright files are always kept), `gconv` (glibc's extra "
         "iconv charsets), `cds` (a JVM's non-default CDS archives), `debugging` (debugger "
         "scripts, glibc's debugging libraries), `ca_sources` (the single CA certificates, "
-        "update-ca-certificates); see docs/build.md",
+        "update-ca-certificates), `tz_right` (the leap-second time zones, "
+        "`/usr/share/zoneinfo/right`); see docs/build.md",
         "keep: {locale: true, gconv: true}",
     ),
     "debug": Field(
@@ -316,9 +330,16 @@ FIELDS: dict[str, Field] = {
     "debug_packages": Field(
         parse_str_list,
         Merge.EXTEND,
-        "more Debian packages a debug image carries besides busybox (a Java preset's JDK "
-        "tools); they go into the top (*app*) layer with the shell",
+        "more Debian packages a debug image carries besides busybox, in its top (*app*) layer",
         "debug_packages: [openjdk-21-jdk-headless]",
+    ),
+    "node": Field(
+        _node,
+        Merge.REPLACE,
+        "Node.js from the official Linux builds the npm registry publishes: the newest "
+        "release of `major`, locked with its integrity, at `/nodejs/bin/node` in a layer of "
+        "its own (`null` removes it); see docs/archive-and-lock.md",
+        "node: {major: 22}",
     ),
 }
 
@@ -577,24 +598,3 @@ def _check_suite(spec: Spec) -> None:
             f"{spec.source}: pockets: {spec.suite} itself is missing",
             hint=f"list {spec.suite} first; -updates and -security only add newer versions",
         )
-
-
-def reference_markdown() -> str:
-    """The key reference of docs/spec.md, from FIELDS (a test keeps the two equal)."""
-    parts = []
-    for key, spec_field in FIELDS.items():
-        text = f"### `{key}`\n\n{spec_field.help[0].upper()}{spec_field.help[1:]}.\n"
-        if key != "extends":
-            text += f"\n*With `extends`:* {_MERGE_TEXT[spec_field.merge]}.\n"
-        if spec_field.example:
-            text += f"\n```yaml\n{spec_field.example}\n```\n"
-        parts.append(text)
-    return "\n".join(parts)
-
-
-_MERGE_TEXT = {
-    Merge.REPLACE: "this spec's value replaces the base's",
-    Merge.EXTEND: "the base's items come first, then this spec's (repeats dropped)",
-    Merge.UPDATE: "keys are merged; this spec's value wins for a key both set",
-    Merge.BY_NAME: "a user or group replaces the base's of the same name; others are added",
-}

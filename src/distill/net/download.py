@@ -262,6 +262,7 @@ def fetch_bytes(
     max_size: int = DEFAULT_MAX_BYTES,
     retry: RetryPolicy = DEFAULT_RETRY,
     limits: Limits | None = None,
+    headers: dict[str, str] | None = None,
 ) -> bytes:
     """A small file (e.g. InRelease) in memory, with the same retry policy and limits as
     blobs. Refuses bodies larger than ``max_size`` bytes."""
@@ -274,7 +275,7 @@ def fetch_bytes(
                 _sleep(retry.pause(attempt - 1, last.retry_after, limits.timeout), None)
             try:
                 deadline = limits.transfer(_what(label, url))
-                return _attempt_bytes(sess, url, label, max_size, deadline)
+                return _attempt_bytes(sess, url, label, max_size, deadline, headers or {})
             except Transient as exc:
                 last = exc
     assert last is not None
@@ -286,9 +287,14 @@ def fetch_bytes(
 
 
 def _attempt_bytes(
-    session: requests.Session, url: str, label: str, max_size: int, deadline: Deadline
+    session: requests.Session,
+    url: str,
+    label: str,
+    max_size: int,
+    deadline: Deadline,
+    headers: dict[str, str],
 ) -> bytes:
-    with _get(session, url, label, {}, deadline) as resp:
+    with _get(session, url, label, headers, deadline) as resp:
         _check_status(
             resp,
             label,

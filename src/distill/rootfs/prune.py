@@ -29,6 +29,10 @@ made from the packages' files, and drops what nothing in a container reads at ru
   ``/etc/ssl/certs/ca-certificates.crt`` (and the Java keystore) from the certificates before
   this runs, and nothing reads them afterwards; the script needs a shell and the openssl
   program, neither of which is in an image. distroless's images carry only the bundle, too.
+- ``tz_right``: ``usr/share/zoneinfo/right``, the zones counted with leap seconds (TAI-10s,
+  0.7 MB; in Debian 13 they come with the old zone names in ``tzdata-legacy``, which every
+  preset installs for those names). Only ``TZ=right/...`` reads them; POSIX time has no leap
+  seconds, so no ordinary zone points there.
 - ``man`` (also an extraction option): the JVM's own ``man`` directory and the alternative
   links into it, which extraction alone does not reach.
 
@@ -60,6 +64,7 @@ class Keep:
     cds: bool = False
     debugging: bool = False
     ca_sources: bool = False
+    tz_right: bool = False
 
     @property
     def extract(self) -> KeepOptions:
@@ -86,6 +91,7 @@ SUBTREES: dict[str, tuple[str, ...]] = {
         "usr/sbin/update-ca-certificates",
         "etc/ca-certificates/update.d",
     ),
+    "tz_right": ("usr/share/zoneinfo/right",),
 }
 GCONV_DIRS = ("usr/lib/*/gconv", "usr/lib/gconv", "usr/lib64/gconv")
 GCONV_BASIC = "gconv-modules"
