@@ -102,9 +102,10 @@ def lock_preset(preset: str, work: Path) -> Path:
 
 def measure_size(preset: str, work: Path) -> Size:
     lock = read_lock(lock_preset(preset, work))
-    archive = work / f"{preset}.docker.tar"
+    tag = preset.replace(":", "-")  # a variant (java21:debug) is no valid tag as it is
+    archive = work / f"{tag}.docker.tar"
     # A name of our own: removing it afterwards leaves other tags of the same image alone.
-    name = f"localhost/distill-bench-{uuid.uuid4().hex[:12]}:{preset}"
+    name = f"localhost/distill-bench-{uuid.uuid4().hex[:12]}:{tag}"
     result = build_image(load_spec(preset), lock, f"docker-archive:{archive}:{name}")
     podman("load", "-q", "-i", str(archive))
     try:
