@@ -116,7 +116,9 @@ def test_rebased_keeps_the_app_layer_and_takes_the_new_base(built: Built) -> Non
     rebased = manifest(built.root / "rebased")
     digests = [layer["digest"] for layer in rebased["layers"]]
     assert digests == [*new, *app[len(old) :]]
-    assert set(new).isdisjoint(old)  # the new base really is another one
+    # The new base really is another one (its package layers differ; the layer holding
+    # only python3's /usr/bin/python link may be the same in both).
+    assert len(set(new) - set(old)) >= len(new) - 1
     assert rebased["annotations"][BASE_NAME] == built.ref("new")
     assert rebased["annotations"][BASE_DIGEST] == manifest(built.root / "new")["digest"]
     assert rebased["annotations"]["org.opencontainers.image.title"] == "app"

@@ -197,15 +197,33 @@ def _finish(
     return rootfs, [*finished.notes, *([summary] if summary else [])]
 
 
-def _spec_entries(ctx: BuildContext, rootfs: Mapping[str, FsEntry]) -> list[FsEntry]:
+def _spec_entries(ctx: BuildContext, rootfs: Mapping[str, FsEntry]) -> list[list[FsEntry]]:
+    """The spec's own ``paths:`` and ``files:`` entries, grouped by the spec that declared
+    them, bottom of the ``extends`` chain first; the last group is the top spec's (with the
+    workdir). A lower spec's group becomes a layer of its own, the same one that spec's own
+    image has as its app layer: so python3's ``/usr/bin/python`` link does not keep
+    python3's layers from being the bottom layers of an app built on it (``rebase``)."""
     spec = ctx.spec
-    entries = path_entries(spec.paths, spec.accounts)
-    entries += file_entries(spec.files, spec.accounts, staging_dir(ctx.cache))
+    groups: dict[str, list[FsEntry]] = {}
+    for path in spec.paths:
+        groups.setdefault(_declared_by(path.origin), []).extend(path_entries([path], spec.accounts))
+    staging = staging_dir(ctx.cache)
+    for item in spec.files:
+        groups.setdefault(_declared_by(item.origin), []).extend(
+            file_entries([item], spec.accounts, staging)
+        )
+    own = groups.pop(spec.source, [])
+    entries = [*(e for group in groups.values() for e in group), *own]
     if spec.workdir is not None:
         workdir = relocate(spec.workdir.strip("/"))
         if workdir and workdir not in rootfs and all(e.path != workdir for e in entries):
-            entries.append(FsEntry(workdir, EntryKind.DIR, 0o755))  # as Dockerfile WORKDIR
-    return entries
+            own.append(FsEntry(workdir, EntryKind.DIR, 0o755))  # as Dockerfile WORKDIR
+    return [*groups.values(), own]
+
+
+def _declared_by(origin: str) -> str:
+    """The spec source of an item's ``origin`` ("preset:python3:4" → "preset:python3")."""
+    return re.sub(r":\d+$", "", origin)
 
 
 def assemble(
@@ -252,8 +270,13 @@ def assemble(
         final = dict(below)
     for entry in component:
         final.setdefault(entry.path, entry)
-    for entry in _spec_entries(ctx, final):
-        final[entry.path] = entry
+    *lower, own = _spec_entries(ctx, final)
+    for declared in lower:
+        top = {**below, **{e.path: e for e in declared}}
+        layers.append((LayerGroup(LayerRole.APP, (), ()), diff_entries(below, top)))
+        below = top
+        final.update((e.path, e) for e in declared)
+    final.update((e.path, e) for e in own)
     layers.append((LayerGroup(LayerRole.APP, (), app_packages), diff_entries(below, final)))
     skipped = [line for u in unpacked.values() for line in u.skipped]
     return [(g, entries) for g, entries in layers if entries], [*skipped, *notes]
