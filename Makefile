@@ -35,9 +35,11 @@ lint: setup
 typecheck: setup
 	$(BIN)/mypy
 
-# Offline and quick: no network, no containers.
+# Offline and quick: no network, no containers, and neither the hostile corpus (a few hundred
+# real runs of distill on crafted inputs) nor the fuzz targets: `make test` runs those.
 test-fast: setup
-	$(PYTEST) -q -m "not network and not container" -p no:cacheprovider
+	$(PYTEST) -q -n 2 -m "not network and not container" -p no:cacheprovider \
+		--ignore=tests/hostile --ignore=tests/fuzz
 
 # Everything, slow tests included. pytest exits 5 when it collected nothing: that fails too.
 test: setup system-deps lint typecheck

@@ -32,7 +32,7 @@ from distill.debian.lock import ArchLock, Lock, LockedComponent
 from distill.errors import DistillError
 from distill.image.fsentry import EntryKind, FsEntry
 from distill.net.download import fetch_bytes
-from distill.rootfs.extract import stage_file
+from distill.rootfs.extract import stage_member
 
 REGISTRY_ENV = "DISTILL_NPM_REGISTRY"
 NAME = "node"
@@ -248,7 +248,7 @@ def node_entries(component: LockedComponent, tarball: Path, staging: Path) -> li
                     raise DistillError(f"{name}: {member.name} is not a regular file")
                 stream = tar.extractfile(member)
                 assert stream is not None  # a regular member always has one
-                staged = stage_file(stream, member.size, staging, member.name, tarball)
+                staged = stage_member(stream, member.size, staging, member.name, tarball)
                 mode = TAKEN[inner]
                 entries.append(
                     FsEntry(

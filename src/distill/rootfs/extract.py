@@ -82,7 +82,7 @@ def _dropped(path: str, kind: EntryKind, keep: KeepOptions) -> bool:
     return False
 
 
-def stage_file(stream: IO[bytes], size: int, staging: Path, name: str, deb: Path) -> Path:
+def stage_member(stream: IO[bytes], size: int, staging: Path, name: str, deb: Path) -> Path:
     """Copy a member's bytes into the staging dir under their sha256 and return that path."""
     tmp_dir = staging / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
@@ -145,7 +145,7 @@ def extract_package(
         content: Path | None = None
         if kind is EntryKind.FILE:
             assert stream is not None
-            content = stage_file(stream, info.size, staging, path, deb)
+            content = stage_member(stream, info.size, staging, path, deb)
             size = info.size
         elif kind is EntryKind.HARDLINK:
             linkname = normalise_path(info.linkname, deb)
