@@ -8,14 +8,12 @@ the file changes while the build runs. Image paths under ``/bin``, ``/lib``... l
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from collections.abc import Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from distill import tempfiles
 from distill.build.spec_values import (
     Accounts,
     FileSpec,
@@ -27,9 +25,9 @@ from distill.build.spec_values import (
 )
 from distill.errors import DistillError
 from distill.image.fsentry import EntryKind, FsEntry
+from distill.rootfs.extract import stage_stream
 from distill.rootfs.usrmerge import relocate
 
-_CHUNK = 1 << 20
 # A copied tree deeper than this is refused: each level holds one open directory.
 MAX_TREE_DEPTH = 256
 _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
@@ -38,25 +36,7 @@ _OPEN = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 def stage_file(src: BinaryIO, staging: Path) -> tuple[Path, int]:
     """Copy the open file ``src`` to ``staging/<sha[:2]>/<sha>``; returns that path and the
     size."""
-    tmp_dir = staging / "tmp"
-    tmp_dir.mkdir(parents=True, exist_ok=True)
-    digest = hashlib.sha256()
-    size = 0
-    fd, tmp_name = tempfiles.mkstemp(tmp_dir, "local")
-    try:
-        with os.fdopen(fd, "wb") as out:
-            while chunk := src.read(_CHUNK):
-                digest.update(chunk)
-                out.write(chunk)
-                size += len(chunk)
-        sha = digest.hexdigest()
-        dest = staging / sha[:2] / sha
-        dest.parent.mkdir(exist_ok=True)
-        os.replace(tmp_name, dest)
-        return dest, size
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    return stage_stream(src, staging, "local")
 
 
 def _image_path(path: str) -> str:

@@ -15,6 +15,7 @@ import hashlib
 import os
 import posixpath
 import tarfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -82,33 +83,51 @@ def _dropped(path: str, kind: EntryKind, keep: KeepOptions) -> bool:
     return False
 
 
-def stage_member(stream: IO[bytes], size: int, staging: Path, name: str, deb: Path) -> Path:
-    """Copy a member's bytes into the staging dir under their sha256 and return that path."""
+def stage_stream(
+    stream: IO[bytes],
+    staging: Path,
+    prefix: str = "stage",
+    check: Callable[[int], None] | None = None,
+) -> tuple[Path, int]:
+    """Copy ``stream`` into the staging dir as ``<sha[:2]>/<sha>``; returns that path and
+    the byte count. ``check`` sees the count before the file is put in place and may refuse
+    it (by raising): nothing is left behind then."""
     tmp_dir = staging / "tmp"
     tmp_dir.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256()
     written = 0
-    fd, tmp_name = tempfiles.mkstemp(tmp_dir, "stage")
+    fd, tmp_name = tempfiles.mkstemp(tmp_dir, prefix)
     try:
         with os.fdopen(fd, "wb") as out:
             while chunk := stream.read(_CHUNK):
                 digest.update(chunk)
                 out.write(chunk)
                 written += len(chunk)
-        if written != size:
-            raise DistillError(
-                f"{deb.name}: {name} holds {written} bytes, its header says {size}",
-                hint=f"the file may be damaged; delete {deb} so it is downloaded again",
-            )
+        if check is not None:
+            check(written)
         sha = digest.hexdigest()
         dest = staging / sha[:2] / sha
         dest.parent.mkdir(exist_ok=True)
         # Same name, same bytes: a concurrent or earlier copy is as good as this one.
         os.replace(tmp_name, dest)
-        return dest
+        return dest, written
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def stage_member(stream: IO[bytes], size: int, staging: Path, name: str, deb: Path) -> Path:
+    """Stage a member's bytes (see ``stage_stream``), refusing a member shorter or longer
+    than its header says."""
+
+    def check(written: int) -> None:
+        if written != size:
+            raise DistillError(
+                f"{deb.name}: {name} holds {written} bytes, its header says {size}",
+                hint=f"the file may be damaged; delete {deb} so it is downloaded again",
+            )
+
+    return stage_stream(stream, staging, "stage", check)[0]
 
 
 def extract_package(
