@@ -1,0 +1,221 @@
+"""The Node planner: a project with package.json and package-lock.json → layers, entrypoint,
+npm packages, Debian packages for native addons; and bad projects → one-line errors.
+
+Lockfiles are written by the host's npm (`npm install --package-lock-only`), addons are
+compiled in the test with the host's gcc against the host's Node.js headers: the expected
+values come from those tools, never typed in.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from distill.cache import BlobCache
+from distill.context import Access
+from distill.errors import DistillError
+from distill.image.fsentry import EntryKind
+from distill.package.node import NodePlanner, infer_entrypoint
+from distill.package.plan import AppKind, AppOptions, BaseFacts, PlanContext
+
+NODE_HEADERS = Path("/usr/include/node/node_api.h")
+needs_npm = pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
+needs_gcc = pytest.mark.skipif(
+    shutil.which("gcc") is None or not NODE_HEADERS.exists(),
+    reason="gcc and the Node.js headers (/usr/include/node) are needed to build an addon",
+)
+
+# An N-API addon (so it loads into any Node.js version) whose one function calls into a
+# library; which library is chosen at link time.
+ADDON_C = r"""
+#include <node_api.h>
+extern const char *LIBCALL(void);
+static napi_value call(napi_env env, napi_callback_info info) {
+    napi_value out;
+    napi_create_string_utf8(env, LIBCALL(), NAPI_AUTO_LENGTH, &out);
+    return out;
+}
+NAPI_MODULE_INIT() {
+    napi_value fn;
+    napi_create_function(env, "call", NAPI_AUTO_LENGTH, call, NULL, &fn);
+    napi_set_named_property(env, exports, "call", fn);
+    return exports;
+}
+"""
+
+
+def base_facts(arch: str = "amd64", node: str = "/usr/bin/node") -> BaseFacts:
+    """A Node.js base as the driver describes it (only what the planner reads)."""
+    files = frozenset({node.lstrip("/"), "usr/lib/x86_64-linux-gnu/libc.so.6"})
+    return BaseFacts(arch, "trixie", files, {}, {"libc6": "2.41-12"}, glibc="2.41", node="20.19.2")
+
+
+def context(tmp_path: Path) -> PlanContext:
+    return PlanContext(BlobCache(tmp_path / "cache"), Access(), tmp_path / "staging", 0)
+
+
+def write_project(root: Path, manifest: dict[str, object], files: dict[str, str]) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "package.json").write_text(json.dumps(manifest))
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    return root
+
+
+def npm_lock(root: Path) -> None:
+    subprocess.run(
+        ["npm", "install", "--package-lock-only", "--no-audit", "--no-fund"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+def build_addon(out: Path, libcall: str, *link: str) -> Path:
+    source = out.parent / f"{out.stem}.c"
+    source.write_text(ADDON_C.replace("LIBCALL", libcall))
+    args = ["gcc", "-shared", "-fPIC", "-O1", f"-I{NODE_HEADERS.parent}", "-o", str(out)]
+    subprocess.run([*args, str(source), *link], check=True, capture_output=True, timeout=120)
+    source.unlink()
+    return out
+
+
+def plan_error(root: Path, base: BaseFacts, tmp_path: Path) -> DistillError:
+    with pytest.raises(DistillError) as caught:
+        NodePlanner().plan(AppOptions(root), base, context(tmp_path))
+    error = caught.value
+    assert "\n" not in error.message and error.hint
+    return error
+
+
+# --- entrypoint -------------------------------------------------------------------------
+
+
+def test_entrypoint_from_a_node_start_script() -> None:
+    files = {"app/src/server.js", "app/index.js"}
+    manifest = {"main": "index.js", "scripts": {"start": "node -r ./x src/server --port 1"}}
+    command, why = infer_entrypoint(manifest, "/nodejs/bin/node", files)
+    assert command == ["/nodejs/bin/node", "-r", "./x", "/app/src/server.js", "--port", "1"]
+    assert "start" in why
+
+
+def test_entrypoint_falls_back_to_main_then_npm_defaults() -> None:
+    shell = {"scripts": {"start": "node a.js && node b.js"}, "main": "lib/"}
+    assert infer_entrypoint(shell, "/usr/bin/node", {"app/lib/index.js", "app/a.js"})[0] == [
+        "/usr/bin/node",
+        "/app/lib/index.js",
+    ]
+    assert infer_entrypoint({}, "/usr/bin/node", {"app/server.js"})[0][1] == "/app/server.js"
+    with pytest.raises(DistillError, match="cannot tell how to start"):
+        infer_entrypoint({"main": "../../etc/passwd"}, "/usr/bin/node", {"app/x.js"})
+
+
+# --- bad projects -----------------------------------------------------------------------
+
+
+def test_no_lockfile(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", {"name": "p", "version": "1.0.0"}, {"index.js": ""})
+    error = plan_error(root, base_facts(), tmp_path)
+    assert "no lockfile" in error.message
+    assert error.hint and "npm install --package-lock-only" in error.hint
+    assert not (tmp_path / "staging").exists() or not any((tmp_path / "staging").iterdir())
+
+
+def test_base_without_node(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", {"name": "p", "version": "1.0.0"}, {"index.js": ""})
+    (root / "package-lock.json").write_text(
+        json.dumps({"lockfileVersion": 3, "packages": {"": {"name": "p"}}})
+    )
+    base = BaseFacts("amd64", "trixie", frozenset({"usr/bin/python3"}), {}, {})
+    assert "has no node" in plan_error(root, base, tmp_path).message
+
+
+@needs_npm
+def test_lockfile_out_of_sync(tmp_path: Path) -> None:
+    root = write_project(tmp_path / "p", {"name": "p", "version": "1.0.0"}, {"index.js": ""})
+    npm_lock(root)  # no dependencies
+    manifest = json.loads((root / "package.json").read_text())
+    manifest["dependencies"] = {"ms": "2.1.3"}  # added after the lock was written
+    (root / "package.json").write_text(json.dumps(manifest))
+    error = plan_error(root, base_facts(), tmp_path)
+    assert "out of sync" in error.message and "ms@2.1.3" in error.message
+    assert not (root / "node_modules").exists()
+
+
+@needs_npm
+@needs_gcc
+def test_addon_for_another_cpu(tmp_path: Path) -> None:
+    """An addon built here (x86-64) in an app packaged for arm64."""
+    root = write_project(
+        tmp_path / "p", {"name": "p", "version": "1.0.0", "main": "index.js"}, {"index.js": ""}
+    )
+    npm_lock(root)
+    (root / "build").mkdir()
+    build_addon(root / "build" / "native.node", "gnu_get_libc_version")
+    error = plan_error(root, base_facts("arm64"), tmp_path)
+    assert "/app/build/native.node" in error.message
+    assert "x86-64" in error.message and "arm64" in error.message
+
+
+# --- a project with a dependency --------------------------------------------------------
+
+
+@pytest.mark.network
+@needs_npm
+def test_plan_layers_and_packages(tmp_path: Path) -> None:
+    root = write_project(
+        tmp_path / "p",
+        {"name": "p", "version": "1.0.0", "scripts": {"start": "node server.js"}},
+        {"server.js": "require('ms')\n", ".npmrc": "//x/:_authToken=secret\n"},
+    )
+    (root / "package.json").write_text(
+        json.dumps(
+            {**json.loads((root / "package.json").read_text()), "dependencies": {"ms": "2.1.3"}}
+        )
+    )
+    npm_lock(root)
+    lock = json.loads((root / "package-lock.json").read_text())
+    plan = NodePlanner().plan(AppOptions(root), base_facts(), context(tmp_path))
+
+    assert plan.kind is AppKind.NODE
+    assert [layer.name for layer in plan.layers] == ["node dependencies", "application"]
+    deps, app = ({e.path: e for e in layer.entries} for layer in plan.layers)
+    assert deps["app/node_modules/ms/package.json"].kind is EntryKind.FILE
+    assert "app/server.js" in app and "app/package.json" in app
+    assert not any(p.startswith("app/node_modules") for p in app)
+    assert "app/.npmrc" not in app  # it may hold registry tokens
+    assert plan.entrypoint == ("/usr/bin/node", "/app/server.js")
+    entry = lock["packages"]["node_modules/ms"]
+    assert [(p.ecosystem, p.name, p.version, p.digest) for p in plan.lang_packages] == [
+        ("npm", "ms", entry["version"], entry["integrity"])
+    ]
+    assert plan.lang_packages[0].source.endswith(f"/ms-{entry['version']}.tgz")
+    assert plan.debian_packages == ()
+    assert not (root / "node_modules").exists()  # the user's directory was not touched
+
+
+@pytest.mark.network
+@needs_npm
+def test_same_inputs_same_entries(tmp_path: Path) -> None:
+    root = write_project(
+        tmp_path / "p",
+        {"name": "p", "version": "1.0.0", "main": "a.js", "dependencies": {"ms": "2.1.3"}},
+        {"a.js": "1\n"},
+    )
+    npm_lock(root)
+    first = NodePlanner().plan(AppOptions(root), base_facts(), context(tmp_path / "1"))
+    second = NodePlanner().plan(AppOptions(root), base_facts(), context(tmp_path / "2"))
+
+    def shape(plan: object) -> list[list[tuple[str, str, int, int]]]:
+        return [
+            [(e.path, e.kind, e.mode, e.size) for e in layer.entries]
+            for layer in plan.layers  # type: ignore[attr-defined]
+        ]
+
+    assert shape(first) == shape(second)
