@@ -139,7 +139,7 @@ def check_addons(
     gyp_packages: Iterable[str],
     optional: Iterable[str],
     base: BaseFacts,
-    app_files: Iterable[str],
+    app_entries: Sequence[FsEntry],
     ctx: PlanContext,
 ) -> AddonCheck:
     """Check every addon (see the module's docstring); the Debian packages the image needs
@@ -182,13 +182,13 @@ def check_addons(
             raise error
     if not chosen:
         return AddonCheck((), ())
-    return _resolve(chosen, base, app_files, ctx, libs)
+    return _resolve(chosen, base, app_entries, ctx, libs)
 
 
 def _resolve(
     addons: Sequence[Addon],
     base: BaseFacts,
-    app_files: Iterable[str],
+    app_entries: Sequence[FsEntry],
     ctx: PlanContext,
     libs: object,
 ) -> AddonCheck:
@@ -200,7 +200,12 @@ def _resolve(
         )
     # Libraries shipped inside node_modules (reached by an addon's $ORIGIN RUNPATH) are in
     # the image as much as the base's own.
-    image = replace(base, files=base.files | frozenset(app_files))
+    links = {e.path: e.linkname for e in app_entries if e.kind is EntryKind.SYMLINK}
+    image = replace(
+        base,
+        files=base.files | frozenset(e.path for e in app_entries),
+        symlinks={**base.symlinks, **links},
+    )
     resolution = cast(
         _Resolution,
         libs.resolve_libraries(  # type: ignore[attr-defined]

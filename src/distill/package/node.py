@@ -35,7 +35,9 @@ from distill.package.plan import (
 from distill.package.tree import tree_entries
 
 NODE_PATHS = ("nodejs/bin/node", "usr/bin/node")  # the official builds' place, then Debian's
-LEFT_OUT = ("node_modules", ".git", ".npmrc")
+# node_modules is this machine's install; .npmrc may hold registry tokens; distill.lock
+# describes the image, not the app (a refreshed lock must not re-create the app layer).
+LEFT_OUT = ("node_modules", ".git", ".npmrc", "distill.lock")
 DEPENDENCIES_LAYER = "node dependencies"
 APPLICATION_LAYER = "application"
 _APP = APP_DIR.strip("/")
@@ -64,12 +66,14 @@ class NodePlanner:
             shutil.rmtree(work, ignore_errors=True)
         _check_locked(langs, ctx.locked)
         app = tree_entries(root, _APP, ctx.staging, skip=LEFT_OUT)
-        files = frozenset(e.path for e in (*deps, *app))
-        check = check_addons(find_addons([*deps, *app]), gyp, _optional(project), base, files, ctx)
+        everything = [*deps, *app]
+        check = check_addons(
+            find_addons(everything), gyp, _optional(project), base, everything, ctx
+        )
         if options.entrypoint is not None:
             entrypoint, why = list(options.entrypoint), "given"
         else:
-            runnable = {e.path for e in (*deps, *app) if e.kind is not EntryKind.DIR}
+            runnable = {e.path for e in everything if e.kind is not EntryKind.DIR}
             entrypoint, why = infer_entrypoint(project.manifest, node, runnable)
         notes = [f"entrypoint: {shlex.join(entrypoint)} ({why})"]
         notes.append(
