@@ -1,3 +1,4 @@
+# ruff: noqa: F811  (fixtures are imported, then named as test parameters)
 """The Node planner: a project with package.json and package-lock.json → layers, entrypoint,
 npm packages, Debian packages for native addons; and bad projects → one-line errors.
 
@@ -9,6 +10,8 @@ values come from those tools, never typed in.
 from __future__ import annotations
 
 import json
+import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,6 +24,7 @@ from distill.errors import DistillError
 from distill.image.fsentry import EntryKind
 from distill.package.node import NodePlanner, infer_entrypoint
 from distill.package.plan import AppKind, AppOptions, BaseFacts, PlanContext
+from registry_fixtures import Registry, free_port, registry  # noqa: F401
 
 NODE_HEADERS = Path("/usr/include/node/node_api.h")
 needs_npm = pytest.mark.skipif(shutil.which("npm") is None, reason="npm is not installed")
@@ -33,10 +37,10 @@ needs_gcc = pytest.mark.skipif(
 # library; which library is chosen at link time.
 ADDON_C = r"""
 #include <node_api.h>
-extern const char *LIBCALL(void);
+DECLARATION;
 static napi_value call(napi_env env, napi_callback_info info) {
     napi_value out;
-    napi_create_string_utf8(env, LIBCALL(), NAPI_AUTO_LENGTH, &out);
+    napi_create_string_utf8(env, CALL, NAPI_AUTO_LENGTH, &out);
     return out;
 }
 NAPI_MODULE_INIT() {
@@ -77,9 +81,15 @@ def npm_lock(root: Path) -> None:
     )
 
 
-def build_addon(out: Path, libcall: str, *link: str) -> Path:
+LIBC_CALL = ("extern const char *gnu_get_libc_version(void)", "gnu_get_libc_version()")
+
+
+def build_addon(out: Path, call: tuple[str, str], *link: str) -> Path:
+    """An N-API addon whose ``call()`` returns the string the C expression ``call[1]``
+    (declared by ``call[0]``) gives; ``link``: what to link it against."""
+    out.parent.mkdir(parents=True, exist_ok=True)
     source = out.parent / f"{out.stem}.c"
-    source.write_text(ADDON_C.replace("LIBCALL", libcall))
+    source.write_text(ADDON_C.replace("DECLARATION", call[0]).replace("CALL", call[1]))
     args = ["gcc", "-shared", "-fPIC", "-O1", f"-I{NODE_HEADERS.parent}", "-o", str(out)]
     subprocess.run([*args, str(source), *link], check=True, capture_output=True, timeout=120)
     source.unlink()
@@ -156,8 +166,7 @@ def test_addon_for_another_cpu(tmp_path: Path) -> None:
         tmp_path / "p", {"name": "p", "version": "1.0.0", "main": "index.js"}, {"index.js": ""}
     )
     npm_lock(root)
-    (root / "build").mkdir()
-    build_addon(root / "build" / "native.node", "gnu_get_libc_version")
+    build_addon(root / "build" / "native.node", LIBC_CALL)
     error = plan_error(root, base_facts("arm64"), tmp_path)
     assert "/app/build/native.node" in error.message
     assert "x86-64" in error.message and "arm64" in error.message
@@ -219,3 +228,189 @@ def test_same_inputs_same_entries(tmp_path: Path) -> None:
         ]
 
     assert shape(first) == shape(second)
+
+
+@pytest.mark.network  # the archive's Contents index
+@needs_npm
+@needs_gcc
+def test_addon_needing_a_library_no_package_ships(tmp_path: Path) -> None:
+    soname = "libdistill-test-nowhere.so.1"
+    library = tmp_path / "lib" / soname
+    library.parent.mkdir()
+    (tmp_path / "nowhere.c").write_text('const char *nowhere(void) { return "x"; }\n')
+    gcc = ["gcc", "-shared", "-fPIC", f"-Wl,-soname,{soname}", "-o", str(library)]
+    subprocess.run(
+        [*gcc, str(tmp_path / "nowhere.c")],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    root = write_project(
+        tmp_path / "p", {"name": "p", "version": "1.0.0", "main": "index.js"}, {"index.js": ""}
+    )
+    npm_lock(root)
+    call = ("extern const char *nowhere(void)", "nowhere()")
+    build_addon(root / "native" / "nowhere.node", call, str(library))
+    error = plan_error(root, base_facts(), tmp_path)
+    assert soname in error.message
+
+
+@needs_npm
+@needs_gcc
+def test_addon_for_another_node_abi(tmp_path: Path) -> None:
+    """A classic (not N-API) addon built against this machine's Node.js headers is tied to
+    this machine's Node.js major; a base with another major refuses it."""
+    if shutil.which("g++") is None:
+        pytest.skip("g++ is needed")
+    versions = subprocess.run(
+        ["node", "-p", "process.versions.node + ' ' + process.versions.modules"],
+        check=True,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    ).stdout.split()
+    host_major = int(versions[0].split(".")[0])
+    other = "24.11.0" if host_major != 24 else "22.12.0"
+    root = write_project(
+        tmp_path / "p", {"name": "p", "version": "1.0.0", "main": "index.js"}, {"index.js": ""}
+    )
+    npm_lock(root)
+    (tmp_path / "classic.cc").write_text("#include <node.h>\nNODE_MODULE_INIT() {}\n")
+    (root / "build").mkdir()
+    gxx = ["g++", "-std=c++17", "-shared", "-fPIC", f"-I{NODE_HEADERS.parent}", "-o"]
+    subprocess.run(
+        [*gxx, str(root / "build" / "classic.node"), str(tmp_path / "classic.cc")],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    base = BaseFacts("amd64", "trixie", frozenset({"usr/bin/node"}), {}, {}, node=other)
+    error = plan_error(root, base, tmp_path)
+    assert "/app/build/classic.node" in error.message and other in error.message
+    assert f"Node.js {host_major}" in error.message or f"ABI {versions[1]}" in error.message
+
+
+# --- end to end: packaged, pushed, pulled, run --------------------------------------------
+
+SERVER_JS = """\
+const http = require('http');
+const ms = require('ms');
+const native = require('./build/Release/escape.node');
+process.on('SIGTERM', () => process.exit(0));  // node as PID 1 has no default handler
+http.createServer((req, res) => {
+  res.end(`${ms(90000)} ${native.call()} ${process.env.NODE_ENV}\\n`);
+}).listen(Number(process.env.PORT || 8080), '0.0.0.0');
+"""
+# libcurl is not in nodejs:nonroot: the planner must add the package that ships it.
+CURL_CALL = (
+    "extern char *curl_easy_escape(void *, const char *, int)",
+    'curl_easy_escape(NULL, "distill addon/ok", 0)',
+)
+
+
+def host_library(soname: str) -> Path | None:
+    for directory in ("/usr/lib/x86_64-linux-gnu", "/usr/lib/aarch64-linux-gnu", "/usr/lib"):
+        if (Path(directory) / soname).exists():
+            return Path(directory) / soname
+    return None
+
+
+def http_get(url: str, proc: subprocess.Popen[bytes] | None = None, tries: int = 300) -> str:
+    """The body at ``url``, retried while the server starts (bounded by ``tries``)."""
+    import time
+    import urllib.request
+
+    last: Exception | None = None
+    for _ in range(tries):
+        if proc is not None and proc.poll() is not None:
+            break
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return str(answer.read().decode())
+        except OSError as exc:
+            last = exc
+            time.sleep(0.1)
+    raise AssertionError(f"no answer from {url}: {last}")
+
+
+def distill(*args: str) -> subprocess.CompletedProcess[str]:
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "distill", *args], capture_output=True, text=True, timeout=1800
+    )
+
+
+@pytest.mark.network
+@pytest.mark.container
+@needs_npm
+@needs_gcc
+def test_node_app_packaged_pushed_pulled_and_run(tmp_path: Path, registry: Registry) -> None:
+    pytest.importorskip("distill.package.core")  # the driver of `distill package`
+    curl = host_library("libcurl.so.4")
+    if curl is None or shutil.which("podman") is None:
+        pytest.skip("libcurl.so.4 (to link the addon) and podman are needed")
+    root = write_project(
+        tmp_path / "app",
+        {
+            "name": "hello-node",
+            "version": "1.0.0",
+            "scripts": {"start": "node server.js"},
+            "dependencies": {"ms": "2.1.3"},
+        },
+        {"server.js": SERVER_JS},
+    )
+    npm_lock(root)
+    build_addon(root / "build" / "Release" / "escape.node", CURL_CALL, str(curl))
+
+    # The oracle: the same app run by this machine's node, dependencies from `npm ci`.
+    host = tmp_path / "host"
+    shutil.copytree(root, host)
+    subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=host, check=True,
+                   capture_output=True, timeout=600)  # fmt: skip
+    port = free_port()
+    env = {**os.environ, "PORT": str(port), "NODE_ENV": "production"}
+    server = subprocess.Popen(["node", "server.js"], cwd=host, env=env)
+    try:
+        expected = http_get(f"http://127.0.0.1:{port}/", server)
+    finally:
+        server.terminate()
+        server.wait(30)
+    assert "distill%20addon%2Fok" in expected  # the addon really ran
+
+    image = f"{registry.host}/node-app:1"
+    done = distill("package", str(root), "--port", "8080", "-o", f"docker://{image}")
+    assert done.returncode == 0, done.stderr
+    shown = done.stdout + done.stderr
+    assert "/usr/bin/node /app/server.js" in shown
+    added = re.search(r"libcurl\.so\.4 \(([a-z0-9.+-]+)\)", shown)
+    assert added, shown
+    assert not (root / "node_modules").exists()
+
+    sbom = distill("sbom", "--format", "cyclonedx-json", f"docker://{image}")
+    assert sbom.returncode == 0, sbom.stderr
+    purls = {c.get("purl", "") for c in json.loads(sbom.stdout)["components"]}
+    version = json.loads((root / "package-lock.json").read_text())["packages"]["node_modules/ms"]
+    assert f"pkg:npm/ms@{version['version']}" in purls
+    assert any(p.startswith(f"pkg:deb/debian/{added.group(1)}@") for p in purls), purls
+
+    inspected = distill("-q", "inspect", "--json", f"docker://{image}")
+    surface = json.loads(inspected.stdout)["surface"]
+    assert surface["shells"] == [] and surface["package_managers"] == [], surface
+    assert not surface["runs_as_root"]
+
+    env_conf = {**os.environ, "CONTAINERS_CONF": str(Path(__file__).parent / "containers.conf")}
+    pull = ["podman", "pull", "-q", "--tls-verify=false", f"docker://{image}"]
+    image_id = subprocess.run(pull, env=env_conf, check=True, capture_output=True, text=True,
+                              timeout=600).stdout.strip()  # fmt: skip
+    port = free_port()
+    run = ["podman", "run", "-d", "-p", f"127.0.0.1:{port}:8080", image_id]
+    container = subprocess.run(run, env=env_conf, check=True, capture_output=True, text=True,
+                               timeout=300).stdout.strip()  # fmt: skip
+    try:
+        assert http_get(f"http://127.0.0.1:{port}/") == expected
+    finally:
+        subprocess.run(["podman", "rm", "-f", container], env=env_conf, capture_output=True,
+                       timeout=120, check=False)  # fmt: skip
+        subprocess.run(["podman", "rmi", "-f", image_id], env=env_conf, capture_output=True,
+                       timeout=120, check=False)  # fmt: skip
