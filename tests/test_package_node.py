@@ -414,3 +414,34 @@ def test_node_app_packaged_pushed_pulled_and_run(tmp_path: Path, registry: Regis
                        timeout=120, check=False)  # fmt: skip
         subprocess.run(["podman", "rmi", "-f", image_id], env=env_conf, capture_output=True,
                        timeout=120, check=False)  # fmt: skip
+
+
+def layer_digests(layout: Path) -> list[str]:
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].removeprefix("sha256:")
+    manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
+    return [layer["digest"] for layer in manifest["layers"]]
+
+
+@pytest.mark.network
+@needs_npm
+def test_changing_app_code_recreates_only_the_app_layer(tmp_path: Path) -> None:
+    pytest.importorskip("distill.package.core")
+    root = write_project(
+        tmp_path / "app",
+        {"name": "a", "version": "1.0.0", "main": "main.js", "dependencies": {"ms": "2.1.3"}},
+        {"main.js": "console.log(require('ms')(1000))\n"},
+    )
+    npm_lock(root)
+    first = distill("-q", "package", str(root), "-o", f"oci:{tmp_path / 'one'}")
+    assert first.returncode == 0, first.stderr
+    again = distill("-q", "package", str(root), "-o", f"oci:{tmp_path / 'two'}")
+    assert again.returncode == 0, again.stderr
+    with (root / "main.js").open("a") as fh:
+        fh.write("// a change\n")
+    changed = distill("-q", "package", str(root), "-o", f"oci:{tmp_path / 'three'}")
+    assert changed.returncode == 0, changed.stderr
+
+    one, two, three = (layer_digests(tmp_path / n) for n in ("one", "two", "three"))
+    assert one == two  # same inputs, same layers
+    assert one[:-1] == three[:-1] and one[-1] != three[-1]
