@@ -137,6 +137,26 @@ def test_no_lockfile(tmp_path: Path) -> None:
     assert not (tmp_path / "staging").exists() or not any((tmp_path / "staging").iterdir())
 
 
+@pytest.mark.parametrize(
+    ("lockfile", "expected"),
+    [
+        ("{not json", "is not valid JSON"),
+        ("[" * 5000 + "]" * 5000, "nested more than"),
+        ('{"lockfileVersion": 1, "dependencies": {}}', "lockfileVersion 1"),
+        (
+            '{"lockfileVersion": 3, "packages": {"": {}, "node_modules/x": '
+            '{"resolved": "file:../x", "link": true}}}',
+            "local link",
+        ),
+    ],
+)
+def test_bad_lockfiles(tmp_path: Path, lockfile: str, expected: str) -> None:
+    root = write_project(tmp_path / "p", {"name": "p", "version": "1.0.0"}, {"index.js": ""})
+    (root / "package-lock.json").write_text(lockfile)
+    error = plan_error(root, base_facts(), tmp_path)
+    assert expected in error.message and len(error.message) < 400
+
+
 def test_base_without_node(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p", {"name": "p", "version": "1.0.0"}, {"index.js": ""})
     (root / "package-lock.json").write_text(
