@@ -124,6 +124,7 @@ def test_kinds_are_detected_from_marker_files(tmp_path: Path) -> None:
     assert detect_kind(tmp_path / "jars" / "app.jar") is AppKind.JAVA
     assert detect_kind(tmp_path / "whl" / "demo-1.0-py3-none-any.whl") is AppKind.PYTHON
     assert detect_kind(_static_binary()) is AppKind.ELF
+    assert detect_kind(make_app(tmp_path / "elf")) is AppKind.ELF  # a program in bin/
     assert detect_kind(tmp_path / "py", "node") is AppKind.NODE  # --kind wins
 
 

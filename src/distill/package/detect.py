@@ -17,7 +17,7 @@ ELF_MAGIC = b"\x7fELF"
 # magic matters: which kind of planner reads the file.
 PYTHON_MARKERS = ("pyproject.toml", "requirements.txt", "setup.py")
 NODE_MARKERS = ("package.json",)
-MAX_JARS_LISTED = 10_000  # a directory of jars is listed, never walked deeper
+MAX_JARS_LISTED = 10_000  # files looked at in a directory, at most
 
 DEFAULT_BASES = {
     AppKind.PYTHON: "python3:nonroot",
@@ -67,8 +67,11 @@ def detect_kind(path: Path, kind: AppKind | str | None = None) -> AppKind:
             return AppKind.NODE
         if _has_jars(path):
             return AppKind.JAVA
+        if _elf_files(path):
+            return AppKind.ELF
         raise DistillError(
-            f"{path} holds no pyproject.toml, requirements.txt, wheel, package.json or jar: "
+            f"{path} holds no pyproject.toml, requirements.txt, wheel, package.json, jar or "
+            "ELF program: "
             "cannot tell what kind of app it is",
             hint=KINDS_HINT,
         )
@@ -97,7 +100,22 @@ def default_base(kind: AppKind, path: Path) -> str:
     only when it has no loader to find (no ``PT_INTERP``); the ELF planner says so."""
     if kind is not AppKind.ELF:
         return DEFAULT_BASES[kind]
-    return STATIC_BASE if is_static_elf(path) else DYNAMIC_BASE
+    programs = _elf_files(path)
+    return STATIC_BASE if programs and all(map(is_static_elf, programs)) else DYNAMIC_BASE
+
+
+def _elf_files(path: Path) -> list[Path]:
+    """The ELF files of an app: ``path`` itself, or those in its directory tree (the first
+    ``MAX_JARS_LISTED`` files looked at)."""
+    if not path.is_dir():
+        return [path] if _is_elf(path) else []
+    found = []
+    for count, child in enumerate(sorted(path.rglob("*"))):
+        if count >= MAX_JARS_LISTED:
+            break
+        if child.is_file() and not child.is_symlink() and _is_elf(child):
+            found.append(child)
+    return found
 
 
 def is_static_elf(path: Path) -> bool:
