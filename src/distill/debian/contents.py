@@ -13,12 +13,13 @@ release), relative, without a leading ``/``.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import pickle
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -35,6 +36,7 @@ from distill.net.http import make_session
 # Bump when what is kept or how it is stored changes: old derived tables are then never read.
 _TABLE_FORMAT = "contents-libs:1"
 _DERIVED_NS = "contents"
+_UNLISTED_NS = "contents-unlisted"  # InRelease's hash → what the mirror served instead
 # Directories whose children a loader may open by name (after the usr merge). Deeper files
 # are kept only when they look like versioned libraries: the targets of alternatives
 # (usr/lib/<triplet>/blas/libblas.so.3) and of RUNPATHs into a package's private directory.
@@ -143,28 +145,35 @@ def _fetch_contents(
     Mirrors serve Contents files on their own schedule: some lack the by-hash copies, some
     serve a plain file from another day than their InRelease. Such a file is still a useful
     list of candidates, and cannot smuggle a package in: the caller confirms every answer
-    from that package's verified .deb. It is kept in the cache under its own hash.
+    from that package's verified .deb. It is kept in the cache under its own hash, and
+    remembered under the hash the InRelease wanted, so the next run does not fetch it again
+    until the InRelease changes.
     """
     plain = f"{mirror}/dists/{release.pocket}/{COMPONENT}/Contents-{arch}.gz"
-    try:
-        return fetch_blob(req, cache, session=session), req.sha256, True
-    except DistillError as first:
-        failure = first
-    if req.url != plain:
-        try:
-            return fetch_blob(replace(req, url=plain), cache, session=session), req.sha256, True
-        except DistillError as second:
-            failure = second
-    try:
+    if cache.get(req.sha256, req.size) is None and req.url != plain:
+        # No by-hash copy (or a bad one): the plain file below.
+        with contextlib.suppress(DistillError):
+            fetch_blob(req, cache, session=session)
+    listed = cache.get(req.sha256, req.size)
+    if listed is not None:
+        return listed, req.sha256, True
+    note_key = hashlib.sha256(f"{_TABLE_FORMAT}:{plain}:{req.sha256}".encode()).hexdigest()
+    noted = cache.get_derived(_UNLISTED_NS, note_key)
+    if noted is not None and (seen := cache.get(noted.decode("ascii", "replace"))) is not None:
+        digest = noted.decode("ascii")
+    else:
         data = fetch_bytes(plain, session, name=req.name, max_size=_MAX_CONTENTS)
-    except DistillError:
-        raise failure from None
-    digest = hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256(data).hexdigest()
+        seen = cache.put_bytes(data, digest)
+        if digest == req.sha256:
+            return seen, digest, True
+        cache.put_derived(_UNLISTED_NS, note_key, digest.encode("ascii"))
     log.warn(
-        f"{req.name}: the mirror serves a file its InRelease does not name ({failure.message}); "
-        "using it for candidates only, each confirmed from the package's verified .deb"
+        f"{req.name}: the mirror serves a file its InRelease does not name (sha256 "
+        f"{digest[:12]}…, wanted {req.sha256[:12]}…): its answers are only candidates, each "
+        "confirmed from the package's verified .deb"
     )
-    return cache.put_bytes(data, digest), digest, False
+    return seen, digest, False
 
 
 def _load_table(blob: Path, sha256: str, name: str, cache: BlobCache) -> dict[str, tuple[str, ...]]:

@@ -68,6 +68,7 @@ ARCHES: Mapping[str, ArchInfo] = {
     "riscv64": ArchInfo(64, "EM_RISCV", True, "riscv64-linux-gnu", "riscv64"),
 }
 ELF_MAGIC = b"\x7fELF"
+_DEB_FILES_FORMAT = "1"  # bump when how a .deb's file list is stored changes
 # Libraries that only the C++/GCC runtime packages ship: a binary needing them wants the
 # `cc` base rather than `base`.
 CC_RUNTIME = frozenset({"libstdc++.so.6", "libgcc_s.so.1", "libgomp.so.1"})
@@ -377,8 +378,19 @@ class PackageFinder:
             size=pkg.size,
             name=f"{pkg.name}_{pkg.version}_{pkg.architecture}.deb",
         )
-        deb = fetch_blob(request, self.cache)
-        return any(usr_merged(info.name.lstrip(".")) == path for info, _ in iter_data(deb))
+        return path in self._deb_files(request)
+
+    def _deb_files(self, request: DownloadRequest) -> frozenset[str]:
+        # Listing a .deb means decompressing its data archive: keep the list, under the
+        # .deb's verified hash.
+        key = f"{_DEB_FILES_FORMAT}-{request.sha256}"
+        listed = self.cache.get_derived("deb-files", key)
+        if listed is None:
+            deb = fetch_blob(request, self.cache)
+            names = sorted({usr_merged(info.name.lstrip(".")) for info, _ in iter_data(deb)})
+            listed = "\n".join(names).encode()
+            self.cache.put_derived("deb-files", key, listed)
+        return frozenset(listed.decode("utf-8", "replace").split("\n"))
 
 
 def resolve_libraries(
