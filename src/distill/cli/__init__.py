@@ -576,11 +576,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _add_commands() -> None:
+    from distill.cli.db import db
     from distill.cli.package import package
     from distill.cli.rebase import rebase
 
     cli.add_command(rebase)
     cli.add_command(package)
+    cli.add_command(db)
 
 
 _add_commands()
