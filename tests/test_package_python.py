@@ -451,3 +451,23 @@ def _error_locked(app: Path, tmp_path: Path, locked: tuple[LangPackage, ...]) ->
     with pytest.raises(DistillError) as err:
         _plan(app, _ctx(tmp_path, locked))
     return err.value
+
+
+def test_relock_plans_a_pyproject_without_pins(tmp_path: Path, web_index: dict[str, Path]) -> None:
+    """`distill lock` plans with ``relock``: the pyproject is resolved by pip for the image
+    (its host-only marker dependency dropped), the same set ``lock`` returns."""
+    app = _project(tmp_path, "")
+    ctx = _ctx(tmp_path)
+    relocked = PythonPlanner().plan(
+        AppOptions(path=app),
+        TRIXIE,
+        PlanContext(ctx.cache, ctx.access, ctx.staging, 0, relock=True),
+    )
+    assert relocked.lang_packages == PythonPlanner().lock(AppOptions(path=app), TRIXIE, ctx)
+    assert {p.name for p in relocked.lang_packages} == {"web", "speedup"}
+    on_bookworm = PythonPlanner().lock(AppOptions(path=app), BOOKWORM, ctx)
+    assert {p.name: p.source for p in on_bookworm} == {
+        "web": web_index["web"].name,
+        "speedup": web_index["speedup311"].name,
+        "oldcompat": web_index["oldcompat"].name,
+    }

@@ -108,7 +108,11 @@ class PythonPlanner:
         target = target_for(base)
         project = read_project(options.path, target)
         notes = [f"python: {target.describe()}; binary wheels for {target.wanted} or older"]
-        wheels = _locked_wheels(project, target, ctx, options.offline, notes)
+        if ctx.relock:
+            wheels = _fresh_wheels(project, target, ctx)
+            notes.append(f"lock: resolved afresh ({len(wheels)} packages)")
+        else:
+            wheels = _locked_wheels(project, target, ctx, options.offline, notes)
         infos = {canonicalize_name(info.name): info for info, _, _ in wheels}
         check_complete(_roots(project, infos), infos, target, _lock_label(project, ctx))
         app_keys = _app_wheels(project, infos, target)
@@ -143,52 +147,50 @@ class PythonPlanner:
             entrypoint=entrypoint,
             cmd=options.cmd or (),
             env={**PYTHON_ENV, **options.env},
-            lang_packages=tuple(
-                sorted(
-                    (_lang_package(info, sha, filename) for info, _, (sha, filename) in wheels),
-                    key=lambda p: canonicalize_name(p.name),
-                )
-            ),
+            lang_packages=_lang_packages(wheels),
             notes=tuple(notes),
         )
 
     def lock(
         self, options: AppOptions, base: BaseFacts, ctx: PlanContext
     ) -> tuple[LangPackage, ...]:
-        """Resolve the project's dependencies afresh for the base's interpreter: the pins of
-        its requirements.txt if it has them, else its pyproject dependencies through pip's
-        resolver. Every wheel is fetched, checked and its closure verified."""
+        """What ``plan`` with ``ctx.relock`` would install, without staging anything."""
         target = target_for(base)
         project = read_project(options.path, target)
-        if project.wheels:
-            pairs = [_local_wheel(p, target) for p in project.wheels]
-            return tuple(
-                sorted(
-                    (_lang_package(i, s, f) for i, _, (s, f) in pairs),
-                    key=lambda p: canonicalize_name(p.name),
-                )
-            )
-        if project.requirements is not None:
-            refs = resolve(
-                pip_lines(project.requirements),
-                target,
-                no_deps=True,
-                pip_options=project.pip_options,
-                scratch=ctx.cache.tmp_dir,
-            )
-            wheels = _fetched(refs, ctx, offline=False)
-        elif project.dependencies:
-            wheels = _resolve_for_image(project, target, ctx)
-        else:
-            return ()
+        wheels = _fresh_wheels(project, target, ctx)
         infos = {canonicalize_name(i.name): i for i, _, _ in wheels}
         check_complete(_roots(project, infos), infos, target, "the resolved set")
-        return tuple(
-            sorted(
-                (_lang_package(i, s, f) for i, _, (s, f) in wheels),
-                key=lambda p: canonicalize_name(p.name),
-            )
+        return _lang_packages(wheels)
+
+
+def _lang_packages(wheels: Sequence[Wheel]) -> tuple[LangPackage, ...]:
+    return tuple(
+        sorted(
+            (_lang_package(i, s, f) for i, _, (s, f) in wheels),
+            key=lambda p: canonicalize_name(p.name),
         )
+    )
+
+
+def _fresh_wheels(project: Project, target: Target, ctx: PlanContext) -> list[Wheel]:
+    """The project's dependencies resolved afresh for the image's interpreter (``distill
+    lock``): the pins of its requirements.txt if it has them, else its pyproject
+    dependencies through pip's resolver. Every wheel is fetched and checked."""
+    if project.wheels:
+        return [_local_wheel(p, target) for p in project.wheels]
+    if project.requirements is not None:
+        refs = resolve(
+            pip_lines(project.requirements),
+            target,
+            no_deps=True,
+            pip_options=project.pip_options,
+            scratch=ctx.cache.tmp_dir,
+        )
+        _check_refs(project.requirements, refs)
+        return _fetched(refs, ctx, offline=False)
+    if project.dependencies:
+        return _resolve_for_image(project, target, ctx)
+    return []
 
 
 RESOLVE_ROUNDS = 4
@@ -234,6 +236,8 @@ def _lang_package(info: WheelInfo, sha: str, filename: str) -> LangPackage:
 
 
 def _lock_label(project: Project, ctx: PlanContext) -> str:
+    if ctx.relock:
+        return "the resolved set"
     if ctx.locked is not None:
         return "distill's lock"
     if project.requirements is not None:
