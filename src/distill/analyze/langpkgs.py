@@ -365,3 +365,8 @@ def _maven(path: str, layer: int, group: str, artifact: str, version: str) -> Co
         locations=(path,),
         group=group,
     )
+
+
+def manifest_main_section(text: str) -> dict[str, str]:
+    """A ``MANIFEST.MF``'s main section (``distill package`` reads Main-Class from it)."""
+    return _manifest(text)
