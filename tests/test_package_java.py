@@ -291,6 +291,23 @@ def test_zip_bomb_refused(
     assert not list((ctx.staging).glob("??/*"))
 
 
+def test_member_count_read_from_the_end_record(
+    tmp_path: Path, ctx: PlanContext, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The member count is taken from the zip's end record before zipfile lists them (the
+    cap lowered so the test need not write a million members)."""
+    import distill.package.java as java
+
+    monkeypatch.setattr(java, "MAX_MEMBERS", 5)
+    jar = tmp_path / "many.jar"
+    with zipfile.ZipFile(jar, "w") as zf:
+        zf.writestr("META-INF/MANIFEST.MF", manifest(Main_Class="a.B"))
+        for i in range(10):
+            zf.writestr(f"a/C{i}.class", b"")
+    error = one_line_error(jar, ctx)
+    assert "declares 11 members" in error.message
+
+
 def test_duplicate_member_and_bad_index(tmp_path: Path, ctx: PlanContext) -> None:
     jar = tmp_path / "dup.jar"
     with zipfile.ZipFile(jar, "w") as zf:
@@ -329,3 +346,29 @@ def test_jlink_runtime_plan(tmp_path: Path, ctx: PlanContext) -> None:
     assert "zlib1g" in p.debian_packages  # libzip.so needs it, and cc does not carry it
     size = sum(e.size for layer in p.layers for e in layer.entries)
     assert size < 60 << 20
+
+
+def test_catalog_reads_the_packaged_layout(tmp_path: Path, ctx: PlanContext) -> None:
+    """What ``distill sbom`` reads from a packaged Spring Boot app: the jars in
+    BOOT-INF/lib and the app's own pom.properties, left loose by the extraction."""
+    from distill.analyze.catalog import wanted
+    from distill.analyze.components import CapturedFile
+    from distill.analyze.langpkgs import language_components
+
+    p = plan(boot_app(tmp_path / "src"), ctx)
+    found = set()
+    for number, layer in enumerate(p.layers):
+        for entry in layer.entries:
+            if entry.kind == EntryKind.FILE and wanted(entry.path, entry.size):
+                captured = CapturedFile(entry.read_bytes(), number)
+                for c in language_components(entry.path, captured):
+                    found.add((c.purl, c.locations[0]))
+    want = {
+        (f"pkg:maven/{g}/{a}@{v}", f"app/BOOT-INF/lib/{jar}")
+        for jar, (g, a, v) in MAVEN.items()
+        if jar != "body-1.0.jar"
+    }
+    want.add(
+        ("pkg:maven/com.example/demo@0.0.1", "app/META-INF/maven/com.example/demo/pom.properties")
+    )
+    assert found == want

@@ -22,12 +22,16 @@ read, even if the input changes meanwhile.
 
 from __future__ import annotations
 
+import os
 import posixpath
 import re
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO
 
 from distill.analyze.components import PackageType
 from distill.analyze.langpkgs import MAX_NESTED_DEPTH, java_archive, manifest_main_section
@@ -55,6 +59,19 @@ LAYERS_IDX = "BOOT-INF/layers.idx"
 MANIFEST = "META-INF/MANIFEST.MF"
 DEPENDENCIES = "dependencies"
 APPLICATION = "application"
+_EOCD = struct.Struct("<4s4H2LH")
+_LOCATOR = struct.Struct("<4sLQL")
+_EOCD64 = struct.Struct("<4sQ2H2L4Q")
+# What reading a damaged (or encrypted: RuntimeError) member raises.
+_DAMAGED = (
+    zipfile.BadZipFile,
+    zlib.error,
+    OSError,
+    ValueError,
+    EOFError,
+    NotImplementedError,
+    RuntimeError,
+)
 _CLASS_NAME = re.compile(r"[A-Za-z_$][\w$]*(\.[A-Za-z_$][\w$]*)*")
 _NOT_A_JAR_HINT = "give a runnable jar (one whose manifest names a Main-Class) or a directory"
 
@@ -70,14 +87,46 @@ class JarFacts:
         return self.manifest.get("Main-Class", "")
 
 
+def _central_directory(fh: IO[bytes], size: int) -> tuple[int, int]:
+    """(members, bytes) of a zip's central directory, from its end records alone: zipfile
+    builds an object per member before anyone can count them, so a crafted directory of
+    millions of members is refused here first. (0, 0) when there is no end record."""
+    tail_size = min(size, _EOCD.size + 0xFFFF)
+    fh.seek(size - tail_size)
+    tail = fh.read(tail_size)
+    at = tail.rfind(b"PK\x05\x06")
+    if at < 0 or at + _EOCD.size > len(tail):
+        return 0, 0
+    fields = _EOCD.unpack_from(tail, at)
+    members, length = fields[4], fields[5]
+    if (members == 0xFFFF or length == 0xFFFFFFFF) and at >= _LOCATOR.size:
+        locator = _LOCATOR.unpack_from(tail, at - _LOCATOR.size)
+        if locator[0] == b"PK\x06\x07" and locator[2] + _EOCD64.size <= size:
+            fh.seek(locator[2])
+            record = fh.read(_EOCD64.size)
+            if len(record) == _EOCD64.size and record[:4] == b"PK\x06\x06":
+                fields64 = _EOCD64.unpack(record)
+                members, length = fields64[7], fields64[8]
+    return members, length
+
+
 def _open_zip(path: Path) -> zipfile.ZipFile:
     try:
-        size = path.stat().st_size
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if size > MAX_JAR_BYTES:
+                raise DistillError(
+                    f"{path} is {size >> 20} MiB, more than the {MAX_JAR_BYTES >> 20} MiB "
+                    "distill reads"
+                )
+            members, length = _central_directory(fh, size)
     except OSError as exc:
         raise DistillError(f"{path}: cannot read it ({exc.strerror or exc})") from exc
-    if size > MAX_JAR_BYTES:
+    if members > MAX_MEMBERS or length > MAX_MEMBERS * 1024:
         raise DistillError(
-            f"{path} is {size >> 20} MiB, more than the {MAX_JAR_BYTES >> 20} MiB distill reads"
+            f"{path} declares {members} members in a {length >> 10} KiB directory, more than "
+            f"the {MAX_MEMBERS} distill reads",
+            hint="the jar is damaged or crafted; nothing was written",
         )
     try:
         archive = zipfile.ZipFile(path)
@@ -99,7 +148,7 @@ def _read_member(archive: zipfile.ZipFile, name: str, limit: int, jar: Path) -> 
     try:
         with archive.open(info) as member:
             data = member.read(limit + 1)
-    except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+    except _DAMAGED as exc:
         raise DistillError(
             f"{jar}: {name} cannot be read ({exc})", hint="the jar is damaged"
         ) from exc
@@ -464,7 +513,7 @@ def _extract(archive: zipfile.ZipFile, jar: Path, ctx: PlanContext) -> list[tupl
         try:
             with archive.open(info) as member:
                 staged, size = stage_stream(member, ctx.staging, "jar", check)
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as exc:
+        except _DAMAGED as exc:
             raise DistillError(
                 f"{jar}: {info.filename[:200]} cannot be read ({exc})", hint="the jar is damaged"
             ) from exc
