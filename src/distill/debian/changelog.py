@@ -30,9 +30,11 @@ MAX_CHANGELOG_BYTES = 16 << 20
 DOC_DIR = "usr/share/doc"
 _SOURCE, _BINNMU = "source", "binnmu"
 _READ = 1 << 16
-# deb-changelog(5)'s heading, as dpkg's parser reads it (case-insensitive distributions).
+_GZIP = 16 + zlib.MAX_WBITS  # a gzip header and trailer around deflate
+# deb-changelog(5)'s heading. The version is taken as written and checked afterwards, so
+# that a bad one still ends the entry before it (its text is not the older entry's).
 _HEADING = re.compile(
-    r"^(?P<source>\w[-+0-9a-z.]*) \((?P<version>[^()\s]+)\)"
+    r"^(?P<source>\w[-+0-9a-z.]*) \((?P<version>[^()]*)\)"
     r"(?P<dists>(?:\s+[-+0-9a-z.]+)+)\s*;(?P<options>.*)$",
     re.IGNORECASE,
 )
@@ -152,29 +154,32 @@ def parse_changelog(text: str, *, binary_only: bool = False, cut: bool = False) 
 
 
 def read_gzip_capped(stream: IO[bytes], limit: int = MAX_CHANGELOG_BYTES) -> tuple[bytes, bool]:
-    """Decompress a gzip stream, stopping at ``limit`` bytes of output: the text and whether
-    it was cut. Memory stays near ``limit`` whatever the stream expands to."""
-    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    """Decompress a gzip stream (every member of it, as gzip does), stopping at ``limit``
+    bytes of output: the text and whether it was cut. Memory stays near ``limit`` whatever
+    the stream expands to; a stream that ends mid-member counts as cut."""
+    inflater = zlib.decompressobj(_GZIP)
     out = bytearray()
-    try:
-        while len(out) < limit:
-            pending = inflater.unconsumed_tail
-            if not pending:
-                if inflater.eof:
-                    break
-                pending = stream.read(_READ)
-                if not pending:
-                    break
-            out += inflater.decompress(pending, limit - len(out))
-            if inflater.eof:
-                break
-    except zlib.error as exc:
-        raise DistillError(f"changelog does not decompress: {exc}") from exc
-    if len(out) < limit:
-        return bytes(out), False
-    # Exactly at the cap is only a cut if there was more to come.
-    more = bool(inflater.unconsumed_tail) or (not inflater.eof and bool(stream.read(1)))
-    return bytes(out), more
+    data = b""
+    fed = False  # the current member has had input
+    while True:
+        if not data:
+            data = stream.read(_READ)
+            if not data:
+                return bytes(out), fed
+        if len(out) >= limit:
+            return bytes(out), True
+        try:
+            out += inflater.decompress(data, limit - len(out))
+        except zlib.error as exc:
+            if not fed and out:
+                return bytes(out), False  # trailing garbage after a member: gzip ignores it
+            raise DistillError(f"changelog does not decompress: {exc}") from exc
+        fed = True
+        data = inflater.unconsumed_tail
+        if inflater.eof:
+            data = inflater.unused_data
+            inflater = zlib.decompressobj(_GZIP)
+            fed = False
 
 
 @dataclass(frozen=True, slots=True)
