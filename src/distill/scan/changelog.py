@@ -26,7 +26,7 @@ from pathlib import Path
 
 import requests
 
-from distill.bounded import one_line, parse_json_object
+from distill.bounded import one_line, parse_json, parse_json_object
 from distill.cache import BlobCache
 from distill.debian.archive import PocketIndex, cached_index, load_indices, pockets_for
 from distill.debian.binary import BinaryPackage
@@ -283,13 +283,13 @@ def _indices(
     if data is None:
         return None
     try:
-        pointer = json.loads(data)
+        pointer = parse_json(data, "cached index pointer")
         found = [
             cached_index(p["pocket"], arch, p["sha256"], datetime.fromisoformat(p["date"]), cache)
             for p in pointer
         ]
-    except (ValueError, KeyError, TypeError):
-        return None
+    except (DistillError, ValueError, KeyError, TypeError):
+        return None  # damaged: as if there were none
     indices = [i for i in found if i is not None]
     return indices if len(indices) == len(found) and indices else None
 
