@@ -570,8 +570,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def _add_commands() -> None:
     from distill.cli.rebase import rebase
+    from distill.cli.scan import scan
 
     cli.add_command(rebase)
+    cli.add_command(scan)
 
 
 _add_commands()
