@@ -24,6 +24,7 @@ from distill.errors import DistillError
 from distill.image.fsentry import EntryKind
 from distill.package.node import NodePlanner, infer_entrypoint
 from distill.package.plan import AppKind, AppOptions, BaseFacts, PlanContext
+from package_checks import assert_no_tools, inspect_json, layer_digests
 from registry_fixtures import Registry, free_port, registry  # noqa: F401
 
 NODE_HEADERS = Path("/usr/include/node/node_api.h")
@@ -228,6 +229,11 @@ def test_plan_layers_and_packages(tmp_path: Path) -> None:
     assert plan.debian_packages == ()
     assert not (root / "node_modules").exists()  # the user's directory was not touched
 
+    # Offline, from npm's cache only (the first plan filled it): the same packages.
+    offline = AppOptions(root, offline=True)
+    again = NodePlanner().plan(offline, base_facts(), context(tmp_path / "offline"))
+    assert again.lang_packages == plan.lang_packages
+
 
 @pytest.mark.network
 @needs_npm
@@ -366,7 +372,6 @@ def distill(*args: str) -> subprocess.CompletedProcess[str]:
 @needs_npm
 @needs_gcc
 def test_node_app_packaged_pushed_pulled_and_run(tmp_path: Path, registry: Registry) -> None:
-    pytest.importorskip("distill.package.core")  # the driver of `distill package`
     curl = host_library("libcurl.so.4")
     if curl is None or shutil.which("podman") is None:
         pytest.skip("libcurl.so.4 (to link the addon) and podman are needed")
@@ -414,10 +419,8 @@ def test_node_app_packaged_pushed_pulled_and_run(tmp_path: Path, registry: Regis
     assert f"pkg:npm/ms@{version['version']}" in purls
     assert any(p.startswith(f"pkg:deb/debian/{added.group(1)}@") for p in purls), purls
 
-    inspected = distill("-q", "inspect", "--json", f"docker://{image}")
-    surface = json.loads(inspected.stdout)["surface"]
-    assert surface["shells"] == [] and surface["package_managers"] == [], surface
-    assert not surface["runs_as_root"]
+    assert_no_tools(f"docker://{image}")  # no shell, npm or compiler
+    assert not inspect_json(f"docker://{image}")["surface"]["runs_as_root"]
 
     env_conf = {**os.environ, "CONTAINERS_CONF": str(Path(__file__).parent / "containers.conf")}
     pull = ["podman", "pull", "-q", "--tls-verify=false", f"docker://{image}"]
@@ -436,17 +439,9 @@ def test_node_app_packaged_pushed_pulled_and_run(tmp_path: Path, registry: Regis
                        timeout=120, check=False)  # fmt: skip
 
 
-def layer_digests(layout: Path) -> list[str]:
-    index = json.loads((layout / "index.json").read_text())
-    digest = index["manifests"][0]["digest"].removeprefix("sha256:")
-    manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
-    return [layer["digest"] for layer in manifest["layers"]]
-
-
 @pytest.mark.network
 @needs_npm
 def test_changing_app_code_recreates_only_the_app_layer(tmp_path: Path) -> None:
-    pytest.importorskip("distill.package.core")
     root = write_project(
         tmp_path / "app",
         {"name": "a", "version": "1.0.0", "main": "main.js", "dependencies": {"ms": "2.1.3"}},
