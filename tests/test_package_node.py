@@ -321,10 +321,12 @@ def test_addon_for_another_node_abi(tmp_path: Path) -> None:
 SERVER_JS = """\
 const http = require('http');
 const ms = require('ms');
-const native = require('./build/Release/escape.node');
+const { crc32 } = require('@node-rs/crc32');  // a prebuilt addon from npm
+const native = require('./build/Release/escape.node');  // one compiled in the test
 process.on('SIGTERM', () => process.exit(0));  // node as PID 1 has no default handler
 http.createServer((req, res) => {
-  res.end(`${ms(90000)} ${native.call()} ${process.env.NODE_ENV}\\n`);
+  const body = `${ms(90000)} ${crc32('distill')} ${native.call()} ${process.env.NODE_ENV}`;
+  res.end(body + '\\n');
 }).listen(Number(process.env.PORT || 8080), '0.0.0.0');
 """
 # libcurl is not in nodejs:nonroot: the planner must add the package that ships it.
@@ -381,7 +383,7 @@ def test_node_app_packaged_pushed_pulled_and_run(tmp_path: Path, registry: Regis
             "name": "hello-node",
             "version": "1.0.0",
             "scripts": {"start": "node server.js"},
-            "dependencies": {"ms": "2.1.3"},
+            "dependencies": {"ms": "2.1.3", "@node-rs/crc32": "1.10.8"},
         },
         {"server.js": SERVER_JS},
     )
@@ -415,8 +417,15 @@ def test_node_app_packaged_pushed_pulled_and_run(tmp_path: Path, registry: Regis
     sbom = distill("sbom", "--format", "cyclonedx-json", f"docker://{image}")
     assert sbom.returncode == 0, sbom.stderr
     purls = {c.get("purl", "") for c in json.loads(sbom.stdout)["components"]}
-    version = json.loads((root / "package-lock.json").read_text())["packages"]["node_modules/ms"]
-    assert f"pkg:npm/ms@{version['version']}" in purls
+    locked = json.loads((root / "package-lock.json").read_text())["packages"]
+    assert f"pkg:npm/ms@{locked['node_modules/ms']['version']}" in purls
+    # The platform packages npm picked for linux/x64/glibc, and only those.
+    prebuilt = {
+        p.split("@")[0].rpartition("/")[2]
+        for p in purls
+        if p.startswith("pkg:npm/%40node-rs/crc32-")
+    }
+    assert prebuilt == {"crc32-linux-x64-gnu"}, prebuilt
     assert any(p.startswith(f"pkg:deb/debian/{added.group(1)}@") for p in purls), purls
 
     assert_no_tools(f"docker://{image}")  # no shell, npm or compiler
@@ -460,3 +469,32 @@ def test_changing_app_code_recreates_only_the_app_layer(tmp_path: Path) -> None:
     one, two, three = (layer_digests(tmp_path / n) for n in ("one", "two", "three"))
     assert one == two  # same inputs, same layers
     assert one[:-1] == three[:-1] and one[-1] != three[-1]
+
+
+@pytest.mark.network
+@needs_npm
+def test_prebuilt_addon_for_arm64(tmp_path: Path) -> None:
+    """Packaged for arm64 on this machine: npm picks the arm64 glibc build of a package's
+    prebuilt addon, and that AArch64 ELF passes the check (its libraries are in the arm64
+    base)."""
+    root = write_project(
+        tmp_path / "app",
+        {"name": "a", "version": "1.0.0", "main": "main.js"}
+        | {"dependencies": {"@node-rs/crc32": "1.10.8"}},
+        {"main.js": "console.log(require('@node-rs/crc32').crc32('distill'))\n"},
+    )
+    npm_lock(root)
+    layout = tmp_path / "image"
+    done = distill("package", str(root), "--arch", "arm64", "-o", f"oci:{layout}")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "native addon /app/node_modules/@node-rs/crc32-linux-arm64-gnu/"
+        in done.stdout + done.stderr
+    )
+    sbom = distill("sbom", "--platform", "linux/arm64", "--format", "cyclonedx-json", str(layout))
+    assert sbom.returncode == 0, sbom.stderr
+    purls = {c.get("purl", "") for c in json.loads(sbom.stdout)["components"]}
+    prebuilt = {p for p in purls if p.startswith("pkg:npm/%40node-rs/crc32-")}
+    locked = json.loads((root / "package-lock.json").read_text())["packages"]
+    version = locked["node_modules/@node-rs/crc32-linux-arm64-gnu"]["version"]
+    assert prebuilt == {f"pkg:npm/%40node-rs/crc32-linux-arm64-gnu@{version}"}, prebuilt
