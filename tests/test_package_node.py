@@ -123,6 +123,12 @@ def test_entrypoint_falls_back_to_main_then_npm_defaults() -> None:
         "/app/lib/index.js",
     ]
     assert infer_entrypoint({}, "/usr/bin/node", {"app/server.js"})[0][1] == "/app/server.js"
+    dot = {"main": "lib/app.js", "scripts": {"start": "node --max-old-space-size=64 ."}}
+    assert infer_entrypoint(dot, "/usr/bin/node", {"app/lib/app.js"})[0] == [
+        "/usr/bin/node",
+        "--max-old-space-size=64",
+        "/app/lib/app.js",
+    ]
     with pytest.raises(DistillError, match="cannot tell how to start"):
         infer_entrypoint({"main": "../../etc/passwd"}, "/usr/bin/node", {"app/x.js"})
 
@@ -229,8 +235,9 @@ def test_plan_layers_and_packages(tmp_path: Path) -> None:
     assert plan.debian_packages == ()
     assert not (root / "node_modules").exists()  # the user's directory was not touched
 
-    # Offline, from npm's cache only (the first plan filled it): the same packages.
-    offline = AppOptions(root, offline=True)
+    # Offline, from npm's cache only (the first plan filled it), PATH naming package.json:
+    # the same packages.
+    offline = AppOptions(root / "package.json", offline=True)
     again = NodePlanner().plan(offline, base_facts(), context(tmp_path / "offline"))
     assert again.lang_packages == plan.lang_packages
 
