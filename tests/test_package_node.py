@@ -505,3 +505,32 @@ def test_prebuilt_addon_for_arm64(tmp_path: Path) -> None:
     locked = json.loads((root / "package-lock.json").read_text())["packages"]
     version = locked["node_modules/@node-rs/crc32-linux-arm64-gnu"]["version"]
     assert prebuilt == {f"pkg:npm/%40node-rs/crc32-linux-arm64-gnu@{version}"}, prebuilt
+
+
+@pytest.mark.network  # the base is built (from the cache when warm)
+@needs_npm
+@needs_gcc
+def test_bad_projects_on_the_command_line(tmp_path: Path) -> None:
+    """`distill package` itself: one error line and a hint, exit 1, nothing written."""
+    from hostile.hostile_harness import assert_clean_error, run_distill
+
+    def package(root: Path, *more: str) -> str:
+        args = ["package", str(root.relative_to(tmp_path)), *more, "-o", "oci-archive:out.tar"]
+        return assert_clean_error(run_distill(args, cwd=tmp_path, timeout=600))
+
+    bare = write_project(tmp_path / "bare", {"name": "b", "version": "1.0.0"}, {"index.js": ""})
+    assert "no lockfile" in package(bare)
+
+    stale = write_project(tmp_path / "stale", {"name": "s", "version": "1.0.0"}, {"index.js": ""})
+    npm_lock(stale)
+    (stale / "package.json").write_text(
+        json.dumps({"name": "s", "version": "1.0.0", "dependencies": {"ms": "2.1.3"}})
+    )
+    assert "out of sync" in package(stale)
+
+    native = write_project(
+        tmp_path / "native", {"name": "n", "version": "1.0.0", "main": "index.js"}, {"index.js": ""}
+    )
+    npm_lock(native)
+    build_addon(native / "build" / "n.node", LIBC_CALL)
+    assert "/app/build/n.node" in package(native, "--arch", "arm64")
