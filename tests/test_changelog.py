@@ -252,6 +252,14 @@ def _huge() -> Deb:
     return Deb("huge", "5.0-2", files={f"{DOC}/huge/changelog.Debian.gz": log})
 
 
+def _loop(version: str) -> list[Deb]:
+    # Two doc directories that point at each other: followed a few hops, then given up.
+    return [
+        Deb("loop-a", version, source="loop", links={f"{DOC}/loop-a": "loop-b"}),
+        Deb("loop-b", version, source="loop", links={f"{DOC}/loop-b": "loop-a"}),
+    ]
+
+
 @pytest.fixture(scope="module")
 def mirror_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(mirror root, keyring): bookworm, bookworm-updates and bookworm-security."""
@@ -273,10 +281,11 @@ def mirror_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
                     _bar("3.0-1", binnmu=False),
                     Deb("baz", "1.0-1", files={f"{DOC}/baz/changelog.Debian.gz": gz("")}),
                     Deb("huge", "5.0-1"),
+                    *_loop("1.0-1"),
                 ]
             ),
             "bookworm-updates": build([_bar("3.0-1+b1", binnmu=True)]),
-            "bookworm-security": build([*_foo(FOO_U2, FOO_LOG), _huge()]),
+            "bookworm-security": build([*_foo(FOO_U2, FOO_LOG), _huge(), *_loop("1.0-2")]),
         },
     )
     return root, keyring
@@ -308,6 +317,7 @@ IMAGE = [
     _pkg("baz", "1.0-1"),
     _pkg("huge", "5.0-1"),
     _pkg("mine", "1.0-1"),  # not in the archive at all
+    _pkg("loop-a", "1.0-1", "loop"),
     ImagePackage("pypi", "requests", "2.0.0", "pkg:pypi/requests@2.0.0"),
 ]
 EXPECTED = {
@@ -343,9 +353,10 @@ def test_advisories_from_newer_candidates(served: tuple[str, Path], tmp_path: Pa
         assert advisory.origin is Origin.CHANGELOG and advisory.status == "resolved"
         assert advisory.release == "bookworm" and advisory.urgency == "not yet assigned"
     # huge's changelog was cut at the cap before reaching the installed version: said so.
-    [cut] = result.unchecked
+    cut, loop = result.unchecked
     assert cut.startswith("huge 5.0-1:") and "cut short" in cut
-    assert result.outdated == 4 and result.checked == 6
+    assert loop == "loop-a 1.0-1 (newer: 1.0-2): no binary of its source ships a changelog"
+    assert result.outdated == 5 and result.checked == 6
     assert result.opened >= 4  # libfoo1 → foo-common, bar, huge
 
 
@@ -373,7 +384,7 @@ def test_offline_with_an_empty_cache_checks_nothing_and_says_so(
     result = _scan(url, BlobCache(tmp_path / "empty"), offline=True)
     assert result.advisories == () and result.checked == 0
     [note] = result.unchecked
-    assert note.startswith("6 Debian packages: no cached index of bookworm")
+    assert note.startswith("7 Debian packages: no cached index of bookworm")
 
 
 def test_offline_names_the_packages_whose_deb_is_not_cached(
@@ -415,8 +426,9 @@ def test_an_altered_deb_is_refused_and_nothing_derived_from_it(
     assert _found(result) == {e for e in EXPECTED if e[0] != "huge"}
     [note] = [u for u in result.unchecked if u.startswith("huge ")]
     assert "hash mismatch" in note
-    # Derived results for foo and bar only; neither version of huge's .deb was cached.
-    assert len(list((cache.root / "derived" / "changelog").iterdir())) == 2
+    # Results for foo, bar and loop (none) were kept; nothing for huge, nor its .deb.
+    derived = [p.read_bytes() for p in (cache.root / "derived" / "changelog").iterdir()]
+    assert len(derived) == 3 and not any(b"huge" in d for d in derived)
     assert cache.get(original) is None and cache.get(_sha256(deb)) is None
 
 
