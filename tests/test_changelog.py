@@ -448,3 +448,15 @@ def test_a_release_that_is_not_a_codename_is_refused(tmp_path: Path) -> None:
         changelog_advisories(
             IMAGE, "../etc", "amd64", cache=BlobCache(tmp_path), mirrors=lambda: Mirrors("", None)
         )
+
+
+def test_a_version_from_the_image_that_is_not_one_is_named_not_trusted(
+    served: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, _ = served
+    bad = _pkg("libfoo1", "2.0 \x1b[31mred")
+    result = changelog_advisories(
+        [bad], "bookworm", "amd64", cache=BlobCache(tmp_path), mirrors=lambda: Mirrors(url, url)
+    )
+    assert result.advisories == () and result.checked == 0
+    assert result.unchecked == ("libfoo1 2.0 \\x1b[31mred: version not understood",)

@@ -187,7 +187,7 @@ def changelog_advisories(
         try:
             newer = candidate is not None and _newer(candidate.version, pkg.version)
         except DistillError:
-            unchecked.append(f"{pkg.name} {one_line(pkg.version, 80)}: version not understood")
+            unchecked.append(f"{_label(pkg)}: version not understood")
             continue
         if candidate is None or not newer:
             checked += 1
@@ -239,8 +239,13 @@ def _newer(version: str, than: str) -> bool:
     return parse_version(version) > parse_version(than)
 
 
+def _label(pkg: ImagePackage) -> str:
+    """A package named in a message: its name and version come from the image."""
+    return one_line(f"{pkg.name} {pkg.version}", 200)
+
+
 def _unchecked(pkg: ImagePackage, candidate: BinaryPackage, problem: str) -> str:
-    return f"{pkg.name} {pkg.version} (newer: {candidate.version}): {problem}"
+    return f"{_label(pkg)} (newer: {candidate.version}): {problem}"
 
 
 def _record(
@@ -265,11 +270,11 @@ def _record(
                     found[(source, vuln_id)] = (entry.version, why)
         if derived.cut and derived.oldest and _newer(derived.oldest, installed_source):
             return [
-                f"{pkg.name} {pkg.version}: the changelog in {derived.deb} is cut short; "
+                f"{_label(pkg)}: the changelog in {derived.deb} is cut short; "
                 f"entries older than {derived.oldest} were not read"
             ]
     except DistillError:
-        return [f"{pkg.name} {one_line(pkg.version, 80)}: version not understood"]
+        return [f"{_label(pkg)}: version not understood"]
     return []
 
 
