@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tracemalloc
 from pathlib import Path
 
@@ -460,3 +461,59 @@ def test_a_version_from_the_image_that_is_not_one_is_named_not_trusted(
     )
     assert result.advisories == () and result.checked == 0
     assert result.unchecked == ("libfoo1 2.0 \\x1b[31mred: version not understood",)
+
+
+def _status(name: str, version: str, source: str = "", arch: str = "amd64") -> str:
+    lines = [f"Package: {name}", "Status: install ok installed", f"Version: {version}"]
+    lines += [f"Architecture: {arch}"] + ([f"Source: {source}"] if source else [])
+    return "\n".join(lines) + "\n"
+
+
+def test_distill_scan_with_the_local_mirror_names_what_it_could_not_check(
+    served: tuple[str, Path], tmp_path: Path
+) -> None:
+    """The whole path through the CLI: an image's dpkg status → the local mirror's
+    changelogs → findings; the altered .deb of one candidate is a note, not a traceback."""
+    from analyze_images import file, simple_image
+    from distill.transports._write import write_oci_dir
+    from test_lock import run_cli
+
+    url, root = served
+    [deb] = (root / "pool/main/bookworm-security").glob("huge_*.deb")
+    deb.write_bytes(deb.read_bytes()[:-100] + b"\0" * 100)
+    status = "\n".join(
+        [
+            _status("libfoo1", FOO_OLD, "foo"),
+            _status("foo-common", FOO_OLD, "foo", "all"),
+            _status("bar", "3.0-1"),
+            _status("huge", "5.0-1"),
+        ]
+    )
+    os_release = 'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n'
+    entries = [
+        file("var/lib/dpkg/status", status.encode()),
+        file("usr/lib/os-release", os_release.encode()),
+    ]
+    write_oci_dir(simple_image(tmp_path / "blobs", entries), tmp_path / "layout")
+    env = {
+        "DISTILL_MIRROR": url,
+        "DISTILL_SECURITY_MIRROR": url,
+        "DISTILL_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    argv = ["scan", f"oci:{tmp_path / 'layout'}", "--format", "json", "--db", str(tmp_path / "x")]
+    proc = run_cli(*argv, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    report = json.loads(proc.stdout)
+    found = {
+        (f["package"]["name"], f["id"], f["fixed_version"], f["status"]) for f in report["findings"]
+    }
+    expected = {
+        (name, vuln_id, fixed, "fixed")
+        for source, vuln_id, fixed in EXPECTED
+        for name in {"foo": ("libfoo1", "foo-common"), "bar": ("bar",)}.get(source, ())
+    }
+    assert found == expected
+    [note] = report["notes"]
+    assert note.startswith("not checked against the mirror's changelogs: huge 5.0-1 (newer: 5.0-2)")
+    assert "hash mismatch" in note
