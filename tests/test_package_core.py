@@ -22,7 +22,7 @@ from distill.context import Access
 from distill.debian.lock import read_lock, write_lock
 from distill.errors import DistillError
 from distill.image.compose import compose_image
-from distill.image.config import ImageConfigSpec
+from distill.image.config import ImageConfigSpec, rfc3339
 from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression
 from distill.image.partial import ImageReader
@@ -342,3 +342,18 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     ]
     for args, says in cases:
         assert_clean_error(run_distill(args, cwd=tmp_path), says)
+
+
+def test_timestamps_are_the_base_s_or_source_date_epoch(
+    tmp_path: Path, base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(tmp_path)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    package(app, f"oci:{tmp_path / 'one'}", base)
+    assert oci_config(tmp_path / "one")["created"] == oci_config(tmp_path / "base")["created"]
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1234567890")
+    package(app, f"oci:{tmp_path / 'two'}", base)
+    assert oci_config(tmp_path / "two")["created"] == rfc3339(1234567890)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(DistillError, match="SOURCE_DATE_EPOCH"):
+        package(app, f"oci:{tmp_path / 'three'}", base)

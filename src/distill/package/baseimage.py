@@ -5,7 +5,6 @@ an image from any transport (used as it is: nothing can be installed into it).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, replace
@@ -14,12 +13,11 @@ from enum import StrEnum
 from pathlib import Path
 
 from distill.build.pipeline import (
-    SDE_ENV,
     ArchResult,
     BuildContext,
     build_arch,
     build_context,
-    source_date_epoch,
+    environment_epoch,
 )
 from distill.build.spec import Level, Spec, Variant, load_preset, load_spec, presets
 from distill.cache import BlobCache
@@ -179,9 +177,9 @@ def open_image_base(ref: str, access: Access, arch: str | None, stack: ExitStack
 
 def _image_epoch(image: Image) -> int:
     """SOURCE_DATE_EPOCH from the environment, else the base image's creation time."""
-    text = os.environ.get(SDE_ENV, "").strip()
-    if text:
-        return source_date_epoch(Lock("", (), {}, (), (), ()))  # checks and reads the variable
+    epoch = environment_epoch()
+    if epoch is not None:
+        return epoch
     created = image.config.created
     if created:
         try:
