@@ -357,3 +357,24 @@ def test_timestamps_are_the_base_s_or_source_date_epoch(
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
     with pytest.raises(DistillError, match="SOURCE_DATE_EPOCH"):
         package(app, f"oci:{tmp_path / 'three'}", base)
+
+
+def test_lock_and_package_on_the_command_line(
+    tmp_path: Path, base: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from distill.cli import main
+
+    monkeypatch.setitem(PLANNERS, AppKind.ELF, "package_test_planner:StaticElfPlanner")
+    app = make_app(tmp_path)
+    main(["-q", "lock", str(app), "--base", base])
+    assert [p["name"] for p in json.loads((app / "distill.lock").read_text())["languagePackages"]]
+    main(["-q", "package", str(app), "--base", base, "--env", "A=1", "--cmd", "serve --fast",
+          "-o", f"oci-archive:{tmp_path / 'out.tar'}"])  # fmt: skip
+    digest = capsys.readouterr().out.strip()
+    with opened(f"oci-archive:{tmp_path / 'out.tar'}", Access()) as source:
+        assert source.manifest.digest == digest
+        assert source.config.cmd == ("serve", "--fast") and "A=1" in source.config.env
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("extends: static\n")
+    outcome = run_distill(["lock", str(spec), "--kind", "elf"], cwd=tmp_path)
+    assert_clean_error(outcome, "--kind")
