@@ -345,8 +345,7 @@ def build_app(
         access=access,
         compression=Compression(compression),
         base_spec=replace(spec, app=None),
-        use_lock=lock_file is not None,  # as `distill build`: resolved now without --lock
-        lock_path=lock_file,
+        lock_path=lock_file,  # else the app's own, PATH/distill.lock, when there is one
         inputs=[spec.source],
     )
     show_result(result)

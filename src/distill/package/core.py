@@ -165,7 +165,10 @@ def prepare(
     ref = _base_ref(options, kind)
     base = _base(ref, base_spec, lock, suite or (lock.suite if lock else None), arch, access,
                  cache, stack, options.offline)  # fmt: skip
-    ctx = PlanContext(cache, access, staging_dir(cache), base.source_date_epoch, locked)
+    # Locking anew (``use_lock`` off): the planner resolves the app's dependencies afresh.
+    ctx = PlanContext(
+        cache, access, staging_dir(cache), base.source_date_epoch, locked, relock=not use_lock
+    )
     with log.complete_step(f"Reading {base.name}"):
         facts = base_facts(base.image, base.name)
     chosen = planner or planner_for(kind)
