@@ -155,14 +155,20 @@ def test_elf_default_base_follows_the_program_header() -> None:
 
 
 def test_base_facts_are_read_from_the_image(tmp_path: Path, base: str) -> None:
-    with opened(base, Access()) as source:
-        assert isinstance(source, ImageReader)
-        facts = base_facts(source.image, base)
+    source = parse_reference(base).open_source(Access(), base)
+    assert isinstance(source, ImageReader)
+    facts = base_facts(source.image, base)
     assert facts.arch == "amd64" and facts.suite == "trixie"
     assert facts.packages == {"libc6": "2.41-12", "python3": "3.13.5-1"}
     assert (facts.python, facts.glibc, facts.node, facts.java) == ("3.13", "2.41", None, None)
     assert "usr/lib/python3.13/os.py" in facts.files
     assert facts.symlinks == {"usr/bin/python": "python3"}
+    # Remembered by the config digest: the second read comes from the cache, the same facts.
+    cache = BlobCache()
+    first = base_facts(source.image, base, cache)
+    assert list((cache.derived_dir / "base-facts").iterdir())
+    assert first == facts == base_facts(source.image, base, cache)
+    source.close()
 
 
 # --- packaging -------------------------------------------------------------------------------

@@ -170,7 +170,7 @@ def prepare(
         cache, access, staging_dir(cache), base.source_date_epoch, locked, relock=not use_lock
     )
     with log.complete_step(f"Reading {base.name}"):
-        facts = base_facts(base.image, base.name)
+        facts = base_facts(base.image, base.name, cache)
     chosen = planner or planner_for(kind)
     with log.complete_step(f"Planning the {kind} app {options.path}"):
         plan = chosen.plan(options, facts, ctx)
