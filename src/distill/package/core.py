@@ -297,10 +297,10 @@ def app_config(
         )
     ports = tuple(dict.fromkeys((*config.ports, *(f"{p}/tcp" for p in options.ports))))
     annotations = {}
-    if base.recorded is not None:
+    if base.recorded:
         annotations[BASE_NAME] = base.name
-        if base.recorded.manifest.digest is not None:
-            annotations[BASE_DIGEST] = base.recorded.digest
+        if base.recorded_digest is not None:
+            annotations[BASE_DIGEST] = base.recorded_digest
     spec = ImageConfigSpec(
         entrypoint=entrypoint or None,
         cmd=cmd or None,
