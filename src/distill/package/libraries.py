@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.segments import InterpSegment
@@ -68,6 +67,7 @@ ARCHES: Mapping[str, ArchInfo] = {
     "riscv64": ArchInfo(64, "EM_RISCV", True, "riscv64-linux-gnu", "riscv64"),
 }
 ELF_MAGIC = b"\x7fELF"
+_MAX_DYNAMIC_TAGS = 1 << 16  # real programs have tens; a damaged table claims millions
 _DEB_FILES_FORMAT = "1"  # bump when how a .deb's file list is stored changes
 # Libraries that only the C++/GCC runtime packages ship: a binary needing them wants the
 # `cc` base rather than `base`.
@@ -150,7 +150,9 @@ def _read_elf(fh: BinaryIO, label: str) -> ElfInfo:
         for section in elf.iter_sections():
             if not isinstance(section, DynamicSection):
                 continue
-            for tag in section.iter_tags():
+            for count, tag in enumerate(section.iter_tags()):
+                if count >= _MAX_DYNAMIC_TAGS:
+                    raise ValueError(f"more than {_MAX_DYNAMIC_TAGS} dynamic tags")
                 kind = tag.entry.d_tag
                 if kind == "DT_NEEDED":
                     needed.append(_tag_text(tag, "needed"))
@@ -171,8 +173,11 @@ def _read_elf(fh: BinaryIO, label: str) -> ElfInfo:
             rpath=tuple(rpath),
             soname=soname,
         )
-    except (ELFError, ValueError, KeyError, AttributeError, UnicodeDecodeError) as exc:
-        # pyelftools raises a mix of its own and plain errors on damaged headers.
+    except (OSError, DistillError):
+        raise
+    except Exception as exc:
+        # pyelftools raises all kinds of errors on damaged headers (its own, struct's,
+        # OverflowError on absurd offsets, found by fuzzing): reading them is pure parsing.
         raise DistillError(
             f"{label} is a damaged ELF file: {str(exc)[:200]}",
             hint="rebuild it; distill reads its headers to find the libraries it needs",
