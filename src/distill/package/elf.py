@@ -175,6 +175,8 @@ def _dynamic(
             # The driver plans again on cc; the libraries then come with the base.
             notes.append(f"needs {', '.join(missing_cc)} (the C++/GCC runtime): on {CC_BASE}")
             return CC_BASE, (), notes
+        if not missing_cc:
+            notes.append(f"needs {', '.join(cc_needs)} (the C++/GCC runtime): in the base")
     if base.suite is None:
         raise DistillError(
             f"{name} has no VERSION_CODENAME in its os-release: cannot tell which Debian "
