@@ -66,6 +66,9 @@ def app_entries(path: Path, staging: Path) -> list[FsEntry]:
         context=real if real.is_dir() else real.parent,
         dest=APP_DIR,
         into=not real.is_dir(),
+        # A lone program is what runs: executable whatever its mode here. A directory's
+        # files keep theirs (0755 when executable here, else 0644).
+        mode=None if real.is_dir() else 0o755,
         origin=str(path),
     )
     return file_entries([spec], Accounts(), staging)
