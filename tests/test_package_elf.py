@@ -265,3 +265,12 @@ def test_a_library_nothing_ships_is_an_error_naming_it(tmp_path: Path) -> None:
         strict=False,
     )
     assert result.missing == ("libanswer.so.1",)
+
+
+def test_offline_a_missing_library_is_an_error_not_a_lookup(tmp_path: Path) -> None:
+    prog, _ = _with_lib(tmp_path)  # libanswer.so.1, reached by no RUNPATH
+    options = AppOptions(path=prog, offline=True)
+    with pytest.raises(DistillError) as err:
+        ElfPlanner().plan(options, host_base("libc6"), _ctx(tmp_path))
+    assert "libanswer.so.1" in err.value.message and "--offline" in err.value.message
+    assert "distill lock" in (err.value.hint or "")

@@ -193,6 +193,7 @@ def _dynamic(
         access=ctx.access,
         suite=base.suite,
         arch=base.arch,
+        offline=options.offline,
     )
     if resolution.notes:
         notes += [f"found in Debian: {n}" for n in resolution.notes]

@@ -408,10 +408,12 @@ def resolve_libraries(
     arch: str,
     index: LibraryIndex | None = None,
     strict: bool = True,
+    offline: bool = False,
 ) -> LibraryResolution:
     """Every library ``binaries`` (path in the image, staged file) need, found in the image
     or mapped to the Debian packages that ship it. With ``strict`` a library no package
-    ships raises DistillError naming it; otherwise it is listed in ``missing``."""
+    ships raises DistillError naming it; otherwise it is listed in ``missing``. ``offline``:
+    a library the image lacks is an error (looking it up needs the archive's indices)."""
     del access  # the Debian archive is reached through the machine's mirrors, not a registry
     if arch not in ARCHES:
         raise DistillError(f"unknown architecture {arch!r}", hint=f"use one of {sorted(ARCHES)}")
@@ -443,6 +445,14 @@ def resolve_libraries(
                 present.setdefault(soname, hit)
             elif soname not in wanted:
                 wanted[soname] = dirs_for
+    if wanted and offline and index is None:
+        first = sorted(wanted)[0]
+        raise DistillError(
+            f"{first} is not in the image, and finding the Debian package that ships it "
+            "needs the archive (--offline)",
+            hint="run `distill lock PATH` once with the network: the lock then holds the "
+            "packages, and offline builds use it",
+        )
     found: dict[str, str] = {}
     notes: list[str] = []
     missing: list[str] = []
