@@ -67,6 +67,7 @@ ARCHES: Mapping[str, ArchInfo] = {
     "riscv64": ArchInfo(64, "EM_RISCV", True, "riscv64-linux-gnu", "riscv64"),
 }
 ELF_MAGIC = b"\x7fELF"
+_EF_ARM_ABI_FLOAT_HARD = 0x400
 _MAX_DYNAMIC_TAGS = 1 << 16  # real programs have tens; a damaged table claims millions
 _DEB_FILES_FORMAT = "1"  # bump when how a .deb's file list is stored changes
 # Libraries that only the C++/GCC runtime packages ship: a binary needing them wants the
@@ -85,6 +86,7 @@ class ElfInfo:
     runpath: tuple[str, ...]  # DT_RUNPATH entries, unexpanded
     rpath: tuple[str, ...]  # DT_RPATH entries (ignored by the loader when RUNPATH is set)
     soname: str | None = None
+    flags: int = 0  # e_flags: on 32-bit ARM, the float ABI tells armhf from armel
 
     @property
     def static(self) -> bool:
@@ -94,25 +96,18 @@ class ElfInfo:
     @property
     def arch(self) -> str | None:
         """The Debian architecture this runs on, if it is one distill knows."""
-        for name, info in ARCHES.items():
-            if (info.elf_class, info.machine, info.little_endian) == (
-                self.elf_class,
-                self.machine,
-                self.little_endian,
-            ) and (name not in ("armel",)):
-                return name
-        return None
+        matches = [
+            name
+            for name, info in ARCHES.items()
+            if (info.elf_class, info.machine, info.little_endian)
+            == (self.elf_class, self.machine, self.little_endian)
+        ]
+        if len(matches) > 1:  # armhf and armel: the same machine, another float ABI
+            return "armhf" if self.flags & _EF_ARM_ABI_FLOAT_HARD else "armel"
+        return matches[0] if matches else None
 
     def describe(self) -> str:
         return f"ELF{self.elf_class} {self.machine.removeprefix('EM_')}"
-
-
-def is_elf(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            return fh.read(4) == ELF_MAGIC
-    except OSError:
-        return False
 
 
 def needed_libraries(elf: Path | bytes, name: str | None = None) -> ElfInfo:
@@ -172,6 +167,7 @@ def _read_elf(fh: BinaryIO, label: str) -> ElfInfo:
             runpath=tuple(runpath),
             rpath=tuple(rpath),
             soname=soname,
+            flags=int(elf["e_flags"]),
         )
     except (OSError, DistillError):
         raise
