@@ -579,10 +579,12 @@ def _add_commands() -> None:
     from distill.cli.db import db
     from distill.cli.package import package
     from distill.cli.rebase import rebase
+    from distill.cli.scan import scan
 
     cli.add_command(rebase)
     cli.add_command(package)
     cli.add_command(db)
+    cli.add_command(scan)
 
 
 _add_commands()
