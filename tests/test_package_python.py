@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from pathlib import Path
 
 import pytest
@@ -471,3 +472,50 @@ def test_relock_plans_a_pyproject_without_pins(tmp_path: Path, web_index: dict[s
         "speedup": web_index["speedup311"].name,
         "oldcompat": web_index["oldcompat"].name,
     }
+
+
+def test_lock_adds_what_only_the_image_python_needs(
+    tmp_path: Path, local_mirror: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip runs on this machine's Python (3.11 here) and skips a dependency marked for
+    3.12+; the lock for a 3.13 image must still have it."""
+    if sys.version_info >= (3, 12):
+        pytest.skip("needs a host Python older than the image's")
+    url, root = local_mirror
+    made = tmp_path / "made"
+    files = [
+        make_wheel(made, "modern", "1.0", requires=['newdep; python_version >= "3.12"']),
+        make_wheel(made, "newdep", "1.0"),
+    ]
+    simple_index(root, files)
+    isolate_pip(monkeypatch, index_url=f"{url}/simple")
+    app = _project(tmp_path, "", deps='"modern"')
+    ctx = _ctx(tmp_path)
+    assert {p.name for p in PythonPlanner().lock(AppOptions(path=app), TRIXIE, ctx)} == {
+        "modern",
+        "newdep",
+    }
+    assert {p.name for p in PythonPlanner().lock(AppOptions(path=app), BOOKWORM, ctx)} == {"modern"}
+
+
+def test_damaged_wheel_is_one_clean_error(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "broken-1.0-py3-none-any.whl").write_bytes(b"not a zip at all")
+    err = _error(wheels, _ctx(tmp_path))
+    assert err.message.startswith("broken-1.0-py3-none-any.whl is not a readable wheel")
+
+
+def test_wheel_whose_files_do_not_match_its_record(tmp_path: Path) -> None:
+    import zipfile
+
+    wheels = tmp_path / "wheels"
+    good = make_wheel(wheels, "tampered", "1.0")
+    with zipfile.ZipFile(good) as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist()}
+    members["tampered/__init__.py"] = b"import os; os.system('evil')\n"
+    with zipfile.ZipFile(good, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    err = _error(wheels, _ctx(tmp_path))
+    assert err.message.startswith("could not install tampered 1.0:")

@@ -93,6 +93,7 @@ SKIP_NAMES = frozenset(
         "dist",
         "build",
         ".DS_Store",
+        "distill.lock",  # the lock is about the image, not a file of the app's
     }
 )
 SKIP_SUFFIXES = (".pyc", ".pyo", ".egg-info")
