@@ -443,15 +443,21 @@ def test_distill_lock_is_installed_exactly(tmp_path: Path, web_index: dict[str, 
     }
     plan = _plan(app, _ctx(tmp_path, locked))
     assert plan.lang_packages == locked
-    # A requirements.txt that pins something else than the lock: the lock is stale.
-    (app / "requirements.txt").write_text("web==1.0\nspeedup==2.0\n")
-    assert "distill lock" in (_error_locked(app, tmp_path, locked).hint or "")
+    # requirements.txt now pins more than the lock has: stale, so resolved afresh and said
+    # (as the driver does for .debs), or refused with --offline.
+    (app / "requirements.txt").write_text("web==1.0\nspeedup==2.1\nns-part==1.0\n")
+    fresh = _plan(app, _ctx(tmp_path, locked))
+    assert {p.name for p in fresh.lang_packages} == {"web", "speedup", "ns-part"}
+    assert any("distill's lock is stale (requirements.txt pins" in n for n in fresh.notes)
+    with pytest.raises(DistillError, match=r"^distill.s lock is stale: requirements\.txt pins"):
+        _plan(app, _ctx(tmp_path, locked), offline=True)
 
 
-def _error_locked(app: Path, tmp_path: Path, locked: tuple[LangPackage, ...]) -> DistillError:
-    with pytest.raises(DistillError) as err:
-        _plan(app, _ctx(tmp_path, locked))
-    return err.value
+def test_a_single_wheel_is_an_app(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "w", "tool", "1.0", console_scripts={"tool": "tool:run"})
+    plan = _plan(wheel, _ctx(tmp_path))
+    assert plan.entrypoint == ("/usr/local/bin/tool",)
+    assert [p.name for p in plan.lang_packages] == ["tool"]
 
 
 def test_relock_plans_a_pyproject_without_pins(tmp_path: Path, web_index: dict[str, Path]) -> None:

@@ -165,7 +165,10 @@ def prepare(
     ref = _base_ref(options, kind)
     base = _base(ref, base_spec, lock, suite or (lock.suite if lock else None), arch, access,
                  cache, stack, options.offline)  # fmt: skip
-    ctx = PlanContext(cache, access, staging_dir(cache), base.source_date_epoch, locked)
+    # Not reading the lock means resolving afresh (`distill lock`, a spec's app: without
+    # --lock): planners that can resolve (Python's pyproject) then do, instead of refusing.
+    ctx = PlanContext(cache, access, staging_dir(cache), base.source_date_epoch, locked,
+                      relock=not use_lock)  # fmt: skip
     with log.complete_step(f"Reading {base.name}"):
         facts = base_facts(base.image, base.name)
     chosen = planner or planner_for(kind)

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -109,13 +110,9 @@ class PythonPlanner:
         target = target_for(base)
         project = read_project(options.path, target)
         notes = [f"python: {target.describe()}; binary wheels for {target.wanted} or older"]
-        if ctx.relock:
-            wheels = _fresh_wheels(project, target, ctx)
-            notes.append(f"lock: resolved afresh ({len(wheels)} packages)")
-        else:
-            wheels = _locked_wheels(project, target, ctx, options.offline, notes)
+        wheels, label = _chosen_wheels(project, target, ctx, options.offline, notes)
         infos = {canonicalize_name(info.name): info for info, _, _ in wheels}
-        check_complete(_roots(project, infos), infos, target, _lock_label(project, ctx))
+        check_complete(_roots(project, infos), infos, target, label)
         app_keys = _app_wheels(project, infos, target)
         scheme = Scheme(target.python)
         work = tempfiles.make_dir(ctx.staging, "python")
@@ -236,38 +233,55 @@ def _lang_package(info: WheelInfo, sha: str, filename: str) -> LangPackage:
     return LangPackage("pypi", info.name, info.version, f"sha256:{sha}", filename)
 
 
-def _lock_label(project: Project, ctx: PlanContext) -> str:
-    if ctx.relock:
-        return "the resolved set"
-    if ctx.locked is not None:
-        return "distill's lock"
-    if project.requirements is not None:
-        return REQUIREMENTS
-    return "the wheels given"
-
-
-def _locked_wheels(
+def _chosen_wheels(
     project: Project, target: Target, ctx: PlanContext, offline: bool, notes: list[str]
-) -> list[Wheel]:
+) -> tuple[list[Wheel], str]:
+    """The wheels to install and what they are called in messages. distill's lock wins
+    while it fits the project; a stale one (requirements.txt pins something else, or the
+    pyproject needs what it lacks) is resolved afresh as the driver does for .debs, and
+    said, unless --offline."""
     if project.wheels:
         notes.append(f"wheels: {len(project.wheels)} files in {project.root.name}/")
-        return [_local_wheel(p, target) for p in project.wheels]
-    pins = _pins(project, ctx)
-    notes.append(f"lock: {_lock_label(project, ctx)} ({len(pins)} packages)")
-    refs = resolve_pinned(pins, target, ctx.cache, pip_options=project.pip_options, offline=offline)
-    _check_refs(pins, refs)
-    return _fetched(refs, ctx, offline=offline)
-
-
-def _pins(project: Project, ctx: PlanContext) -> list[Pinned]:
-    if ctx.locked is not None:
+        return [_local_wheel(p, target) for p in project.wheels], "the wheels given"
+    if not ctx.relock and ctx.locked is not None:
         pins = [
             Pinned(p.name, p.version, (p.digest.removeprefix("sha256:"),))
             for p in ctx.locked
             if p.ecosystem == "pypi"
         ]
-        _check_lock_fresh(project, pins)
-        return pins
+        why = _stale(project, pins)
+        if why is None:
+            wheels = _wheels_of(pins, project, target, ctx, offline)
+            infos = {canonicalize_name(i.name): i for i, _, _ in wheels}
+            _, unmet = walk_requirements(_roots(project, infos), infos, target)
+            if not unmet:
+                notes.append(f"lock: distill's lock ({len(pins)} packages)")
+                return wheels, "distill's lock"
+            why = f"{unmet[0].who} requires {unmet[0].requirement}"
+        if offline:
+            raise DistillError(
+                f"distill's lock is stale: {why}", hint="refresh it: `distill lock PATH`"
+            )
+        notes.append(f"distill's lock is stale ({why}): resolved afresh")
+        ctx = replace(ctx, relock=True)
+    if ctx.relock:
+        wheels = _fresh_wheels(project, target, ctx)
+        notes.append(f"lock: resolved afresh ({len(wheels)} packages)")
+        return wheels, "the resolved set"
+    pins = _pins(project)
+    notes.append(f"lock: {REQUIREMENTS} ({len(pins)} packages)")
+    return _wheels_of(pins, project, target, ctx, offline), REQUIREMENTS
+
+
+def _wheels_of(
+    pins: Sequence[Pinned], project: Project, target: Target, ctx: PlanContext, offline: bool
+) -> list[Wheel]:
+    refs = resolve_pinned(pins, target, ctx.cache, pip_options=project.pip_options, offline=offline)
+    _check_refs(pins, refs)
+    return _fetched(refs, ctx, offline=offline)
+
+
+def _pins(project: Project) -> list[Pinned]:
     if project.requirements is not None:
         return list(project.requirements)
     if project.dependencies:
@@ -281,18 +295,15 @@ def _pins(project: Project, ctx: PlanContext) -> list[Pinned]:
     return []
 
 
-def _check_lock_fresh(project: Project, pins: Sequence[Pinned]) -> None:
+def _stale(project: Project, pins: Sequence[Pinned]) -> str | None:
     # distill's lock was made from requirements.txt when there is one: a pin changed since
     # means the lock is stale, not that the user wants the old version.
     locked = {canonicalize_name(p.name): p.version for p in pins}
     for pin in project.requirements or ():
         have = locked.get(canonicalize_name(pin.name))
         if have != pin.version:
-            raise DistillError(
-                f"{REQUIREMENTS} pins {pin.name}=={pin.version} but distill's lock has "
-                f"{pin.name} {have or '(none)'}",
-                hint="refresh the lock: `distill lock PATH`",
-            )
+            return f"{REQUIREMENTS} pins {pin.name}=={pin.version}, the lock has {have or 'none'}"
+    return None
 
 
 def _check_refs(pins: Sequence[Pinned], refs: Sequence[WheelRef]) -> None:
