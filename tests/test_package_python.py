@@ -525,3 +525,32 @@ def test_wheel_whose_files_do_not_match_its_record(tmp_path: Path) -> None:
             zf.writestr(name, data)
     err = _error(wheels, _ctx(tmp_path))
     assert err.message.startswith("could not install tampered 1.0:")
+
+
+def test_installs_are_kept_content_addressed(tmp_path: Path) -> None:
+    """Installed files are staged by content (as .deb files are): nothing is left per run,
+    and a second plan lists the same entries without installing again."""
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "tool", "2.0", requires=["helper"], console_scripts={"tool": "tool:run"})
+    make_wheel(wheels, "helper", "1.0")
+    ctx = _ctx(tmp_path)
+    first = _plan(wheels, ctx)
+    second = _plan(wheels, ctx)
+    assert first.layers == second.layers
+    leftovers = [p.name for p in ctx.staging.iterdir() if len(p.name) != 2 and p.name != "tmp"]
+    assert leftovers == [] and list((ctx.staging / "tmp").iterdir()) == []
+    for entry in first.layers[0].entries:
+        if entry.kind is EntryKind.FILE:
+            assert isinstance(entry.content, Path)
+            assert entry.content.name == sha256_of(entry.content)
+
+
+def test_two_wheels_installing_one_file_are_refused(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "one", "1.0", files={"shared/mod.py": "A = 1\n"})
+    make_wheel(wheels, "two", "1.0", files={"shared/mod.py": "A = 2\n"})
+    err = _error(wheels, _ctx(tmp_path))
+    assert (
+        err.message
+        == "one and two both install /usr/local/lib/python3.13/dist-packages/shared/mod.py"
+    )

@@ -30,7 +30,6 @@ from pathlib import Path
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
-from distill import tempfiles
 from distill.bounded import one_line
 from distill.cache import sha256_file
 from distill.errors import DistillError
@@ -63,13 +62,12 @@ from distill.package.wheels import (
     applies,
     check_compatible,
     check_complete,
-    install_wheel,
     parse_requirement,
     read_wheel,
-    staged_entries,
     target_for,
     walk_requirements,
 )
+from distill.package.wheelstage import installed_entries, union
 
 DEPENDENCIES_LAYER = "python dependencies"
 APPLICATION_LAYER = "application"
@@ -115,21 +113,27 @@ class PythonPlanner:
         check_complete(_roots(project, infos), infos, target, label)
         app_keys = _app_wheels(project, infos, target)
         scheme = Scheme(target.python)
-        work = tempfiles.make_dir(ctx.staging, "python")
-        deps_root, app_root = work / "deps", work / "app"
-        deps_root.mkdir()
-        app_root.mkdir()
-        for info, path, (_, filename) in sorted(wheels, key=lambda w: canonicalize_name(w[0].name)):
-            root = app_root if canonicalize_name(info.name) in app_keys else deps_root
-            install_wheel(path, filename, info, root, scheme)
+        deps: dict[str, list[FsEntry]] = {}
+        own: dict[str, list[FsEntry]] = {}
+        for info, path, (sha, filename) in sorted(
+            wheels, key=lambda w: canonicalize_name(w[0].name)
+        ):
+            layer = own if canonicalize_name(info.name) in app_keys else deps
+            layer[info.name] = installed_entries(
+                path, filename, sha, info, scheme, ctx.cache, ctx.staging
+            )
+        if project.scripts:
+            own[f"{PYPROJECT} [project.scripts]"] = _project_scripts(project, scheme)
+        if not project.wheels:
+            own[APP_PTH] = _app_pth(project, scheme)
+            own[f"{project.root.name}/"] = project_entries(project.root)
+        union({**deps, **own})  # nothing installed twice, across the two layers either
+        layers = [
+            AppLayer(DEPENDENCIES_LAYER, tuple(union(deps))),
+            AppLayer(APPLICATION_LAYER, tuple(union(own))),
+        ]
         entrypoint, how = _entrypoint(options, project, [infos[k] for k in sorted(app_keys)])
         notes.append(f"entrypoint: {' '.join(entrypoint)} ({how})")
-        if project.scripts:
-            _write_project_scripts(project, app_root / scheme.scripts)
-        app_entries = staged_entries(app_root)
-        if not project.wheels:
-            app_entries = _merge(app_entries, _app_pth(project, scheme, app_root))
-            app_entries = _merge(app_entries, project_entries(project.root))
         compiled = sorted(i.name for i, _, _ in wheels if i.compiled)
         if wheels:
             notes.append(
@@ -137,8 +141,6 @@ class PythonPlanner:
                 + (f" ({len(compiled)} compiled: {', '.join(compiled)})" if compiled else "")
                 + "; not byte-compiled"
             )
-        layers = [AppLayer(DEPENDENCIES_LAYER, tuple(staged_entries(deps_root)))]
-        layers.append(AppLayer(APPLICATION_LAYER, tuple(app_entries)))
         return AppPlan(
             kind=AppKind.PYTHON,
             layers=tuple(layers),
@@ -407,21 +409,22 @@ def _main_module(project: Project) -> str | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
-def _write_project_scripts(project: Project, bin_dir: Path) -> None:
+def _project_scripts(project: Project, scheme: Scheme) -> list[FsEntry]:
     from installer.scripts import Script
 
-    bin_dir.mkdir(parents=True, exist_ok=True)
+    entries = [FsEntry(p, EntryKind.DIR, 0o755) for p in _parent_dirs(f"{scheme.scripts}/x")]
     for name, spec in project.scripts.items():
         module, _, attr = spec.partition(":")
         if not module.strip() or "/" in name or name in ("", ".", ".."):
             raise DistillError(f"{PYPROJECT}: [project.scripts] {one_line(name, 100)} is invalid")
         attr = attr.split("[", 1)[0].strip()  # extras in an entry point are ignored
         _, data = Script(name, module.strip(), attr, "console").generate(INTERPRETER, "posix")
-        (bin_dir / name).write_bytes(data)
-        (bin_dir / name).chmod(0o755)
+        path = f"{scheme.scripts}/{name}"
+        entries.append(FsEntry(path, EntryKind.FILE, 0o755, size=len(data), content=data))
+    return entries
 
 
-def _app_pth(project: Project, scheme: Scheme, app_root: Path) -> list[FsEntry]:
+def _app_pth(project: Project, scheme: Scheme) -> list[FsEntry]:
     # /app on sys.path from anywhere: the project's console scripts (run from /usr/local/bin)
     # and `python3 -m` import it like an installed package, without building it.
     paths = [APP_DIR] + ([f"{APP_DIR}/src"] if (project.root / "src").is_dir() else [])
@@ -470,10 +473,3 @@ def project_entries(root: Path) -> list[FsEntry]:
 
 def _skipped(name: str) -> bool:
     return name in SKIP_NAMES or name.endswith(SKIP_SUFFIXES)
-
-
-def _merge(first: Sequence[FsEntry], second: Sequence[FsEntry]) -> list[FsEntry]:
-    merged = {e.path: e for e in first}
-    for entry in second:
-        merged.setdefault(entry.path, entry)
-    return [merged[k] for k in sorted(merged)]
