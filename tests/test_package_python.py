@@ -554,3 +554,16 @@ def test_two_wheels_installing_one_file_are_refused(tmp_path: Path) -> None:
         err.message
         == "one and two both install /usr/local/lib/python3.13/dist-packages/shared/mod.py"
     )
+
+
+def test_hashes_for_another_python(tmp_path: Path, web_index: dict[str, Path]) -> None:
+    """A requirements.txt with hashes made for 3.13 (pip-compile on trixie), on bookworm."""
+    web, fast = web_index["web"], web_index["speedup"]
+    app = _project(
+        tmp_path,
+        f"web==1.0 --hash=sha256:{sha256_of(web)}\nspeedup==2.1 --hash=sha256:{sha256_of(fast)}\n"
+        f"oldcompat==1.0 --hash=sha256:{sha256_of(web_index['oldcompat'])}\n",
+    )
+    err = _error(app, _ctx(tmp_path), BOOKWORM)
+    assert err.message.startswith("no wheel of speedup==2.1 with the hashes the lock gives fits")
+    assert web_index["speedup311"].name in err.message

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import subprocess
 import sys
 import time
@@ -24,10 +25,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from package_checks import assert_no_tools, layer_digests
 
+from hostile.hostile_harness import assert_clean_error, run_distill
+from package_checks import assert_no_tools, layer_digests
 from registry_fixtures import Registry, free_port, registry  # noqa: F401
 from test_presets_run import podman
+from wheel_fixtures import make_sdist, make_wheel
 
 pytestmark = [pytest.mark.network, pytest.mark.container]
 
@@ -161,12 +164,26 @@ def test_app_change_rebuilds_only_the_app_layer(tmp_path: Path) -> None:
     assert before[:-1] == after[:-1] and before[-1] != after[-1]
 
 
-def test_no_lockfile_is_one_clean_error(tmp_path: Path) -> None:
-    app = make_flask_app(tmp_path)
-    out = tmp_path / "out.tar"
-    done = distill("package", str(app), "-o", f"oci-archive:{out}", check=False)
-    assert done.returncode == 1
-    lines = done.stderr.strip().splitlines()
-    assert lines[0].startswith("error: hello-app: no lockfile") and lines[1].startswith("hint:")
-    assert len(lines) == 2 and "Traceback" not in done.stderr
-    assert not out.exists()
+def test_bad_projects_are_one_clean_error(tmp_path: Path) -> None:
+    """No lockfile; a dependency that has only an sdist (a find-links directory made here,
+    pip told to read no configuration); a wheel for another Python. Each: exit 1, one
+    error line and a hint, nothing written."""
+    no_lock = make_flask_app(tmp_path)
+    sdist_only = tmp_path / "sdist-app"
+    sdist_only.mkdir()
+    (sdist_only / "requirements.txt").write_text("slowlib==1.0\n")
+    (sdist_only / "main.py").write_text("import slowlib\n")
+    links = tmp_path / "links"
+    make_sdist(links, "slowlib", "1.0")
+    wrong = tmp_path / "wheels"
+    make_wheel(wrong, "fastlib", "1.0", tag="cp312-cp312-manylinux_2_17_x86_64")
+    pip_env = {"PIP_CONFIG_FILE": os.devnull, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": str(links)}
+    cases = [
+        (no_lock, {}, ("hello-app: no lockfile", "distill lock")),
+        (sdist_only, pip_env, ("no wheel of slowlib==1.0", "cp313-cp313-manylinux_2_41_x86_64")),
+        (wrong, {}, ("fastlib-1.0-cp312-cp312-manylinux_2_17_x86_64.whl does not run",)),
+    ]
+    for app, env, says in cases:
+        out = f"oci-archive:{tmp_path / 'out.tar'}"
+        outcome = run_distill(["package", str(app), "-o", out], cwd=tmp_path, env=env, timeout=600)
+        assert_clean_error(outcome, *says)
