@@ -567,3 +567,25 @@ def test_hashes_for_another_python(tmp_path: Path, web_index: dict[str, Path]) -
     err = _error(app, _ctx(tmp_path), BOOKWORM)
     assert err.message.startswith("no wheel of speedup==2.1 with the hashes the lock gives fits")
     assert web_index["speedup311"].name in err.message
+
+
+def test_a_foreign_lock_gets_an_export_hint(tmp_path: Path) -> None:
+    app = tmp_path / "poetry-app"
+    app.mkdir()
+    (app / "pyproject.toml").write_text('[tool.poetry]\nname = "x"\n')
+    (app / "poetry.lock").write_text("# poetry's own format\n")
+    (app / "main.py").write_text("")
+    err = _error(app, _ctx(tmp_path))
+    assert err.message == (
+        "poetry-app: no lockfile: only poetry.lock, which distill does not read (it reads a "
+        "pinned requirements.txt)"
+    )
+    assert (err.hint or "").startswith("export it: poetry export -f requirements.txt")
+
+
+def test_wheel_writing_outside_its_scheme_is_refused(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "sly", "1.0", files={"../../../../etc/evil.py": "X = 1\n"})
+    err = _error(wheels, _ctx(tmp_path))
+    assert err.message.startswith("could not install sly 1.0:") and "outside" in err.message
+    assert not any(tmp_path.rglob("evil.py"))

@@ -283,14 +283,29 @@ def _wheels_of(
     return _fetched(refs, ctx, offline=offline)
 
 
+# Lock files of other tools: distill reads none of them, but says how to export one.
+FOREIGN_LOCKS = {
+    "uv.lock": "uv export --format requirements-txt -o requirements.txt",
+    "poetry.lock": "poetry export -f requirements.txt -o requirements.txt",
+    "pdm.lock": "pdm export -o requirements.txt",
+    "Pipfile.lock": "pipenv requirements --hash > requirements.txt",
+}
+
+
 def _pins(project: Project) -> list[Pinned]:
     if project.requirements is not None:
         return list(project.requirements)
-    if project.dependencies:
+    foreign = [name for name in FOREIGN_LOCKS if (project.root / name).is_file()]
+    if project.dependencies or foreign:
+        why = (
+            f"only {foreign[0]}, which distill does not read (it reads a pinned {REQUIREMENTS})"
+            if foreign
+            else f"{PYPROJECT} lists dependencies but nothing pins them"
+        )
+        export = f"export it: {FOREIGN_LOCKS[foreign[0]]}; or " if foreign else ""
         raise DistillError(
-            f"{project.root.name}: no lockfile: {PYPROJECT} lists dependencies but nothing "
-            "pins them",
-            hint=f"write a pinned {REQUIREMENTS} with hashes (pip-compile "
+            f"{project.root.name}: no lockfile: {why}",
+            hint=f"{export}write a pinned {REQUIREMENTS} with hashes (pip-compile "
             "--generate-hashes, uv pip compile --generate-hashes) or run `distill lock "
             f"{project.root}`",
         )
