@@ -366,11 +366,11 @@ class JavaPlanner:
             java = _java_path(base) if options.entrypoint is None else "java"
         plan = _spring_boot(app, java, ctx) if app.layered else _plain(app, jars, root, java, ctx)
         if options.jlink:
-            plan = _with_jlink(plan, base, ctx)
+            plan = _with_jlink(plan, base, ctx, offline=options.offline)
         return plan
 
 
-def _with_jlink(plan: AppPlan, base: BaseFacts, ctx: PlanContext) -> AppPlan:
+def _with_jlink(plan: AppPlan, base: BaseFacts, ctx: PlanContext, *, offline: bool) -> AppPlan:
     """The plan on a jlink'ed runtime made for exactly the files it ships."""
     import shutil
 
@@ -387,7 +387,7 @@ def _with_jlink(plan: AppPlan, base: BaseFacts, ctx: PlanContext) -> AppPlan:
                 elif isinstance(entry.content, Path):
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.symlink_to(entry.content)
-        runtime = jlink_runtime(tree / APP_DIR.lstrip("/"), base, ctx)
+        runtime = jlink_runtime(tree / APP_DIR.lstrip("/"), base, ctx, offline=offline)
     finally:
         shutil.rmtree(tree, ignore_errors=True)
     return runtime.apply(plan)
