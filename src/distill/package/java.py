@@ -276,9 +276,17 @@ def maven_packages(jar: Path, where: str) -> list[LangPackage]:
 
 
 def _java_path(base: BaseFacts) -> str:
-    for candidate in ("usr/bin/java", *sorted(p for p in base.files if _is_jvm_java(p))):
-        if candidate in base.files or candidate in base.symlinks:
-            return f"/{candidate}"
+    """``/usr/bin/java``, else Debian's ``/usr/lib/jvm/*/bin/java``, else the shortest
+    ``…/bin/java`` (an image with a JDK of its own in /opt)."""
+    if "usr/bin/java" in base.files or "usr/bin/java" in base.symlinks:
+        return "/usr/bin/java"
+    found = sorted(
+        (not _is_jvm_java(p), p.count("/"), p)
+        for p in base.files
+        if p.endswith("/bin/java") and p.count("/") <= 6
+    )
+    if found:
+        return f"/{found[0][2]}"
     raise DistillError(
         "the base image has no java",
         hint="use a Java base (--base java21:nonroot), or --jlink to ship a runtime of its own",
