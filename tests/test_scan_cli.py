@@ -9,6 +9,8 @@ packages of the image are built from each source package — never typed in as n
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from analyze_images import SDE, elf, file, symlink
+from changelog_mirror import Deb, entry, gz, make_key, publish
 from distill.image.compose import compose_image
 from distill.image.config import ImageConfigSpec
 from distill.image.fsentry import FsEntry
@@ -397,3 +400,121 @@ def test_bad_severity_is_a_clean_error(setup: dict[str, Any]) -> None:
     done = scan(setup, "--severity", "SEVERE")
     assert done.returncode == 1
     assert "not a severity: SEVERE" in done.stderr and "Traceback" not in done.stderr
+
+
+# --- with the mirror's changelogs: a signed local mirror -------------------------------------
+
+FOO_OLD, FOO_FIX = "1.0-1", "1.0-1+deb12u1"
+TRACKED, UNTRACKED = "CVE-2024-1111", "CVE-2024-2222"  # the tracker knows only the first
+FOO_LOG = entry("foo", FOO_FIX, "bookworm-security", TRACKED, f"Fix {UNTRACKED}.") + entry(
+    "foo", FOO_OLD, "bookworm", "Initial release."
+)
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A bookworm mirror whose security pocket has a newer foo, an image with the old one,
+    and a tracker DB that knows one of the two CVEs the new changelog names."""
+    home = tmp_path_factory.mktemp("gnupg")
+    keyring = make_key(home)
+    debs = tmp_path_factory.mktemp("debs")
+    root = tmp_path_factory.mktemp("mirror")
+
+    def foo(version: str, log: str) -> list[Path]:
+        doc = "usr/share/doc/libfoo1/changelog.Debian.gz"
+        return [Deb("libfoo1", version, source="foo", files={doc: gz(log)}).build(debs)]
+
+    old_log = entry("foo", FOO_OLD, "bookworm", "Initial release.")
+    publish(
+        root,
+        home,
+        {
+            "bookworm": foo(FOO_OLD, old_log),
+            "bookworm-updates": [],
+            "bookworm-security": foo(FOO_FIX, FOO_LOG),
+        },
+    )
+    work = tmp_path_factory.mktemp("foo-image")
+    status = stanza("libfoo1", "foo", FOO_OLD)
+    base = [
+        file("usr/lib/os-release", BOOKWORM),
+        symlink("etc/os-release", "../usr/lib/os-release"),
+        *dpkg_layer([("libfoo1", "foo", FOO_OLD)], status),
+    ]
+    image = write_image(work, [base], "foo")
+    tracker = {
+        "foo": {
+            TRACKED: {
+                "releases": {
+                    "bookworm": {
+                        "status": "resolved",
+                        "fixed_version": FOO_FIX,
+                        "urgency": "high",
+                        "repositories": {"bookworm": FOO_OLD},
+                    }
+                }
+            }
+        }
+    }
+    (work / "tracker.json").write_text(json.dumps(tracker))
+    db = work / "vuln.db"
+    import_sources(db, imports_for([work / "tracker.json"]))
+    return {"root": root, "keyring": keyring, "image": image, "db": db, "work": work}
+
+
+def mirror_scan(
+    mirror: dict[str, Any], url: str, cache: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        "DISTILL_MIRROR": url,
+        "DISTILL_SECURITY_MIRROR": url,
+        "DISTILL_KEYRING": str(mirror["keyring"]),
+        "DISTILL_CACHE_DIR": str(cache),
+    }
+    return run_cli("scan", mirror["image"], "--format", "json", *args, env=env)
+
+
+def test_changelog_and_tracker_findings_name_every_source(
+    mirror: dict[str, Any], local_mirror: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, served = local_mirror
+    shutil.copytree(mirror["root"], served, dirs_exist_ok=True)
+    cache = tmp_path / "cache"
+    done = mirror_scan(mirror, url, cache, "--db", str(mirror["db"]))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    found = {f["id"]: f for f in report["findings"]}
+    assert set(found) == {TRACKED, UNTRACKED}
+    assert found[TRACKED]["sources"] == ["debian-tracker", "changelog"]
+    assert found[TRACKED]["severity"] == "HIGH"  # the tracker's urgency
+    assert found[UNTRACKED]["sources"] == ["changelog"]
+    assert found[UNTRACKED]["severity"] == "UNKNOWN"
+    assert {f["fixed_version"] for f in found.values()} == {FOO_FIX}
+    assert {s["name"] for s in report["sources"]} == {"debian-tracker", "changelog"}
+    # no DB at all: the mirror alone is a source, and the scan is complete
+    alone = mirror_scan(mirror, url, cache, "--db", str(tmp_path / "none.db"))
+    assert alone.returncode == 0, alone.stderr
+    assert {f["id"] for f in json.loads(alone.stdout)["findings"]} == {TRACKED, UNTRACKED}
+    # --offline from the cache this scan filled: the same findings, nothing downloaded
+    shutil.rmtree(served)
+    served.mkdir()
+    offline = mirror_scan(mirror, url, cache, "--db", str(tmp_path / "none.db"), "--offline")
+    assert offline.returncode == 0, offline.stderr
+    assert json.loads(offline.stdout)["findings"] == json.loads(alone.stdout)["findings"]
+
+
+def test_offline_with_nothing_cached_says_so_and_is_incomplete_without_a_db(
+    mirror: dict[str, Any], tmp_path: Path
+) -> None:
+    unreachable = "http://127.0.0.1:9"
+    cache = tmp_path / "empty-cache"
+    done = mirror_scan(mirror, unreachable, cache, "--db", str(tmp_path / "none.db"), "--offline")
+    assert done.returncode == 2
+    assert "not checked against the mirror's changelogs" in done.stderr
+    assert "INCOMPLETE" in done.stderr and "no advisories for Debian bookworm" in done.stderr
+    # with the tracker DB the scan is complete, and still says what it could not check
+    done = mirror_scan(mirror, unreachable, cache, "--db", str(mirror["db"]), "--offline")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [f["id"] for f in report["findings"]] == [TRACKED]
+    assert any("not checked against the mirror's changelogs" in n for n in report["notes"])
