@@ -55,20 +55,23 @@ def _spec_options(func: F) -> F:
     "-o",
     "--output",
     type=click.Path(path_type=Path),
-    default=Path("distill.lock"),
-    show_default=True,
-    help="Where to write the lock.",
+    help="Where to write the lock. Default: distill.lock; for an app PATH, PATH/distill.lock.",
 )
 @_spec_options
 def lock(
-    spec: str, output: Path, suite: str | None, archs: tuple[str, ...], context: Path | None
+    spec: str, output: Path | None, suite: str | None, archs: tuple[str, ...], context: Path | None
 ) -> None:
-    """Resolve SPEC (a spec file or preset) into a lockfile of exact .debs."""
+    """Resolve SPEC (a spec file or preset) into a lockfile of exact .debs; for an app
+    (a PATH, or a spec with `app:`), its language packages too."""
     from distill.build.spec import load_spec
+    from distill.cli.package import lock_if_app
     from distill.debian.lock import lock_spec, write_lock
     from distill.debian.mirror import discover_mirrors
     from distill.fsutil import output_file
 
+    if lock_if_app(spec, output, suite, archs, context):
+        return
+    output = output or Path("distill.lock")
     loaded = load_spec(spec, suite=suite, archs=archs, context=context)
     output_file(output, inputs=[loaded.source])  # before resolving: a bad -o costs nothing
     mirrors = discover_mirrors(loaded.mirror, loaded.security_mirror)
@@ -185,6 +188,10 @@ def build(
     from distill.transports import parse_reference
 
     loaded = load_spec(spec, suite=suite, archs=archs, context=context)
+    if loaded.app is not None:  # the spec is the base of an app: `distill package`'s work
+        from distill.cli.package import build_app
+
+        return build_app(loaded, output, _access(tls_verify, credentials), compression, lock_file)
     destination = parse_reference(output)
     locked = read_lock(lock_file) if lock_file is not None else None
     result = build_image(
@@ -492,11 +499,15 @@ def main(argv: list[str] | None = None) -> None:
 
 def _add_commands() -> None:
     from distill.cli.compare import compare
+    from distill.cli.db import db
+    from distill.cli.package import package
     from distill.cli.rebase import rebase
     from distill.cli.scan import scan
 
     cli.add_command(compare)
     cli.add_command(rebase)
+    cli.add_command(package)
+    cli.add_command(db)
     cli.add_command(scan)
 
 

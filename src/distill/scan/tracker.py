@@ -1,0 +1,201 @@
+"""The Debian security tracker's JSON, read one source package at a time.
+
+The file is ``{source_package: {issue_id: {description?, scope?, debianbug?, releases:
+{codename: {status, repositories, fixed_version?, urgency, nodsa?, nodsa_reason?}}}}}`` and
+is over 60 MB: decoding it whole would cost a gigabyte of Python objects. Here the top-level
+object is walked with ``json.JSONDecoder.raw_decode``, one member at a time, from a text
+buffer refilled in chunks, so memory follows the largest source package (the kernel's),
+not the file.
+
+Every entry is checked as it is read; anything that is not the tracker's shape is a
+``DistillError`` naming the package and issue, and since callers import into a temporary
+database, nothing of a malformed file is ever kept.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import Iterator
+from typing import IO, Any
+
+from distill.bounded import DAMAGED_HINT, one_line
+from distill.debian.version import parse_version
+from distill.errors import DistillError
+from distill.scan.model import DebianAdvisory, Origin
+
+STATUSES = frozenset({"resolved", "open", "undetermined"})
+DEFAULT_URGENCY = "not yet assigned"
+CHUNK = 1 << 20
+# The kernel's entry is the largest, a few MB; a member past this is not the tracker's.
+MAX_MEMBER = 64 << 20
+_WHITESPACE = " \t\n\r"
+_HINT = "this is not the Debian security tracker's JSON, or it is damaged; get it again"
+
+
+class _Reader:
+    """A text buffer over a binary stream that the parser consumes from the front."""
+
+    def __init__(self, fh: IO[bytes], where: str) -> None:
+        self._fh = fh
+        self._decoder = codecs.getincrementaldecoder("utf-8")()
+        self.where = where
+        self.buf = ""
+        self.pos = 0
+        self.eof = False
+
+    def more(self, want: int = CHUNK) -> bool:
+        """Read ``want`` more bytes into the buffer; False at the end of the stream."""
+        if self.eof:
+            return False
+        if self.pos:
+            self.buf = self.buf[self.pos :]
+            self.pos = 0
+        data = self._fh.read(want)
+        try:
+            self.buf += self._decoder.decode(data, final=not data)
+        except UnicodeDecodeError as exc:
+            raise DistillError(
+                f"{self.where} is not UTF-8 text: {exc.reason}", hint=_HINT
+            ) from None
+        if not data:
+            self.eof = True
+        return True
+
+    def skip_ws(self) -> str:
+        """The next non-blank character ("" at the end)."""
+        while True:
+            buf, pos = self.buf, self.pos
+            while pos < len(buf) and buf[pos] in _WHITESPACE:
+                pos += 1
+            self.pos = pos
+            if pos < len(buf):
+                return buf[pos]
+            if not self.more():
+                return ""
+
+    def expect(self, chars: str) -> str:
+        found = self.skip_ws()
+        if not found or found not in chars:
+            shown = repr(found) if found else "the end of the file"
+            raise DistillError(
+                f"{self.where} is malformed: expected {' or '.join(map(repr, chars))}, "
+                f"found {shown}",
+                hint=_HINT,
+            )
+        self.pos += 1
+        return found
+
+    def value(self, decoder: json.JSONDecoder) -> Any:
+        """The next JSON value, reading more until it is complete (or the file ends)."""
+        want = CHUNK
+        while True:
+            self.skip_ws()
+            try:
+                value, end = decoder.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as exc:
+                if len(self.buf) - self.pos > MAX_MEMBER:
+                    raise DistillError(
+                        f"{self.where}: one entry is larger than {MAX_MEMBER >> 20} MB",
+                        hint=_HINT,
+                    ) from None
+                if not self.more(want):
+                    raise DistillError(
+                        f"{self.where} is malformed or truncated: {exc.msg}",
+                        hint=_HINT,
+                    ) from None
+                want = min(want * 2, MAX_MEMBER)
+                continue
+            except RecursionError:
+                raise DistillError(f"{self.where} is nested too deeply", hint=_HINT) from None
+            # A number or literal cut by the buffer's end would parse short: make sure the
+            # value ends before the buffer does, or the stream is over.
+            if end >= len(self.buf) and not self.eof:
+                self.more(want)
+                continue
+            self.pos = end
+            return value
+
+
+def iter_tracker(fh: IO[bytes], where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(source_package, {issue_id: issue})`` for each member of the top-level object."""
+    reader = _Reader(fh, where)
+    decoder = json.JSONDecoder()
+    reader.expect("{")
+    if reader.skip_ws() == "}":
+        reader.pos += 1
+    else:
+        while True:
+            name = reader.value(decoder)
+            if not isinstance(name, str):
+                raise DistillError(f"{where} is malformed: a key is not a string", hint=_HINT)
+            reader.expect(":")
+            issues = reader.value(decoder)
+            if not isinstance(issues, dict):
+                raise DistillError(
+                    f"{where}: the entry of {one_line(name, 80)!r} is not an object", hint=_HINT
+                )
+            yield name, issues
+            if reader.expect(",}") == "}":
+                break
+    if reader.skip_ws():
+        raise DistillError(f"{where} has data after its closing brace", hint=_HINT)
+
+
+def advisories(
+    source: str, issues: dict[str, Any], where: str
+) -> Iterator[tuple[DebianAdvisory, str]]:
+    """The advisories of one source package, each with its issue's description (which the
+    advisory itself leaves empty: the DB stores it once per issue, not once per release)."""
+    for vuln_id, issue in issues.items():
+        at = f"{where}: {one_line(source, 80)} {one_line(vuln_id, 80)}"
+        if not isinstance(issue, dict):
+            raise DistillError(f"{at} is not an object", hint=_HINT)
+        description = _text(issue.get("description", ""), at, "description")
+        releases = issue.get("releases", {})
+        # The tracker writes an issue that touches no release as "releases": [].
+        if releases == []:
+            continue
+        if not isinstance(releases, dict):
+            raise DistillError(f"{at}: releases is not an object", hint=_HINT)
+        for release, entry in releases.items():
+            where_entry = f"{at} {one_line(release, 40)}"
+            yield _advisory(vuln_id, source, release, entry, where_entry), description
+
+
+def _advisory(vuln_id: str, source: str, release: str, entry: Any, at: str) -> DebianAdvisory:
+    if not isinstance(entry, dict):
+        raise DistillError(f"{at} is not an object", hint=_HINT)
+    status = entry.get("status")
+    if status not in STATUSES:
+        shown = one_line(str(status), 40)
+        raise DistillError(f"{at}: unknown status {shown!r}", hint=_HINT)
+    fixed = entry.get("fixed_version")
+    if fixed is not None:
+        fixed = _text(fixed, at, "fixed_version")
+        if fixed != "0":
+            parse_version(fixed)  # a version dpkg could not compare is damage
+    repositories = entry.get("repositories", {})
+    if not isinstance(repositories, dict):
+        raise DistillError(f"{at}: repositories is not an object", hint=_HINT)
+    nodsa = entry.get("nodsa", False)
+    if not isinstance(nodsa, str | bool):
+        raise DistillError(f"{at}: nodsa is neither text nor a flag", hint=_HINT)
+    return DebianAdvisory(
+        vuln_id=vuln_id,
+        source_package=source,
+        release=release,
+        status=status,
+        fixed_version=fixed,
+        urgency=_text(entry.get("urgency", DEFAULT_URGENCY), at, "urgency") or DEFAULT_URGENCY,
+        # The tracker gives nodsa as a note (possibly ""): its presence is what counts.
+        nodsa=nodsa is not False,
+        nodsa_reason=_text(entry.get("nodsa_reason", ""), at, "nodsa_reason"),
+        origin=Origin.TRACKER,
+    )
+
+
+def _text(value: Any, at: str, field: str) -> str:
+    if not isinstance(value, str):
+        raise DistillError(f"{at}: {field} is not a string", hint=DAMAGED_HINT)
+    return value
