@@ -518,3 +518,25 @@ def test_offline_with_nothing_cached_says_so_and_is_incomplete_without_a_db(
     report = json.loads(done.stdout)
     assert [f["id"] for f in report["findings"]] == [TRACKED]
     assert any("not checked against the mirror's changelogs" in n for n in report["notes"])
+
+
+# --- compare, with distill's scanner and no network -----------------------------------------
+
+
+def test_compare_counts_with_distills_scanner(setup: dict[str, Any]) -> None:
+    bare = write_image(setup["root"], [[file("usr/lib/os-release", BOOKWORM)]], "bare-cmp")
+    env = {"DISTILL_CACHE_DIR": str(setup["root"] / "cache")}
+    args = ["compare", setup["image"], bare, "--json", "--no-changelog"]
+    done = run_cli(*args, "--db", str(setup["db"]), env=env)
+    assert done.returncode == 0, done.stderr
+    debian, empty = (i["vulnerabilities"] for i in json.loads(done.stdout)["images"])
+    by = Counter(sev for *_, sev in expected_findings())
+    assert {s: n for s, n in debian["by_severity"].items() if n} == dict(by)
+    assert debian["note"].startswith("distill: debian-tracker")
+    assert empty["status"] == "failed" and "no package database" in empty["note"]
+    # no DB and no changelogs: the scanner has nothing to count with, for any image
+    done = run_cli(*args, "--db", str(setup["root"] / "absent.db"), env=env)
+    assert done.returncode == 0, done.stderr
+    for image in json.loads(done.stdout)["images"]:
+        assert image["vulnerabilities"]["status"] == "no-db"
+        assert image["vulnerabilities"]["total"] is None
