@@ -31,6 +31,7 @@ from distill.image.platform import Platform
 from distill.scan.db import import_sources, imports_for
 from distill.scan.result import ASCENDING, rank
 from distill.transports._write import write_docker_archive, write_oci_dir
+from registry_fixtures import Registry, registry  # noqa: F401  (a pytest fixture)
 from test_lock import run_cli
 
 SARIF_SCHEMA = Path(__file__).with_name("data") / "sarif-schema-2.1.0.json"
@@ -361,6 +362,19 @@ def test_cyclonedx_is_valid_and_carries_the_vulnerabilities(setup: dict[str, Any
 def test_docker_archive_gives_the_same_findings(setup: dict[str, Any]) -> None:
     archive = debian_image(setup["root"], name="deb.tar", archive=True)
     done = scan(setup, "--format", "json", image=archive)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["findings"] == json_scan(setup)["findings"]
+
+
+@pytest.mark.container
+def test_a_registry_image_gives_the_same_findings(
+    setup: dict[str, Any],
+    registry: Registry,  # noqa: F811
+) -> None:
+    remote = f"docker://{registry.host}/scan/deb:1"
+    copied = run_cli("copy", setup["image"], remote)
+    assert copied.returncode == 0, copied.stderr
+    done = scan(setup, "--format", "json", image=remote)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["findings"] == json_scan(setup)["findings"]
 
