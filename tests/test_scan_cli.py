@@ -554,3 +554,62 @@ def test_compare_counts_with_distills_scanner(setup: dict[str, Any]) -> None:
     for image in json.loads(done.stdout)["images"]:
         assert image["vulnerabilities"]["status"] == "no-db"
         assert image["vulnerabilities"]["total"] is None
+
+
+# --- language packages: OSV ------------------------------------------------------------------
+
+PYPI_FIXED = "2.31.0"
+
+
+def test_python_packages_are_matched_against_imported_osv(setup: dict[str, Any]) -> None:
+    root = setup["root"]
+    metadata = b"Metadata-Version: 2.1\nName: requests\nVersion: 2.25.0\n"
+    site = "usr/local/lib/python3.11/site-packages"
+    layer = [file(f"{site}/requests-2.25.0.dist-info/METADATA", metadata)]
+    osv = {
+        "id": "GHSA-aaaa-bbbb-cccc",
+        "aliases": ["CVE-2023-32681"],
+        "summary": "Unintended leak of Proxy-Authorization header",
+        "affected": [
+            {
+                "package": {"ecosystem": "PyPI", "name": "requests"},
+                "ranges": [
+                    {
+                        "type": "ECOSYSTEM",
+                        "events": [{"introduced": "2.3.0"}, {"fixed": PYPI_FIXED}],
+                    }
+                ],
+            }
+        ],
+        "database_specific": {"severity": "MODERATE"},
+    }
+    tracker = root / "tracker-bookworm.json"
+    (root / "osv.json").write_text(json.dumps(osv))
+    db = root / "with-osv.db"
+    import_sources(db, imports_for([tracker, root / "osv.json"]))
+    both = write_image(
+        root,
+        [
+            [
+                file("usr/lib/os-release", BOOKWORM),
+                symlink("etc/os-release", "../usr/lib/os-release"),
+                *dpkg_layer(LAYER0, "".join(stanza(*p) for p in LAYER0)),
+            ],
+            layer,
+        ],
+        "deb-and-python",
+    )
+    done = scan(setup, "--format", "json", image=both, db=db)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    python = [f for f in report["findings"] if f["package"]["ecosystem"] == "pypi"]
+    assert [(f["id"], f["package"]["name"], f["severity"], f["fixed_version"]) for f in python] == [
+        (osv["id"], "requests", "MEDIUM", PYPI_FIXED)
+    ]
+    assert python[0]["sources"] == ["osv"] and python[0]["package"]["layer"] == 1
+    assert python[0]["package"]["purl"] == "pkg:pypi/requests@2.25.0"
+    assert "osv" in {s["name"] for s in report["sources"]}
+    # without OSV data the Python package is said to be unchecked, not counted as clean
+    plain = json.loads(scan(setup, "--format", "json", image=both).stdout)
+    assert not [f for f in plain["findings"] if f["package"]["ecosystem"] == "pypi"]
+    assert any("1 language packages" in note and "not checked" in note for note in plain["notes"])
