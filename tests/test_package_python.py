@@ -178,6 +178,18 @@ def test_marker_dependency_only_needed_on_older_python() -> None:
         check_complete(roots, installed, T311, "the lock")
 
 
+def test_root_with_a_marker_counts_only_where_it_applies() -> None:
+    roots = [
+        (Requirement('tomli>=2; python_version < "3.11"'), "pyproject"),
+        (Requirement("web"), "p"),
+    ]
+    installed = _installed(_info("web", "1.0"))
+    check_complete(roots, installed, T313, "the lock")
+    bullseye = Target("3.9", "3.9.2", "x86_64", (2, 31))
+    with pytest.raises(DistillError, match="pyproject requires tomli"):
+        check_complete(roots, installed, bullseye, "the lock")
+
+
 def test_extras_are_followed() -> None:
     installed = _installed(_info("requests", "2.0", 'pysocks; extra == "socks"'))
     check_complete([(Requirement("requests"), "p")], installed, T313, "the lock")

@@ -373,7 +373,8 @@ def _app_wheels(
     for info in infos.values():
         for text in info.requires:
             req = parse_requirement(text, info.name)
-            if applies(req, target, ("*",)):
+            # Needed under some extra still makes it a dependency, not the app.
+            if applies(req, target) or (req.marker is not None and "extra" in str(req.marker)):
                 required.add(canonicalize_name(req.name))
     return {k for k in infos if k not in required}
 

@@ -353,7 +353,9 @@ def walk_requirements(
     """Follow the roots through the installed wheels' Requires-Dist (markers evaluated for
     ``target``, extras followed): what is reached, and every requirement not met."""
     extras: dict[NormalizedName, set[str]] = {}
-    queue: list[tuple[Requirement, str]] = list(roots)
+    # A root with a marker (a pyproject dependency for older Pythons) counts only if it
+    # applies to the image, like every Requires-Dist below it.
+    queue = [(req, who) for req, who in roots if applies(req, target)]
     reached: set[NormalizedName] = set()
     unmet: list[Unmet] = []
     while queue:
