@@ -55,7 +55,6 @@ class Pinned:
     name: str
     version: str
     hashes: tuple[str, ...] = ()
-    marker: str = ""
 
     def line(self, *, hashes: bool = True) -> str:
         # No marker: distill evaluated it for the image; pip would for its own Python.

@@ -171,7 +171,7 @@ def read_requirements(
         if version is None:
             loose.append((number, spec))
             continue
-        pinned.append(Pinned(req.name, version, hashes, str(req.marker or "")))
+        pinned.append(Pinned(req.name, version, hashes))
     if not pinned:
         return None, tuple(options)
     if loose:
