@@ -7,6 +7,7 @@ own tests). The images are read back through the transports and ``distill inspec
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -136,6 +137,9 @@ def test_unknown_kinds_and_missing_paths_are_refused(tmp_path: Path) -> None:
         assert caught.value.hint and "\n" not in caught.value.message
     with pytest.raises(DistillError, match="unknown kind"):
         detect_kind(tmp_path, "cobol")
+    os.mkfifo(tmp_path / "pipe")  # refused without being opened (which would block)
+    with pytest.raises(DistillError, match="not a regular file"):
+        detect_kind(tmp_path / "pipe")
 
 
 def test_the_spec_app_kinds_are_the_planners_kinds() -> None:
