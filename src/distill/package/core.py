@@ -411,10 +411,8 @@ def lock_app(
 
 
 def plan_notes(prepared: Prepared) -> list[str]:
-    """What the user is told besides the layers: inferred, added, stale."""
+    """What the user is told besides the layers: what was inferred, found and added."""
     notes = list(prepared.plan.notes)
     if prepared.added:
         notes.append(f"Debian packages added to the base: {', '.join(prepared.added)}")
-    for why in prepared.stale:
-        notes.append(f"the lock is stale: {why}")
     return notes
