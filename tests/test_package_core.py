@@ -7,6 +7,7 @@ own tests). The images are read back through the transports and ``distill inspec
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -29,7 +30,7 @@ from distill.image.partial import ImageReader
 from distill.image.platform import Platform
 from distill.package.applock import app_lock_path, read_app_lock
 from distill.package.base import base_facts
-from distill.package.core import PLANNERS, PackageResult, lock_app, package_app, plan_notes
+from distill.package.core import PLANNERS, PackageResult, lock_app, package_app
 from distill.package.detect import default_base, detect_kind, is_static_elf
 from distill.package.plan import AppKind, AppOptions, AppPlan, BaseFacts, PlanContext
 from distill.transports import opened, parse_reference
@@ -136,6 +137,9 @@ def test_unknown_kinds_and_missing_paths_are_refused(tmp_path: Path) -> None:
         assert caught.value.hint and "\n" not in caught.value.message
     with pytest.raises(DistillError, match="unknown kind"):
         detect_kind(tmp_path, "cobol")
+    os.mkfifo(tmp_path / "pipe")  # refused without being opened (which would block)
+    with pytest.raises(DistillError, match="not a regular file"):
+        detect_kind(tmp_path / "pipe")
 
 
 def test_the_spec_app_kinds_are_the_planners_kinds() -> None:
@@ -289,7 +293,7 @@ def test_a_lock_is_given_to_the_planner_and_a_stale_one_said(tmp_path: Path, bas
             return super().plan(options, facts, replace(ctx, locked=None))
 
     result = package_app(options, f"oci:{tmp_path / 'out2'}", planner=Unlocked())
-    assert result.prepared.stale and any("stale" in n for n in plan_notes(result.prepared))
+    assert result.prepared.stale == ("the app's language packages changed",)
 
 
 def test_a_damaged_lock_is_refused(tmp_path: Path, base: str) -> None:

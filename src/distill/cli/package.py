@@ -70,9 +70,12 @@ def app_options_of_spec(spec: Spec) -> AppOptions:
 
 
 def show_result(result: PackageResult) -> None:
+    prepared = result.prepared
+    if log.is_quiet():
+        _warn_stale(prepared)
+        return
     from rich.table import Table
 
-    prepared = result.prepared
     table = Table(
         title=f"{prepared.options.path} · {prepared.kind} on {prepared.base.name} · "
         f"{prepared.base.arch}",
@@ -121,9 +124,14 @@ def _show_plan(prepared: Prepared, entrypoint: tuple[str, ...], cmd: tuple[str, 
         )
     for note in plan_notes(prepared):
         log.info(f"  [dim]{note}[/]")
+    _warn_stale(prepared)
+
+
+def _warn_stale(prepared: Prepared) -> None:
     if prepared.stale:
         log.warn(
-            f"{prepared.lock_file or 'the lock'} is stale; refresh it with "
+            f"{prepared.lock_file or 'the lock'} is stale ({'; '.join(prepared.stale)}); "
+            "refresh it with "
             f"`distill lock {prepared.options.path}`"
         )
 
