@@ -22,6 +22,8 @@ read, even if the input changes meanwhile.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import posixpath
 import re
@@ -386,6 +388,13 @@ def _with_jlink(plan: AppPlan, base: BaseFacts, ctx: PlanContext, *, offline: bo
     from distill.package.jlink import jlink_runtime
 
     tree = tempfiles.make_dir(ctx.staging, "jdeps")
+    identity = sorted(
+        (e.path, e.content.name if isinstance(e.content, Path) else "")
+        for layer in plan.layers
+        for e in layer.entries
+        if e.kind == EntryKind.FILE
+    )
+    app_key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
     try:
         for layer in plan.layers:
             for entry in layer.entries:
@@ -395,7 +404,7 @@ def _with_jlink(plan: AppPlan, base: BaseFacts, ctx: PlanContext, *, offline: bo
                 elif isinstance(entry.content, Path):
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.symlink_to(entry.content)
-        runtime = jlink_runtime(tree / APP_DIR.lstrip("/"), base, ctx, offline=offline)
+        runtime = jlink_runtime(tree / APP_DIR.lstrip("/"), app_key, base, ctx, offline=offline)
     finally:
         shutil.rmtree(tree, ignore_errors=True)
     return runtime.apply(plan)
