@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import tracemalloc
 from pathlib import Path
 
@@ -252,6 +253,14 @@ def _huge() -> Deb:
     return Deb("huge", "5.0-2", files={f"{DOC}/huge/changelog.Debian.gz": log})
 
 
+def _loop(version: str) -> list[Deb]:
+    # Two doc directories that point at each other: followed a few hops, then given up.
+    return [
+        Deb("loop-a", version, source="loop", links={f"{DOC}/loop-a": "loop-b"}),
+        Deb("loop-b", version, source="loop", links={f"{DOC}/loop-b": "loop-a"}),
+    ]
+
+
 @pytest.fixture(scope="module")
 def mirror_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     """(mirror root, keyring): bookworm, bookworm-updates and bookworm-security."""
@@ -273,10 +282,11 @@ def mirror_tree(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
                     _bar("3.0-1", binnmu=False),
                     Deb("baz", "1.0-1", files={f"{DOC}/baz/changelog.Debian.gz": gz("")}),
                     Deb("huge", "5.0-1"),
+                    *_loop("1.0-1"),
                 ]
             ),
             "bookworm-updates": build([_bar("3.0-1+b1", binnmu=True)]),
-            "bookworm-security": build([*_foo(FOO_U2, FOO_LOG), _huge()]),
+            "bookworm-security": build([*_foo(FOO_U2, FOO_LOG), _huge(), *_loop("1.0-2")]),
         },
     )
     return root, keyring
@@ -308,6 +318,7 @@ IMAGE = [
     _pkg("baz", "1.0-1"),
     _pkg("huge", "5.0-1"),
     _pkg("mine", "1.0-1"),  # not in the archive at all
+    _pkg("loop-a", "1.0-1", "loop"),
     ImagePackage("pypi", "requests", "2.0.0", "pkg:pypi/requests@2.0.0"),
 ]
 EXPECTED = {
@@ -343,9 +354,10 @@ def test_advisories_from_newer_candidates(served: tuple[str, Path], tmp_path: Pa
         assert advisory.origin is Origin.CHANGELOG and advisory.status == "resolved"
         assert advisory.release == "bookworm" and advisory.urgency == "not yet assigned"
     # huge's changelog was cut at the cap before reaching the installed version: said so.
-    [cut] = result.unchecked
+    cut, loop = result.unchecked
     assert cut.startswith("huge 5.0-1:") and "cut short" in cut
-    assert result.outdated == 4 and result.checked == 6
+    assert loop == "loop-a 1.0-1 (newer: 1.0-2): no binary of its source ships a changelog"
+    assert result.outdated == 5 and result.checked == 6
     assert result.opened >= 4  # libfoo1 → foo-common, bar, huge
 
 
@@ -373,7 +385,7 @@ def test_offline_with_an_empty_cache_checks_nothing_and_says_so(
     result = _scan(url, BlobCache(tmp_path / "empty"), offline=True)
     assert result.advisories == () and result.checked == 0
     [note] = result.unchecked
-    assert note.startswith("6 Debian packages: no cached index of bookworm")
+    assert note.startswith("7 Debian packages: no cached index of bookworm")
 
 
 def test_offline_names_the_packages_whose_deb_is_not_cached(
@@ -415,8 +427,9 @@ def test_an_altered_deb_is_refused_and_nothing_derived_from_it(
     assert _found(result) == {e for e in EXPECTED if e[0] != "huge"}
     [note] = [u for u in result.unchecked if u.startswith("huge ")]
     assert "hash mismatch" in note
-    # Derived results for foo and bar only; neither version of huge's .deb was cached.
-    assert len(list((cache.root / "derived" / "changelog").iterdir())) == 2
+    # Results for foo, bar and loop (none) were kept; nothing for huge, nor its .deb.
+    derived = [p.read_bytes() for p in (cache.root / "derived" / "changelog").iterdir()]
+    assert len(derived) == 3 and not any(b"huge" in d for d in derived)
     assert cache.get(original) is None and cache.get(_sha256(deb)) is None
 
 
@@ -436,3 +449,71 @@ def test_a_release_that_is_not_a_codename_is_refused(tmp_path: Path) -> None:
         changelog_advisories(
             IMAGE, "../etc", "amd64", cache=BlobCache(tmp_path), mirrors=lambda: Mirrors("", None)
         )
+
+
+def test_a_version_from_the_image_that_is_not_one_is_named_not_trusted(
+    served: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, _ = served
+    bad = _pkg("libfoo1", "2.0 \x1b[31mred")
+    result = changelog_advisories(
+        [bad], "bookworm", "amd64", cache=BlobCache(tmp_path), mirrors=lambda: Mirrors(url, url)
+    )
+    assert result.advisories == () and result.checked == 0
+    assert result.unchecked == ("libfoo1 2.0 \\x1b[31mred: version not understood",)
+
+
+def _status(name: str, version: str, source: str = "", arch: str = "amd64") -> str:
+    lines = [f"Package: {name}", "Status: install ok installed", f"Version: {version}"]
+    lines += [f"Architecture: {arch}"] + ([f"Source: {source}"] if source else [])
+    return "\n".join(lines) + "\n"
+
+
+def test_distill_scan_with_the_local_mirror_names_what_it_could_not_check(
+    served: tuple[str, Path], tmp_path: Path
+) -> None:
+    """The whole path through the CLI: an image's dpkg status → the local mirror's
+    changelogs → findings; the altered .deb of one candidate is a note, not a traceback."""
+    from analyze_images import file, simple_image
+    from distill.transports._write import write_oci_dir
+    from test_lock import run_cli
+
+    url, root = served
+    [deb] = (root / "pool/main/bookworm-security").glob("huge_*.deb")
+    deb.write_bytes(deb.read_bytes()[:-100] + b"\0" * 100)
+    status = "\n".join(
+        [
+            _status("libfoo1", FOO_OLD, "foo"),
+            _status("foo-common", FOO_OLD, "foo", "all"),
+            _status("bar", "3.0-1"),
+            _status("huge", "5.0-1"),
+        ]
+    )
+    os_release = 'ID=debian\nVERSION_ID="12"\nVERSION_CODENAME=bookworm\n'
+    entries = [
+        file("var/lib/dpkg/status", status.encode()),
+        file("usr/lib/os-release", os_release.encode()),
+    ]
+    write_oci_dir(simple_image(tmp_path / "blobs", entries), tmp_path / "layout")
+    env = {
+        "DISTILL_MIRROR": url,
+        "DISTILL_SECURITY_MIRROR": url,
+        "DISTILL_CACHE_DIR": str(tmp_path / "cache"),
+    }
+    argv = ["scan", f"oci:{tmp_path / 'layout'}", "--format", "json", "--db", str(tmp_path / "x")]
+    proc = run_cli(*argv, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    report = json.loads(proc.stdout)
+    found = {
+        (f["package"]["name"], f["id"], f["fixed_version"], f["status"]) for f in report["findings"]
+    }
+    expected = {
+        (name, vuln_id, fixed, "fixed")
+        for source, vuln_id, fixed in EXPECTED
+        for name in {"foo": ("libfoo1", "foo-common"), "bar": ("bar",)}.get(source, ())
+    }
+    assert found == expected
+    [note] = report["notes"]
+    assert note.startswith("not checked against the mirror's changelogs: huge 5.0-1 (newer: 5.0-2)")
+    assert "hash mismatch" in note

@@ -1,8 +1,8 @@
 """Mirror-only scanning with real data: a bookworm python3 image built from the bookworm
-pocket alone has packages that bookworm-security has since updated, and the advisories
-derived from the security candidates' changelogs name exactly the CVE ids those changelogs
-name, fixed in the versions of the entries that name them. The same spec built from every
-pocket has none of those.
+pocket alone has packages that bookworm-security has since updated, and `distill scan`,
+with the mirror's changelogs as its only source, reports for each exactly the CVE ids the
+security candidate's changelog names, fixed in the versions of the entries that name them.
+The same spec built from every pocket has none of those findings.
 
 The oracle is Debian's own changelog, read here with dpkg-deb, zcat and
 dpkg-parsechangelog, not distill's parser.
@@ -10,10 +10,12 @@ dpkg-parsechangelog, not distill's parser.
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -101,6 +103,26 @@ def _oracle(text: str, since: str, tmp: Path) -> dict[str, str]:
     return expected
 
 
+def _scan_cli(image: Path, tmp: Path, *flags: str) -> dict[str, Any]:
+    """``distill scan`` with the changelogs as the only source (the DB path holds none)."""
+    argv = ["-q", "scan", f"oci-archive:{image}", "--format", "json", "--db", str(tmp / "no.db")]
+    proc = run_cli(*argv, *flags)
+    assert proc.returncode == 0, proc.stderr
+    report: dict[str, Any] = json.loads(proc.stdout)
+    assert report["complete"] and [s["name"] for s in report["sources"]] == ["changelog"]
+    return report
+
+
+def _findings(report: dict[str, Any], package: str) -> dict[str, str]:
+    found = {}
+    for finding in report["findings"]:
+        if finding["package"]["name"] == package:
+            assert finding["status"] == "fixed" and finding["sources"] == ["changelog"]
+            assert finding["severity"] == "UNKNOWN"
+            found[finding["id"]] = finding["fixed_version"]
+    return found
+
+
 def test_bookworm_pocket_image_has_the_security_changelogs_cves(tmp_path: Path) -> None:
     cache = BlobCache()
     image = _build(tmp_path, "narrow", "pockets: [bookworm]\n")
@@ -109,12 +131,9 @@ def test_bookworm_pocket_image_has_the_security_changelogs_cves(tmp_path: Path) 
     installed = {p.name: p for p in packages}
     assert set(UPDATED) <= set(installed)
 
-    result = _scan(packages, release, cache)
-    assert result.checked == len(packages) and result.outdated > 0
-    by_source: dict[str, dict[str, str | None]] = {}
-    for advisory in result.advisories:
-        by_source.setdefault(advisory.source_package, {})[advisory.vuln_id] = advisory.fixed_version
-    for name, source in UPDATED.items():
+    report = _scan_cli(image, tmp_path)
+    assert report["release"] == "bookworm" and report["notes"] == []
+    for name in UPDATED:
         candidate = _security_candidate(name, cache)
         pkg = installed[name]
         assert parse_version(candidate.version) > parse_version(pkg.version), name
@@ -129,22 +148,20 @@ def test_bookworm_pocket_image_has_the_security_changelogs_cves(tmp_path: Path) 
         )
         expected = _oracle(_changelog_text(deb, name), pkg.source_version or pkg.version, tmp_path)
         assert expected, f"{name}: the security changelog names no CVE since {pkg.version}"
-        assert by_source.get(source) == expected, name
+        assert _findings(report, name) == expected, name
 
     # A second scan is answered from the cache alone, and so is an offline one.
     again = _scan(packages, release, cache)
-    assert again.opened == 0 and again.advisories == result.advisories
-    offline = changelog_advisories(
-        packages,
-        release,
-        "amd64",
-        cache=cache,
-        mirrors=discover_mirrors,
-        offline=True,
-    )
-    assert offline.advisories == result.advisories and offline.unchecked == result.unchecked
+    assert again.opened == 0 and again.unchecked == ()
+    offline = _scan_cli(image, tmp_path, "--offline")
+    assert offline["findings"] == report["findings"] and offline["notes"] == []
 
     wide = _build(tmp_path, "wide", "")
+    clean = _scan_cli(wide, tmp_path)
     wide_packages, _ = _packages(wide)
-    clean = _scan(wide_packages, release, cache)
-    assert not {a.source_package for a in clean.advisories} & set(UPDATED.values())
+    for pkg in wide_packages:
+        if pkg.name in UPDATED:
+            assert pkg.version == _security_candidate(pkg.name, cache).version
+    sources = set(UPDATED.values())
+    assert not [f for f in clean["findings"] if f["package"]["source_name"] in sources]
+    assert not [f for f in clean["findings"] if f["package"]["name"] in UPDATED]

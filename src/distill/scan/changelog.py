@@ -16,6 +16,7 @@ results and the .debs already there. Whatever cannot be checked that way is list
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -34,7 +35,7 @@ from distill.debian.changelog import Changelog, read_deb_changelog
 from distill.debian.mirror import Mirrors
 from distill.debian.version import parse_version
 from distill.errors import DistillError
-from distill.net.download import DownloadRequest, fetch_blob
+from distill.net.download import DownloadRequest, fetch_all, fetch_blob
 from distill.net.http import make_session
 from distill.scan.model import DebianAdvisory, ImagePackage, Origin
 
@@ -48,6 +49,8 @@ _POINTER = "changelog-indices"
 # many doc-directory symlinks to follow from one of them.
 _MAX_DEBS = 3
 _MAX_HOPS = 4
+_JOBS = 4  # .debs downloaded at once
+_NO_CHANGELOG = "no binary of its source ships a changelog"
 _CODENAME = re.compile(r"[a-z][a-z0-9-]{0,39}")
 _SINGLE_POCKET = frozenset({"sid", "unstable", "experimental"})
 
@@ -77,11 +80,12 @@ class _Derived:
     oldest: str  # the oldest entry read ("" if none): a cut changelog stops there
     cut: bool
     deb: str  # the .deb it was read from
+    missing: str = ""  # why there is no changelog to read ("": there is one)
 
     def to_json(self) -> bytes:
         entries = [[e.version, e.binary_only, list(e.cves)] for e in self.entries]
-        doc = {"format": _FORMAT, "entries": entries, "oldest": self.oldest}
-        return json.dumps({**doc, "cut": self.cut, "deb": self.deb}).encode()
+        doc = {"format": _FORMAT, "entries": entries, "oldest": self.oldest, "cut": self.cut}
+        return json.dumps({**doc, "deb": self.deb, "missing": self.missing}).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> _Derived:
@@ -91,7 +95,8 @@ class _Derived:
         entries = tuple(
             _Entry(str(v), bool(b), tuple(str(c) for c in cves)) for v, b, cves in doc["entries"]
         )
-        return cls(entries, str(doc["oldest"]), bool(doc["cut"]), str(doc["deb"]))
+        oldest, deb, missing = str(doc["oldest"]), str(doc["deb"]), str(doc["missing"])
+        return cls(entries, oldest, bool(doc["cut"]), deb, missing)
 
 
 @dataclass
@@ -119,15 +124,25 @@ class _Fetcher:
         cached = self.cache.get(pkg.sha256, pkg.size)
         if cached is not None or self.offline:
             return cached
+        if self._session is None:
+            self._session = make_session()
+        return fetch_blob(self._request(pkg), self.cache, session=self._session)
+
+    def _request(self, pkg: BinaryPackage) -> DownloadRequest:
         if self._mirrors is None:
             assert self._mirrors_of is not None
             self._mirrors = self._mirrors_of()
-        if self._session is None:
-            self._session = make_session()
         url = f"{self._mirrors.for_pocket(pkg.pocket)}/{pkg.filename}"
         name = pkg.filename.rsplit("/", 1)[-1]
-        request = DownloadRequest(url=url, sha256=pkg.sha256, size=pkg.size, name=name)
-        return fetch_blob(request, self.cache, session=self._session)
+        return DownloadRequest(url=url, sha256=pkg.sha256, size=pkg.size, name=name)
+
+    def prefetch(self, packages: Sequence[BinaryPackage]) -> None:
+        """Download these .debs in parallel ahead of reading them. A failure is left for
+        the one-by-one fetch to meet again and name, with the packages it concerns."""
+        if self.offline or not packages:
+            return
+        with contextlib.suppress(DistillError):
+            fetch_all([self._request(p) for p in packages], self.cache, _JOBS, False)
 
     def close(self) -> None:
         if self._session is not None:
@@ -172,7 +187,7 @@ def changelog_advisories(
         try:
             newer = candidate is not None and _newer(candidate.version, pkg.version)
         except DistillError:
-            unchecked.append(f"{pkg.name} {one_line(pkg.version, 80)}: version not understood")
+            unchecked.append(f"{_label(pkg)}: version not understood")
             continue
         if candidate is None or not newer:
             checked += 1
@@ -184,6 +199,13 @@ def changelog_advisories(
     found: dict[tuple[str, str], tuple[str, str]] = {}  # (source, id) → (version, why)
     outdated = 0
     try:
+        fetcher.prefetch(
+            [
+                _choices(g.candidate, siblings, fetcher)[0]
+                for g in groups.values()
+                if cache.get_derived(_DERIVED, _derived_key(g.candidate, arch)) is None
+            ]
+        )
         for group in groups.values():
             outdated += len(group.packages)
             derived, problem = _derive(group.candidate, siblings, arch, fetcher)
@@ -217,8 +239,13 @@ def _newer(version: str, than: str) -> bool:
     return parse_version(version) > parse_version(than)
 
 
+def _label(pkg: ImagePackage) -> str:
+    """A package named in a message: its name and version come from the image."""
+    return one_line(f"{pkg.name} {pkg.version}", 200)
+
+
 def _unchecked(pkg: ImagePackage, candidate: BinaryPackage, problem: str) -> str:
-    return f"{pkg.name} {pkg.version} (newer: {candidate.version}): {problem}"
+    return f"{_label(pkg)} (newer: {candidate.version}): {problem}"
 
 
 def _record(
@@ -243,11 +270,11 @@ def _record(
                     found[(source, vuln_id)] = (entry.version, why)
         if derived.cut and derived.oldest and _newer(derived.oldest, installed_source):
             return [
-                f"{pkg.name} {pkg.version}: the changelog in {derived.deb} is cut short; "
+                f"{_label(pkg)}: the changelog in {derived.deb} is cut short; "
                 f"entries older than {derived.oldest} were not read"
             ]
     except DistillError:
-        return [f"{pkg.name} {one_line(pkg.version, 80)}: version not understood"]
+        return [f"{_label(pkg)}: version not understood"]
     return []
 
 
@@ -330,6 +357,21 @@ def _derived_key(candidate: BinaryPackage, arch: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def _choices(
+    candidate: BinaryPackage, siblings: _Siblings, fetcher: _Fetcher
+) -> list[BinaryPackage]:
+    """The source's binaries at the candidate's version, in the order to read them: offline,
+    those in the cache first; then a binNMU's arch-specific ones (only they carry its own
+    changelog); then the smallest."""
+    same = siblings.get((candidate.source, candidate.source_version), [candidate])
+
+    def rank(pkg: BinaryPackage) -> tuple[bool, bool, int, str]:
+        missing = fetcher.offline and fetcher.cache.get(pkg.sha256, pkg.size) is None
+        return missing, pkg.version != candidate.version, pkg.size, pkg.name
+
+    return sorted(same, key=rank)
+
+
 def _derive(
     candidate: BinaryPackage, siblings: _Siblings, arch: str, fetcher: _Fetcher
 ) -> tuple[_Derived | None, str]:
@@ -338,24 +380,27 @@ def _derive(
     data = fetcher.cache.get_derived(_DERIVED, key)
     if data is not None:
         try:
-            return _Derived.from_json(data), ""
+            cached = _Derived.from_json(data)
         except (DistillError, ValueError, KeyError, TypeError):
             pass  # damaged or stale: derive it again
+        else:
+            return (None, cached.missing) if cached.missing else (cached, "")
     same = siblings.get((candidate.source, candidate.source_version), [candidate])
-    # A binNMU's own changelog is only in its arch-specific binaries: try those first.
-    order = sorted(same, key=lambda p: (p.version != candidate.version, p.size, p.name))
-    problem = "no binary of its source ships a changelog"
-    for pkg in order[:_MAX_DEBS]:
+    problem = _NO_CHANGELOG
+    for pkg in _choices(candidate, siblings, fetcher)[:_MAX_DEBS]:
         try:
             result = _read_following_links(pkg, same, arch, fetcher)
         except DistillError as exc:
             return None, one_line(exc.message, 300)
         if result is None:
-            return None, "its .deb is not in the cache (scan without --offline)"
+            problem = "its .deb is not in the cache (scan without --offline)"
+            continue
         if result.changelog is not None:
             derived = _summarise(result.changelog, result.binnmu, result.deb)
             fetcher.cache.put_derived(_DERIVED, key, derived.to_json())
             return derived, ""
+    if problem == _NO_CHANGELOG:  # the .debs say so, and will go on saying it: remember
+        fetcher.cache.put_derived(_DERIVED, key, _Derived((), "", False, "", problem).to_json())
     return None, problem
 
 
