@@ -299,3 +299,22 @@ def test_image_symlinks_loops_and_dotdot() -> None:
     assert files.resolve("loop/a") is None
     assert files.resolve("usr/lib/x/dangling.so.1") is None
     assert files.resolve("../../usr/lib/x/libz.so.1.3") == "usr/lib/x/libz.so.1.3"
+
+
+def test_an_interpreter_offset_beyond_any_file_is_refused(tmp_path: Path) -> None:
+    # Found by fuzzing: a PT_INTERP whose p_offset has its top byte set made pyelftools
+    # raise OverflowError (a seek past 2**63) instead of its own error.
+    prog = compile_c(tmp_path / "prog", HELLO)
+    data = bytearray(prog.read_bytes())
+    assert data[4] == 2 and data[5] == 1  # ELF64, little-endian: the layout below
+    phoff = int.from_bytes(data[32:40], "little")
+    size, count = int.from_bytes(data[54:56], "little"), int.from_bytes(data[56:58], "little")
+    interp = next(
+        phoff + i * size
+        for i in range(count)
+        if int.from_bytes(data[phoff + i * size : phoff + i * size + 4], "little") == 3
+    )
+    data[interp + 15] = 0xC2  # the most significant byte of p_offset
+    with pytest.raises(DistillError) as err:
+        needed_libraries(bytes(data), "prog")
+    assert "damaged" in err.value.message
