@@ -153,7 +153,8 @@ Row = tuple[str, str, str, str | None, str, int, str]
 # What dpkg could parse: [epoch:]upstream[-revision] from its characters. The full parse
 # (distill.debian.version) costs too much for a few hundred thousand entries; the matcher
 # does it, and this keeps out what it would refuse.
-_VERSION = re.compile(r"(?:[0-9]{1,10}:)?[A-Za-z0-9.+~][A-Za-z0-9.+~:-]{0,199}")
+_UPSTREAM = re.compile(r"[A-Za-z0-9.+~:-]+")
+_REVISION = re.compile(r"[A-Za-z0-9.+~]+")
 
 
 def rows(source: str, issues: dict[str, Any], where: str) -> Iterator[tuple[Row, str]]:
@@ -211,10 +212,17 @@ def _row(vuln_id: str, release: str, entry: Any) -> Row | None:
 def _version_ok(version: str) -> bool:
     if version == "0":
         return True
-    if not _VERSION.fullmatch(version) or version.endswith("-"):
+    if len(version) > 200:
         return False
-    # A colon belongs to an epoch: without one, dpkg would take the text before it as one.
-    return ":" not in version or version.partition(":")[0].isdigit()
+    epoch, colon, rest = version.partition(":")
+    if colon and not (epoch.isascii() and epoch.isdigit() and rest):
+        return False
+    upstream, hyphen, revision = (rest if colon else version).rpartition("-")
+    if not hyphen:
+        upstream, revision = revision, ""
+    elif not revision or not _REVISION.fullmatch(revision):
+        return False
+    return bool(upstream) and _UPSTREAM.fullmatch(upstream) is not None
 
 
 def _raise(where: str, source: str, vuln_id: str, release: str, entry: Any) -> Row:
