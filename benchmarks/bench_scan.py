@@ -136,7 +136,8 @@ def main() -> None:
     db_path.unlink(missing_ok=True)
     wall, cpu = import_into(db_path, src)
     print(
-        f"db import (fresh process): {wall:.2f} s ({cpu:.2f} s CPU), peak RSS {child_rss_mb():.0f} MB"
+        f"db import (fresh process): {wall:.2f} s ({cpu:.2f} s CPU), "
+        f"peak RSS {child_rss_mb():.0f} MB"
     )
     print(f"DB file: {db_path.stat().st_size / 1e6:.1f} MB")
     wall, cpu = import_into(db_path, src)
