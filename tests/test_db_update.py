@@ -184,3 +184,20 @@ def test_status_and_import(tmp_path: Path) -> None:
     shown = distill(tmp_path, "db", "status", "--db", str(db))
     assert shown.returncode == 0
     assert "debian-tracker" in shown.stdout and "bookworm (1)" in shown.stdout
+
+
+def test_import_of_a_bad_file_is_a_clean_error(tmp_path: Path) -> None:
+    good = tmp_path / "tracker.json"
+    good.write_text(json.dumps(TRACKER))
+    db = tmp_path / "v.db"
+    assert distill(tmp_path, "db", "import", "--db", str(db), str(good)).returncode == 0
+    before = db.read_bytes()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(TRACKER)[:-20])
+    for args in ([str(bad)], [str(good), str(bad)], [str(tmp_path / "missing.json")]):
+        out = distill(tmp_path, "db", "import", "--db", str(db), *args)
+        assert out.returncode == 1, out.stdout
+        errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1 and "Traceback" not in out.stderr, out.stderr
+        assert db.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("v.")) == ["v.db"]

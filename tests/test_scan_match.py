@@ -15,8 +15,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from distill.debian.version import compare_versions
+from distill.debian.version import compare_versions, parse_version
 from distill.errors import DistillError
 from distill.scan import tracker
 from distill.scan.db import (
@@ -400,3 +402,15 @@ def test_not_a_database(tmp_path: Path) -> None:
     with pytest.raises(DistillError):
         VulnDB.open(path)
     assert VulnDB.open(tmp_path / "missing.db") is None
+
+
+@given(st.text(alphabet="0123456789:-.+~aZ!", min_size=1, max_size=12))
+@settings(max_examples=3000, deadline=None)
+def test_import_version_check_agrees_with_dpkg_parse(version: str) -> None:
+    # The import's cheap check must refuse exactly what the matcher's full parse would.
+    try:
+        parse_version(version)
+        parses = True
+    except DistillError:
+        parses = False
+    assert tracker._version_ok(version) is parses

@@ -354,3 +354,18 @@ def test_malformed_osv_is_refused(tmp_path: Path, content: bytes) -> None:
     with pytest.raises(DistillError):
         import_sources(tmp_path / "vuln.db", imports_for([bad]))
     assert not (tmp_path / "vuln.db").exists()
+
+
+def test_importing_one_source_keeps_the_others(tmp_path: Path) -> None:
+    osv_file = write_layouts(tmp_path)["file"]
+    tracker = tmp_path / "tracker.json"
+    tracker.write_text(json.dumps({"glibc": {"CVE-1": {"releases": []}}}))
+    path = tmp_path / "vuln.db"
+    import_sources(path, imports_for([osv_file]))
+    import_sources(path, imports_for([tracker]))
+    import_sources(path, imports_for([tracker]))
+    db = VulnDB.open(path)
+    assert db is not None
+    with db:
+        assert [s.name for s in db.status().sources] == ["debian-tracker", "osv:one.json"]
+        assert len(db.osv_findings(PACKAGES)) == len(EXPECTED)
