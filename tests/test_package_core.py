@@ -22,7 +22,7 @@ from distill.context import Access
 from distill.debian.lock import read_lock, write_lock
 from distill.errors import DistillError
 from distill.image.compose import compose_image
-from distill.image.config import ImageConfigSpec
+from distill.image.config import ImageConfigSpec, rfc3339
 from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression
 from distill.image.partial import ImageReader
@@ -155,14 +155,20 @@ def test_elf_default_base_follows_the_program_header() -> None:
 
 
 def test_base_facts_are_read_from_the_image(tmp_path: Path, base: str) -> None:
-    with opened(base, Access()) as source:
-        assert isinstance(source, ImageReader)
-        facts = base_facts(source.image, base)
+    source = parse_reference(base).open_source(Access(), base)
+    assert isinstance(source, ImageReader)
+    facts = base_facts(source.image, base)
     assert facts.arch == "amd64" and facts.suite == "trixie"
     assert facts.packages == {"libc6": "2.41-12", "python3": "3.13.5-1"}
     assert (facts.python, facts.glibc, facts.node, facts.java) == ("3.13", "2.41", None, None)
     assert "usr/lib/python3.13/os.py" in facts.files
     assert facts.symlinks == {"usr/bin/python": "python3"}
+    # Remembered by the config digest: the second read comes from the cache, the same facts.
+    cache = BlobCache()
+    first = base_facts(source.image, base, cache)
+    assert list((cache.derived_dir / "base-facts").iterdir())
+    assert first == facts == base_facts(source.image, base, cache)
+    source.close()
 
 
 # --- packaging -------------------------------------------------------------------------------
@@ -342,3 +348,39 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     ]
     for args, says in cases:
         assert_clean_error(run_distill(args, cwd=tmp_path), says)
+
+
+def test_timestamps_are_the_base_s_or_source_date_epoch(
+    tmp_path: Path, base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(tmp_path)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    package(app, f"oci:{tmp_path / 'one'}", base)
+    assert oci_config(tmp_path / "one")["created"] == oci_config(tmp_path / "base")["created"]
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1234567890")
+    package(app, f"oci:{tmp_path / 'two'}", base)
+    assert oci_config(tmp_path / "two")["created"] == rfc3339(1234567890)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(DistillError, match="SOURCE_DATE_EPOCH"):
+        package(app, f"oci:{tmp_path / 'three'}", base)
+
+
+def test_lock_and_package_on_the_command_line(
+    tmp_path: Path, base: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from distill.cli import main
+
+    monkeypatch.setitem(PLANNERS, AppKind.ELF, "package_test_planner:StaticElfPlanner")
+    app = make_app(tmp_path)
+    main(["-q", "lock", str(app), "--base", base])
+    assert [p["name"] for p in json.loads((app / "distill.lock").read_text())["languagePackages"]]
+    main(["-q", "package", str(app), "--base", base, "--env", "A=1", "--cmd", "serve --fast",
+          "-o", f"oci-archive:{tmp_path / 'out.tar'}"])  # fmt: skip
+    digest = capsys.readouterr().out.strip()
+    with opened(f"oci-archive:{tmp_path / 'out.tar'}", Access()) as source:
+        assert source.manifest.digest == digest
+        assert source.config.cmd == ("serve", "--fast") and "A=1" in source.config.env
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("extends: static\n")
+    outcome = run_distill(["lock", str(spec), "--kind", "elf"], cwd=tmp_path)
+    assert_clean_error(outcome, "--kind")

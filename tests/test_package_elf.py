@@ -24,7 +24,7 @@ from distill.package.libraries import (
     needed_libraries,
     resolve_libraries,
 )
-from distill.package.plan import AppOptions, PlanContext
+from distill.package.plan import AppOptions, BaseFacts, PlanContext
 from elf_fixtures import CURL, HELLO, HOST_ARCH, compile_c, host_base, needs_gcc, readelf
 
 pytestmark = needs_gcc
@@ -265,3 +265,37 @@ def test_a_library_nothing_ships_is_an_error_naming_it(tmp_path: Path) -> None:
         strict=False,
     )
     assert result.missing == ("libanswer.so.1",)
+
+
+def test_offline_a_missing_library_is_an_error_not_a_lookup(tmp_path: Path) -> None:
+    prog, _ = _with_lib(tmp_path)  # libanswer.so.1, reached by no RUNPATH
+    options = AppOptions(path=prog, offline=True)
+    with pytest.raises(DistillError) as err:
+        ElfPlanner().plan(options, host_base("libc6"), _ctx(tmp_path))
+    assert "libanswer.so.1" in err.value.message and "--offline" in err.value.message
+    assert "distill lock" in (err.value.hint or "")
+
+
+def test_image_symlinks_loops_and_dotdot() -> None:
+    base = BaseFacts(
+        arch=HOST_ARCH,
+        suite="trixie",
+        files=frozenset({"usr/lib/x/libz.so.1.3", "opt/real/libq.so.1"}),
+        symlinks={
+            "lib": "usr/lib",
+            "usr/lib/x/libz.so.1": "libz.so.1.3",
+            "usr/lib/x/libq.so.1": "../../../opt/real/libq.so.1",
+            "usr/lib/x/abs.so.1": "/usr/lib/x/libz.so.1",
+            "loop/a": "b",
+            "loop/b": "a",
+            "usr/lib/x/dangling.so.1": "gone.so.1",
+        },
+        packages={},
+    )
+    files = ImageFiles(base)
+    assert files.resolve("/lib/x/libz.so.1") == "usr/lib/x/libz.so.1.3"
+    assert files.resolve("lib/x/libq.so.1") == "opt/real/libq.so.1"
+    assert files.resolve("lib/x/abs.so.1") == "usr/lib/x/libz.so.1.3"
+    assert files.resolve("loop/a") is None
+    assert files.resolve("usr/lib/x/dangling.so.1") is None
+    assert files.resolve("../../usr/lib/x/libz.so.1.3") == "usr/lib/x/libz.so.1.3"

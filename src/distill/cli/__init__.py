@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from distill import __version__, log
 from distill.cli.options import F, _access, _image_argument, _registry_options
+from distill.cli.package import app_lock_options
 from distill.errors import DistillError
 from distill.log import human
 
@@ -58,8 +59,14 @@ def _spec_options(func: F) -> F:
     help="Where to write the lock. Default: distill.lock; for an app PATH, PATH/distill.lock.",
 )
 @_spec_options
+@app_lock_options
 def lock(
-    spec: str, output: Path | None, suite: str | None, archs: tuple[str, ...], context: Path | None
+    spec: str,
+    output: Path | None,
+    suite: str | None,
+    archs: tuple[str, ...],
+    context: Path | None,
+    **app: Any,
 ) -> None:
     """Resolve SPEC (a spec file or preset) into a lockfile of exact .debs; for an app
     (a PATH, or a spec with `app:`), its language packages too."""
@@ -69,7 +76,7 @@ def lock(
     from distill.debian.mirror import discover_mirrors
     from distill.fsutil import output_file
 
-    if lock_if_app(spec, output, suite, archs, context):
+    if lock_if_app(spec, output, suite, archs, context, **app):
         return
     output = output or Path("distill.lock")
     loaded = load_spec(spec, suite=suite, archs=archs, context=context)

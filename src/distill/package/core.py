@@ -165,9 +165,12 @@ def prepare(
     ref = _base_ref(options, kind)
     base = _base(ref, base_spec, lock, suite or (lock.suite if lock else None), arch, access,
                  cache, stack, options.offline)  # fmt: skip
-    ctx = PlanContext(cache, access, staging_dir(cache), base.source_date_epoch, locked)
+    # Locking anew (``use_lock`` off): the planner resolves the app's dependencies afresh.
+    ctx = PlanContext(
+        cache, access, staging_dir(cache), base.source_date_epoch, locked, relock=not use_lock
+    )
     with log.complete_step(f"Reading {base.name}"):
-        facts = base_facts(base.image, base.name)
+        facts = base_facts(base.image, base.name, cache)
     chosen = planner or planner_for(kind)
     with log.complete_step(f"Planning the {kind} app {options.path}"):
         plan = chosen.plan(options, facts, ctx)
@@ -294,10 +297,10 @@ def app_config(
         )
     ports = tuple(dict.fromkeys((*config.ports, *(f"{p}/tcp" for p in options.ports))))
     annotations = {}
-    if base.recorded is not None:
+    if base.recorded:
         annotations[BASE_NAME] = base.name
-        if base.recorded.manifest.digest is not None:
-            annotations[BASE_DIGEST] = base.recorded.digest
+        if base.recorded_digest is not None:
+            annotations[BASE_DIGEST] = base.recorded_digest
     spec = ImageConfigSpec(
         entrypoint=entrypoint or None,
         cmd=cmd or None,

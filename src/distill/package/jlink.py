@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from distill import tempfiles
+from distill import log, tempfiles
 from distill.bounded import one_line
 from distill.build.spec import host_arch
 from distill.build.unpack import fetch_debs, unpack_all
@@ -110,7 +110,7 @@ class Jdk:
             lines = (done.stderr or done.stdout).strip().splitlines()
             raise DistillError(
                 f"{tool} from {JDK_PACKAGE} failed: {one_line(lines[-1] if lines else '', 300)}",
-                hint="run with --debug for the whole output",
+                hint=f"the JDK is unpacked in {self.root}; run {tool} there for its whole output",
             )
         return done.stdout
 
@@ -187,7 +187,9 @@ def _materialise(root: Path, entries: Sequence[FsEntry]) -> None:
     root.parent.mkdir(parents=True, exist_ok=True)
     work = tempfiles.make_dir(root.parent, "jdk")
     try:
-        for entry in sorted(entries, key=lambda e: e.path):
+        # Hard links last: their targets may sort after them.
+        ordered = sorted(entries, key=lambda e: (e.kind == EntryKind.HARDLINK, e.path))
+        for entry in ordered:
             target = work / entry.path
             if entry.kind == EntryKind.DIR:
                 target.mkdir(parents=True, exist_ok=True)
@@ -209,10 +211,12 @@ def _materialise(root: Path, entries: Sequence[FsEntry]) -> None:
                 target.write_bytes(entry.read_bytes())
                 target.chmod(entry.mode & 0o755)
         (work / ".complete").write_text("")
-        if root.exists():  # another run finished first
-            shutil.rmtree(work)
-            return
-        work.rename(root)
+        try:
+            work.rename(root)
+        except OSError:
+            if not (root / ".complete").is_file():
+                raise
+            shutil.rmtree(work)  # another run finished first
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -309,12 +313,22 @@ def _needed_packages(jdk: Jdk, out: Path) -> tuple[str, ...]:
     return tuple(sorted(needed))
 
 
-def jlink_runtime(app_root: Path, base: BaseFacts, ctx: PlanContext) -> JlinkRuntime:
+def jlink_runtime(
+    app_root: Path, base: BaseFacts, ctx: PlanContext, *, offline: bool = False
+) -> JlinkRuntime:
     """A jlink'ed runtime for the app staged at ``app_root`` (its files as the image has
     them under /app)."""
-    jdk = load_jdk(base.arch, ctx)
-    modules = sorted({*app_modules(jdk, app_root), *ALWAYS_MODULES})
-    out = _link(jdk, modules, ctx)
+    if offline:
+        raise DistillError(
+            "--jlink resolves Debian's JDK from the archive, which --offline rules out",
+            hint="package without --offline once; the unpacked JDK is cached for later runs",
+        )
+    with log.complete_step(f"Unpacking {JDK_PACKAGE} from {JDK_SUITE} for jdeps and jlink"):
+        jdk = load_jdk(base.arch, ctx)
+    with log.complete_step("Finding the modules the app needs (jdeps)"):
+        modules = sorted({*app_modules(jdk, app_root), *ALWAYS_MODULES})
+    with log.complete_step(f"Linking a runtime of {', '.join(modules)} (jlink)"):
+        out = _link(jdk, modules, ctx)
     try:
         files = runtime_entries(out, ctx)
         packages = _needed_packages(jdk, out)

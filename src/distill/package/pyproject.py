@@ -44,6 +44,8 @@ class Project:
 
 
 def read_project(root: Path, target: Target) -> Project:
+    if root.is_file() and root.suffix == ".whl":
+        return Project(root.parent, wheels=(root,))
     if not root.is_dir():
         raise DistillError(f"{root} is not a directory")
     pyproject = root / PYPROJECT

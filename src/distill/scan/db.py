@@ -97,6 +97,7 @@ class Import:
     url: str = ""
     etag: str = ""
     last_modified: str = ""
+    label: str = ""  # how errors name the file (default: its path)
 
 
 def default_db_path() -> Path:
@@ -396,7 +397,7 @@ def _import_one(conn: sqlite3.Connection, item: Import) -> int:
 
 
 def _import_tracker(conn: sqlite3.Connection, item: Import) -> int:
-    where = shown(item.path)
+    where = item.label or shown(item.path)
     count = 0
     rows: list[tuple[Any, ...]] = []
     issues: dict[str, str] = {}

@@ -36,22 +36,23 @@ _HINT = "this is not the Debian security tracker's JSON, or it is damaged; get i
 class _Reader:
     """A text buffer over a binary stream that the parser consumes from the front."""
 
-    def __init__(self, fh: IO[bytes], where: str) -> None:
+    def __init__(self, fh: IO[bytes], where: str, chunk: int) -> None:
         self._fh = fh
+        self.chunk = chunk
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self.where = where
         self.buf = ""
         self.pos = 0
         self.eof = False
 
-    def more(self, want: int = CHUNK) -> bool:
+    def more(self, want: int = 0) -> bool:
         """Read ``want`` more bytes into the buffer; False at the end of the stream."""
         if self.eof:
             return False
         if self.pos:
             self.buf = self.buf[self.pos :]
             self.pos = 0
-        data = self._fh.read(want)
+        data = self._fh.read(want or self.chunk)
         try:
             self.buf += self._decoder.decode(data, final=not data)
         except UnicodeDecodeError as exc:
@@ -88,7 +89,7 @@ class _Reader:
 
     def value(self, decoder: json.JSONDecoder) -> Any:
         """The next JSON value, reading more until it is complete (or the file ends)."""
-        want = CHUNK
+        want = self.chunk
         while True:
             self.skip_ws()
             try:
@@ -101,7 +102,8 @@ class _Reader:
                     ) from None
                 if not self.more(want):
                     raise DistillError(
-                        f"{self.where} is malformed or truncated: {exc.msg}",
+                        f"{self.where} is truncated or malformed "
+                        f"({exc.msg.removesuffix(' starting at').lower()})",
                         hint=_HINT,
                     ) from None
                 want = min(want * 2, MAX_MEMBER)
@@ -117,9 +119,11 @@ class _Reader:
             return value
 
 
-def iter_tracker(fh: IO[bytes], where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def iter_tracker(
+    fh: IO[bytes], where: str, *, chunk: int = CHUNK
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(source_package, {issue_id: issue})`` for each member of the top-level object."""
-    reader = _Reader(fh, where)
+    reader = _Reader(fh, where, chunk)
     decoder = json.JSONDecoder()
     reader.expect("{")
     if reader.skip_ws() == "}":
