@@ -613,3 +613,14 @@ def test_python_packages_are_matched_against_imported_osv(setup: dict[str, Any])
     plain = json.loads(scan(setup, "--format", "json", image=both).stdout)
     assert not [f for f in plain["findings"] if f["package"]["ecosystem"] == "pypi"]
     assert any("1 language packages" in note and "not checked" in note for note in plain["notes"])
+
+
+def test_a_hostile_release_name_is_refused_without_a_traceback(setup: dict[str, Any]) -> None:
+    hostile = BOOKWORM.replace(
+        b"VERSION_CODENAME=bookworm", b"VERSION_CODENAME='../x[/bold]\x1b[2J'"
+    )
+    image = debian_image(setup["root"], hostile, name="hostile")
+    done = scan(setup, image=image)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "\x1b[2J" not in done.stderr + done.stdout
+    assert "no advisories for Debian" in done.stderr
