@@ -15,15 +15,18 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 
 from java_apps import BOOT_BODY, BOOT_LAYERS, MAVEN, PLAIN_BODY, boot_app, plain_app
 from registry_fixtures import Registry, free_port, registry  # noqa: F401
+from test_sbom import deb_packages_of, trivy_image
 
 pytestmark = [pytest.mark.network, pytest.mark.container]
 
-MAX_JLINK_IMAGE = 80_000_000  # bytes unpacked (issue #11); java21 is ~215 MB
+MAX_JLINK_IMAGE = 80_000_000
+JDK = "openjdk-21-jdk-headless"  # bytes unpacked (issue #11); java21 is ~215 MB
 
 
 def distill(*args: str) -> str:
@@ -115,4 +118,12 @@ def test_jlink_image(tmp_path: Path, registry: Registry, pulled: list[str]) -> N
     assert answer(image) == PLAIN_BODY.format(feature="21")
     size = int(podman("image", "inspect", "--format", "{{.Size}}", image).strip())
     assert size <= MAX_JLINK_IMAGE, size
-    assert any(p.startswith("pkg:deb/debian/openjdk-21-jdk-headless@") for p in sbom_purls(image))
+    # The runtime's Debian package, in distill's SBOM and in trivy's (the oracle), at the
+    # same version.
+    ours = {p.split("?")[0] for p in sbom_purls(image) if p.startswith(f"pkg:deb/debian/{JDK}@")}
+    assert len(ours) == 1
+    archive = tmp_path / "image.tar"
+    distill("copy", f"docker://{image}", f"docker-archive:{archive}")
+    theirs = deb_packages_of(json.loads(trivy_image(archive, tmp_path).read_text()))
+    assert JDK in theirs
+    assert ours == {f"pkg:deb/debian/{JDK}@{quote(str(theirs[JDK][0]), safe='~')}"}
