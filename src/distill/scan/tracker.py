@@ -2,7 +2,7 @@
 
 The file is ``{source_package: {issue_id: {description?, scope?, debianbug?, releases:
 {codename: {status, repositories, fixed_version?, urgency, nodsa?, nodsa_reason?}}}}}`` and
-is over 60 MB: decoding it whole would cost a gigabyte of Python objects. Here the top-level
+is over 60 MB: decoding it whole costs over 300 MB of Python objects. Here the top-level
 object is walked with ``json.JSONDecoder.raw_decode``, one member at a time, from a text
 buffer refilled in chunks, so memory follows the largest source package (the kernel's),
 not the file.
