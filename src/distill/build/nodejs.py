@@ -31,7 +31,6 @@ from distill.cache import BlobCache, is_sha256, sha256_file
 from distill.debian.lock import ArchLock, Lock, LockedComponent
 from distill.errors import DistillError
 from distill.image.fsentry import EntryKind, FsEntry
-from distill.net.download import fetch_bytes
 from distill.rootfs.extract import stage_member
 
 REGISTRY_ENV = "DISTILL_NPM_REGISTRY"
@@ -128,6 +127,8 @@ def check_integrity(data_or_path: bytes | Path, integrity: str, what: str) -> No
 
 def lock_node(major: int, arch: str, cache: BlobCache, registry: str) -> LockedComponent:
     """The newest ``major`` release for ``arch``, fetched, verified and cached."""
+    from distill.net.download import fetch_bytes  # the network stack, only when used
+
     package = f"node-linux-{NPM_ARCH[arch]}"
     raw = fetch_bytes(
         f"{registry}/{package}",
@@ -157,6 +158,8 @@ def lock_node(major: int, arch: str, cache: BlobCache, registry: str) -> LockedC
         check_integrity(cached, integrity, f"{name} in the cache ({cached})")
         size = cached.stat().st_size
         return LockedComponent(NAME, version, package, path, size, known.lower(), integrity)
+    from distill.net.download import fetch_bytes  # the network stack, only when used
+
     data = fetch_bytes(f"{registry}/{path}", name=name, max_size=MAX_TARBALL)
     check_integrity(data, integrity, f"{name} from the npm registry")
     sha256 = hashlib.sha256(data).hexdigest()
@@ -211,6 +214,8 @@ def fetch_node(component: LockedComponent, cache: BlobCache, registry: Callable[
     name = f"{component.package}-{component.version}.tgz"
     path = cache.get(component.sha256, component.size)
     if path is None:
+        from distill.net.download import fetch_bytes  # the network stack, only when used
+
         data = fetch_bytes(f"{registry()}/{component.path}", name=name, max_size=MAX_TARBALL)
         check_integrity(data, component.integrity, f"{name} from the npm registry")
         return cache.put_bytes(data, component.sha256)

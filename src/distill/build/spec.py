@@ -10,7 +10,6 @@ distroless tags do: ``nonroot``, ``debug`` and ``debug-nonroot``.
 
 from __future__ import annotations
 
-import difflib
 import os
 import platform
 import re
@@ -365,6 +364,8 @@ def _parse_mapping(
             at = f"{source}:{line}" if line else source
             raise DistillError(f"{at}: a key is not a string", hint=NOT_A_SPEC_HINT)
         if key not in FIELDS:
+            import difflib  # only for a wrong key: kept off the import of every run
+
             close = difflib.get_close_matches(key[:100], FIELDS, n=1)
             hint = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(FIELDS)}"
             name = key if _KEY.fullmatch(key) else "a key that is not a name"
@@ -471,6 +472,8 @@ def _finish(spec: Spec) -> Spec:
 
 
 def _no_such(target: str, known: Mapping[str, str]) -> DistillError:
+    import difflib  # only for a wrong name
+
     close = difflib.get_close_matches(target, known, n=3)
     hint = (
         f"did you mean {', '.join(close)}?"

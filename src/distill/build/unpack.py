@@ -23,7 +23,6 @@ from distill.debian.deb import DebControl, read_control
 from distill.debian.lock import Lock, LockedPackage, lock_downloads
 from distill.debian.mirror import Mirrors
 from distill.image.fsentry import EntryKind, FsEntry
-from distill.net.download import fetch_all
 from distill.rootfs.extract import KeepOptions, extract_package
 
 # Bump when extract_package's output for the same .deb changes (new filters, new fields).
@@ -61,6 +60,8 @@ def fetch_debs(
         else:
             found[pkg.sha256] = path
     if missing:
+        from distill.net.download import fetch_all  # the network stack, only when used
+
         requests = [r for r in lock_downloads(lock, mirrors(), arch) if r.sha256 in missing]
         found.update(fetch_all(requests, cache, jobs=jobs))
     return found

@@ -40,10 +40,12 @@ def _image_argument(
 ) -> str | tuple[str, ...] | None:
     """A ``docker://`` reference is parsed before anything prints it: one carrying
     ``USER:PASS@`` is refused without being echoed."""
-    from distill.registry.reference import TRANSPORT_PREFIX, parse_reference
-
     for text in (value,) if isinstance(value, str) else value or ():
-        if text.startswith(TRANSPORT_PREFIX):
+        # The registry code is imported only for a docker:// name (the one prefix that
+        # registry.reference.TRANSPORT_PREFIX is, checked by the tests).
+        if text.startswith("docker://"):
+            from distill.registry.reference import parse_reference
+
             parse_reference(text)
     return value
 

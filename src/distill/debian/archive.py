@@ -19,8 +19,7 @@ from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-
-import requests
+from typing import TYPE_CHECKING
 
 from distill import tempfiles
 from distill.cache import BlobCache
@@ -29,8 +28,10 @@ from distill.debian.control import gc_paused, parse_stanza
 from distill.debian.mirror import Mirrors, discover_mirrors
 from distill.debian.stanzas import IndexTables, index_tables, parse_packages_index
 from distill.errors import DistillError
-from distill.net.download import DownloadRequest, fetch_blob, fetch_bytes
-from distill.net.http import make_session
+from distill.net.request import DownloadRequest
+
+if TYPE_CHECKING:
+    import requests
 
 KEYRING_ENV = "DISTILL_KEYRING"
 DEFAULT_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
@@ -177,6 +178,8 @@ def parse_release(text: str, pocket: str) -> Release:
 def fetch_release(
     mirror: str, pocket: str, session: requests.Session, *, now: datetime | None = None
 ) -> Release:
+    from distill.net.download import fetch_bytes  # the network stack, only when used
+
     url = f"{mirror}/dists/{pocket}/InRelease"
     text = verify_inrelease(fetch_bytes(url, session=session), f"{pocket}/InRelease")
     release = parse_release(text, pocket)
@@ -255,6 +258,9 @@ def load_indices(
     cache: BlobCache | None = None,
 ) -> list[PocketIndex]:
     """Verified package indices of every pocket of a suite, for one architecture."""
+    from distill.net.download import fetch_blob  # the network stack, only when used
+    from distill.net.http import make_session
+
     mirrors = mirrors or discover_mirrors()
     session = session or make_session()
     cache = cache or BlobCache()

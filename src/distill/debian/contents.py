@@ -21,8 +21,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import requests
 from isal import igzip
 
 from distill import log
@@ -30,8 +30,10 @@ from distill.cache import BlobCache
 from distill.debian.archive import COMPONENT, Release, fetch_release, pockets_for
 from distill.debian.mirror import Mirrors, discover_mirrors
 from distill.errors import DistillError
-from distill.net.download import DownloadRequest, fetch_blob, fetch_bytes
-from distill.net.http import make_session
+from distill.net.request import DownloadRequest
+
+if TYPE_CHECKING:
+    import requests
 
 # Bump when what is kept or how it is stored changes: old derived tables are then never read.
 _TABLE_FORMAT = "contents-libs:1"
@@ -149,6 +151,8 @@ def _fetch_contents(
     remembered under the hash the InRelease wanted, so the next run does not fetch it again
     until the InRelease changes.
     """
+    from distill.net.download import fetch_blob, fetch_bytes  # the network stack, when used
+
     plain = f"{mirror}/dists/{release.pocket}/{COMPONENT}/Contents-{arch}.gz"
     if cache.get(req.sha256, req.size) is None and req.url != plain:
         # No by-hash copy (or a bad one): the plain file below.
@@ -216,6 +220,8 @@ def library_index(
     A pocket whose InRelease names no Contents file for the architecture is skipped, except
     the suite itself: without it nothing could be looked up.
     """
+    from distill.net.http import make_session  # the network stack, only when used
+
     mirrors = mirrors or discover_mirrors()
     session = session or make_session()
     cache = cache or BlobCache()

@@ -21,7 +21,7 @@ from distill.debian.mirror import Mirrors
 from distill.debian.resolve import Resolution, build_universe, resolve_closure
 from distill.errors import DistillError
 from distill.fsutil import atomic_write_bytes
-from distill.net.download import DownloadRequest
+from distill.net.request import DownloadRequest
 
 LOCK_VERSION = 1
 

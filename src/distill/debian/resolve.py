@@ -15,7 +15,6 @@ of what ``apt-get install`` would have unpacked.
 
 from __future__ import annotations
 
-import difflib
 from bisect import bisect_left, bisect_right
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -283,6 +282,8 @@ def _tables(index: PocketIndex, arch: str) -> IndexTables:
 
 
 def _suggest(name: str, names: Mapping[str, object] | Sequence[str]) -> str:
+    import difflib  # only for a wrong name: kept off the import of every run
+
     close = difflib.get_close_matches(name, list(names), n=5, cutoff=0.6)
     if close:
         return "did you mean: " + ", ".join(close) + "?"

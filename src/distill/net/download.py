@@ -18,7 +18,6 @@ import urllib.parse
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -42,6 +41,7 @@ from distill.net.http import (
     retry_after,
     validator,
 )
+from distill.net.request import DownloadRequest as DownloadRequest  # its old home
 
 DEFAULT_MAX_BYTES = 64 << 20
 DEFAULT_JOBS = 8
@@ -52,14 +52,6 @@ _READ_ERRORS: tuple[type[Exception], ...] = (*NETWORK_ERRORS, requests.RequestEx
 
 ProgressCallback = Callable[[int], None]
 """Called with the number of bytes just received; negative when a restart discards bytes."""
-
-
-@dataclass(frozen=True)
-class DownloadRequest:
-    url: str
-    sha256: str
-    size: int | None
-    name: str  # what the user calls it, e.g. "libc6_2.41-12_amd64.deb"
 
 
 class _Cancelled(Exception):

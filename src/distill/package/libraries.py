@@ -38,7 +38,7 @@ from distill.debian.deb import iter_data
 from distill.debian.mirror import Mirrors, discover_mirrors
 from distill.debian.version import compare_versions
 from distill.errors import DistillError
-from distill.net.download import DownloadRequest, fetch_blob
+from distill.net.request import DownloadRequest
 from distill.package.plan import BaseFacts
 
 if TYPE_CHECKING:
@@ -387,6 +387,8 @@ class PackageFinder:
         key = f"{_DEB_FILES_FORMAT}-{request.sha256}"
         listed = self.cache.get_derived("deb-files", key)
         if listed is None:
+            from distill.net.download import fetch_blob  # the network stack, only when used
+
             deb = fetch_blob(request, self.cache)
             names = sorted({usr_merged(info.name.lstrip(".")) for info, _ in iter_data(deb)})
             listed = "\n".join(names).encode()

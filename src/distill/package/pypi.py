@@ -28,7 +28,7 @@ from distill import tempfiles
 from distill.bounded import one_line, parse_json, read_regular_file
 from distill.cache import BlobCache, is_sha256
 from distill.errors import DistillError
-from distill.net.download import DownloadRequest, fetch_all
+from distill.net.request import DownloadRequest
 from distill.package.wheels import Target, check_compatible
 
 RESOLVE_NAMESPACE = "pypi-resolve"
@@ -258,6 +258,8 @@ def fetch_wheels(refs: Sequence[WheelRef], cache: BlobCache, *, offline: bool) -
         else:
             remote.append(DownloadRequest(ref.url, ref.sha256, None, ref.filename))
     if remote:
+        from distill.net.download import fetch_all  # the network stack, only when used
+
         found.update(fetch_all(remote, cache))
     return found
 

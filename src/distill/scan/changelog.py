@@ -35,8 +35,9 @@ from distill.debian.changelog import Changelog, read_deb_changelog
 from distill.debian.mirror import Mirrors
 from distill.debian.version import parse_version
 from distill.errors import DistillError
-from distill.net.download import DownloadRequest, fetch_all, fetch_blob
+from distill.net.download import fetch_all, fetch_blob
 from distill.net.http import make_session
+from distill.net.request import DownloadRequest
 from distill.scan.model import DebianAdvisory, ImagePackage, Origin
 
 URGENCY = "not yet assigned"  # a changelog's urgency is the upload's, not the issue's
