@@ -74,8 +74,12 @@ _DOCKER_REF = re.compile(
 )
 
 
+def is_oci_ref(ref: str) -> bool:
+    return _OCI_REF.fullmatch(ref) is not None
+
+
 def check_oci_ref(ref: str) -> str:
-    if not _OCI_REF.fullmatch(ref):
+    if not is_oci_ref(ref):
         raise DistillError(
             f"{ref!r} is not a valid OCI layout reference",
             hint="use letters, digits and - . _ : @ + / between them, e.g. 'latest' or 'app:1.0'",

@@ -1,10 +1,11 @@
 """``containers-storage:NAME``: an image in podman's local storage.
 
 Read through ``podman image save --format docker-archive`` to a temporary file (then as a
-docker-archive: layers uncompressed, so the manifest is one made for them). Written as a
-docker-archive tagged ``NAME`` to a temporary file, then ``podman load``. Either way the
-layers' diff_ids and the config (the image ID) are kept; the manifest and the layer
-digests are those of uncompressed layers (docs/copy.md).
+docker-archive: layers uncompressed, so the manifest is one made for them). Written to a
+temporary archive tagged ``NAME``, then ``podman load``: an OCI archive for an image with
+OCI media types and gzip or plain layers (podman keeps its manifest and layers as they
+are), else a docker-archive (layers uncompressed, the manifest one podman makes). Either
+way the layers' diff_ids and the config (the image ID) are kept (docs/copy.md).
 """
 
 from __future__ import annotations
@@ -21,11 +22,19 @@ from typing import cast
 from distill import tempfiles
 from distill.context import Access
 from distill.errors import DistillError
-from distill.image.model import Top
+from distill.image.descriptor import Descriptor
+from distill.image.mediatypes import MEDIA_TYPE_LAYER, MEDIA_TYPE_MANIFEST
+from distill.image.model import Image, Top
 from distill.image.partial import ImageSource
 from distill.transports import Opened, Progress, Reference, WriteResult
 from distill.transports._local import TarFiles
-from distill.transports._write import docker_tag, layer_digests, write_docker_archive
+from distill.transports._write import (
+    docker_tag,
+    is_oci_ref,
+    layer_digests,
+    write_docker_archive,
+    write_oci_archive,
+)
 from distill.transports.docker_archive import open_archive, open_archive_source
 
 
@@ -37,6 +46,27 @@ def _podman() -> str:
             hint="install podman, or use an archive made with podman save or docker save",
         )
     return podman
+
+
+# The layer types every podman reads in an OCI archive (zstd needs a recent one).
+_OCI_LAYER_TYPES = frozenset({MEDIA_TYPE_LAYER, f"{MEDIA_TYPE_LAYER}+gzip"})
+
+
+def loads_as_oci(image: Image, tag: str) -> bool:
+    """Whether ``image`` goes to podman as an OCI archive rather than a docker-archive.
+
+    A docker-archive holds every layer uncompressed, so each load decompressed and wrote
+    out the whole image, base layers included, to have podman find it already has them.
+    An OCI archive holds the blobs as stored (copied, checked against their digests), and
+    podman keeps the manifest it is given instead of making one. ``tag`` names the image
+    there, as the layout's ref.name: a docker name the OCI ref grammar lacks (``a__b``)
+    goes as a docker-archive.
+    """
+    return (
+        is_oci_ref(tag)
+        and image.descriptor.media_type == MEDIA_TYPE_MANIFEST
+        and all(layer.media_type in _OCI_LAYER_TYPES for layer in image.layers)
+    )
 
 
 def _last_line(text: str, fallback: object) -> str:
@@ -142,9 +172,22 @@ class ContainersStorageReference(Reference, transport="containers-storage"):
         podman = _podman()
         with tempfiles.spool_tempdir("distill-load") as tmp:
             archive = Path(tmp) / "image.tar"
-            descriptor = write_docker_archive(
-                top, archive, tag=self.name, source_date_epoch=mtime, progress=progress
-            )
+            tag = docker_tag(self.name)
+            if isinstance(top, Image) and loads_as_oci(top, tag):
+                # podman names the image by the layout's ref.name, as a docker-archive's tag
+                write_oci_archive(
+                    top,
+                    archive,
+                    ref=tag,
+                    source_date_epoch=mtime,
+                    progress=progress,
+                )
+                config = top.config_descriptor
+                descriptor = Descriptor(config.media_type, config.digest, config.size)
+            else:
+                descriptor = write_docker_archive(
+                    top, archive, tag=self.name, source_date_epoch=mtime, progress=progress
+                )
             done = subprocess.run(
                 [podman, "load", "-q", "-i", str(archive)],
                 capture_output=True,
