@@ -12,16 +12,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from distill.bounded import one_line, parse_json, read_regular_file
-from distill.debian.archive import PocketIndex, load_indices
 from distill.debian.binary import BinaryPackage
 from distill.debian.mirror import Mirrors
-from distill.debian.resolve import Resolution, build_universe, resolve_closure
 from distill.errors import DistillError
 from distill.fsutil import atomic_write_bytes
 from distill.net.request import DownloadRequest
+
+if TYPE_CHECKING:  # resolving (a cold build) imports them; reading a lock does not
+    from distill.debian.archive import PocketIndex
+    from distill.debian.resolve import Resolution
 
 LOCK_VERSION = 1
 
@@ -126,6 +128,8 @@ def choose_roots(spec_roots: tuple[str, ...], known: set[str]) -> tuple[str, ...
 
 
 def resolve_spec(spec: LockRequest, arch: str, indices: list[PocketIndex]) -> Resolution:
+    from distill.debian.resolve import build_universe, resolve_closure
+
     universe = build_universe(indices, arch, spec.pins)
     known = {p.name for index in indices for p in index.packages}
     roots = choose_roots(spec.roots, known)
@@ -135,6 +139,8 @@ def resolve_spec(spec: LockRequest, arch: str, indices: list[PocketIndex]) -> Re
 
 
 def lock_spec(spec: LockRequest, mirrors: Mirrors) -> tuple[Lock, dict[str, Resolution]]:
+    from distill.debian.archive import load_indices
+
     archs: dict[str, ArchLock] = {}
     resolutions: dict[str, Resolution] = {}
     pockets: tuple[tuple[str, str], ...] = ()

@@ -14,17 +14,18 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
-from distill.analyze.catalog import PackageType, catalog_view, want
-from distill.analyze.fsview import FsView, NodeKind, analyse_fsview
 from distill.bounded import parse_json
 from distill.build.pipeline import release_version
 from distill.cache import BlobCache
 from distill.errors import DistillError
 from distill.image.model import Image
-from distill.image.partial import ImageReader
 from distill.image.platform import Platform
 from distill.package.plan import BaseFacts
+
+if TYPE_CHECKING:
+    from distill.analyze.fsview import FsView
 
 _PYTHON_DIR = re.compile(r"usr/lib/python(3\.\d+)")
 _JRE = re.compile(r"openjdk-(\d+)-(?:jre|jdk)(?:-headless)?")
@@ -47,6 +48,11 @@ def base_facts(image: Image, name: str, cache: BlobCache | None = None) -> BaseF
             facts = _from_json(remembered)
             if facts is not None:
                 return facts
+    # Reading the image (a cache miss) needs the analysers: imported only then.
+    from distill.analyze.catalog import want
+    from distill.analyze.fsview import analyse_fsview
+    from distill.image.partial import ImageReader
+
     source = ImageReader(image, name=name)
     try:
         facts = analyse_fsview(source, want, lambda view: _facts(view, image))
@@ -97,6 +103,9 @@ def _from_json(raw: bytes) -> BaseFacts | None:
 
 
 def _facts(view: FsView, image: Image) -> BaseFacts:
+    from distill.analyze.catalog import PackageType, catalog_view
+    from distill.analyze.fsview import NodeKind
+
     catalog = catalog_view(view)
     files = frozenset(view.nodes)
     symlinks = {p: n.linkname for p, n in view.nodes.items() if n.kind is NodeKind.SYMLINK}

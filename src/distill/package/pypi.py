@@ -19,7 +19,6 @@ import shutil
 import subprocess
 import sys
 import urllib.parse
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -266,6 +265,8 @@ def fetch_wheels(refs: Sequence[WheelRef], cache: BlobCache, *, offline: bool) -
 
 def _put_local(ref: WheelRef, cache: BlobCache) -> Path:
     # A find-links directory on this machine: copied in, then checked like a download.
+    import urllib.request  # http.client, email, ssl: only for a file: URL
+
     source = Path(urllib.request.url2pathname(urllib.parse.urlsplit(ref.url).path))
     part = cache.tmp_path(ref.sha256[:12] + "-")
     try:
