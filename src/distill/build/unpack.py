@@ -13,7 +13,6 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -152,6 +151,8 @@ def unpack_all(
 ) -> dict[str, Unpacked]:
     """Unpack every package (``jobs`` at a time: decompression and hashing release the
     GIL), keyed by package name, in the order given."""
+    from concurrent.futures import ThreadPoolExecutor  # and logging: only when unpacking
+
     with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
         futures = [
             pool.submit(unpack_package, pkg, debs[pkg.sha256], cache, keep) for pkg in packages
