@@ -38,6 +38,7 @@ from distill.analyze.langpkgs import (
     ARCHIVE_SUFFIXES,
     MAX_ARCHIVE_BYTES,
     MAX_METADATA_BYTES,
+    exploded_pom,
     is_archive,
     is_component_record,
     language_components,
@@ -82,7 +83,7 @@ _INSTALLED_STATES = frozenset({"installed", "triggers-pending", "triggers-awaite
 _WHOLE = frozenset({DPKG_STATUS, APK_INSTALLED, *OS_RELEASE_PATHS})
 # The file names (or endings) ``wanted`` can say yes to outside the dpkg directories: anything
 # else is turned down on its name alone, which is most of an image.
-_NAMES = frozenset({"copyright", "METADATA", "PKG-INFO", "package.json"})
+_NAMES = frozenset({"copyright", "METADATA", "PKG-INFO", "package.json", "pom.properties"})
 _ENDINGS = (".egg-info", *ARCHIVE_SUFFIXES)
 
 
@@ -136,6 +137,8 @@ def capture_cap(path: str) -> tuple[int, Over] | None:
         return MAX_METADATA_BYTES, Over.SKIP  # old setuptools wrote .egg-info as a file
     if name == "package.json":
         return (MAX_METADATA_BYTES, Over.SKIP) if npm_package_dir(parent) else None
+    if name == "pom.properties":
+        return (MAX_METADATA_BYTES, Over.SKIP) if exploded_pom(path) else None
     return (MAX_ARCHIVE_BYTES, Over.SKIP) if is_archive(path) else None
 
 

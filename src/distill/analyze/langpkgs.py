@@ -46,6 +46,21 @@ def is_archive(path: str) -> bool:
     return path.lower().endswith(ARCHIVE_SUFFIXES)
 
 
+def exploded_pom(path: str) -> bool:
+    """``…/META-INF/maven/<group>/<artifact>/pom.properties`` outside an archive: a jar
+    unpacked into the image (a Spring Boot jar split into layers keeps the app's own)."""
+    parts = path.split("/")
+    return (
+        len(parts) >= 5
+        and parts[-1] == "pom.properties"
+        and parts[-5:-3]
+        == [
+            "META-INF",
+            "maven",
+        ]
+    )
+
+
 def npm_package_dir(directory: str) -> bool:
     """``.../node_modules/<name>`` or ``.../node_modules/@scope/<name>``: a package root."""
     parts = directory.split("/")
@@ -69,6 +84,8 @@ def language_components(
         return _npm(path, captured)
     if is_component_record(path):
         return _component_record(path, captured)
+    if exploded_pom(path):
+        return _exploded_pom(path, captured)
     if is_archive(path):
         source = captured.file if captured.file is not None else captured.data
         budget = _Budget(MAX_EXTRACTED, path, [] if warnings is None else warnings)
@@ -125,6 +142,15 @@ def _component_record(path: str, captured: CapturedFile) -> list[Component]:
             locations=locations,
         )
     ]
+
+
+def _exploded_pom(path: str, captured: CapturedFile) -> list[Component]:
+    props = _properties(text(captured.data))
+    group, artifact = props.get("groupId", ""), props.get("artifactId", "")
+    version = props.get("version", "")
+    if not (group and artifact and version):
+        return []
+    return [_maven(path, captured.layer, group, artifact, version)]
 
 
 def _npm(path: str, captured: CapturedFile) -> list[Component]:
@@ -365,3 +391,8 @@ def _maven(path: str, layer: int, group: str, artifact: str, version: str) -> Co
         locations=(path,),
         group=group,
     )
+
+
+def manifest_main_section(text: str) -> dict[str, str]:
+    """A ``MANIFEST.MF``'s main section (``distill package`` reads Main-Class from it)."""
+    return _manifest(text)

@@ -1,0 +1,7 @@
+package com.example.company;
+
+public class Suffix {
+    public static String of() {
+        return " with a custom layer";
+    }
+}
