@@ -351,6 +351,9 @@ MALFORMED = [
     b'{"pkg": {}} trailing',
     b'{"pkg": {}, }',
     b"\xff\xfe{}",
+    b'{"pkg": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # nested past any stack
+    b'{"pkg": {"CVE-1": {"releases": {"bookworm": {"status": "open", "urgency": "low", '
+    b'"nodsa": 3}}}}}',
 ]
 
 
