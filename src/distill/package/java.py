@@ -31,7 +31,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -368,13 +368,18 @@ class JavaPlanner:
             raise DistillError(
                 f"{app.path}: Main-Class {app.main_class[:200]!r} is not a class name"
             )
+        # The whole jar is read (and refused if it must be) before the base is asked for
+        # a java: a bad input is the first thing to hear about.
+        plan = (
+            _spring_boot(app, "java", ctx) if app.layered else _plain(app, jars, root, "java", ctx)
+        )
         if options.jlink:
             from distill.package.jlink import JLINK_JAVA
 
             java = JLINK_JAVA
         else:
             java = _java_path(base) if options.entrypoint is None else "java"
-        plan = _spring_boot(app, java, ctx) if app.layered else _plain(app, jars, root, java, ctx)
+        plan = replace(plan, entrypoint=(java, *plan.entrypoint[1:]))
         if options.jlink:
             plan = _with_jlink(plan, base, ctx, offline=options.offline)
         return plan
