@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -127,3 +128,26 @@ def test_jlink_image(tmp_path: Path, registry: Registry, pulled: list[str]) -> N
     theirs = deb_packages_of(json.loads(trivy_image(archive, tmp_path).read_text()))
     assert JDK in theirs
     assert ours == {f"pkg:deb/debian/{JDK}@{quote(str(theirs[JDK][0]), safe='~')}"}
+
+
+def _layers(layout: Path) -> list[str]:
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].removeprefix("sha256:")
+    manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
+    return [layer["digest"] for layer in manifest["layers"]]
+
+
+@pytest.mark.parametrize("jlink", [False, True], ids=["java21", "jlink"])
+def test_code_change_rebuilds_only_the_app_layer(tmp_path: Path, jlink: bool) -> None:
+    """The app jar rebuilt with a changed class: only the last layer changes (the base,
+    the dependencies and the jlink'ed runtime keep their digests)."""
+    app = plain_app(tmp_path / "src")
+    extra = ["--jlink"] if jlink else []
+    distill("package", str(app.class_path_jar), *extra, "-o", f"oci:{tmp_path / 'one'}")
+    with zipfile.ZipFile(app.class_path_jar, "a") as zf:
+        zf.writestr("demo/Extra.class", b"\xca\xfe\xba\xbe changed")
+    distill("package", str(app.class_path_jar), *extra, "-o", f"oci:{tmp_path / 'two'}")
+    one, two = _layers(tmp_path / "one"), _layers(tmp_path / "two")
+    assert len(one) == len(two)
+    assert one[:-1] == two[:-1]
+    assert one[-1] != two[-1]
