@@ -59,6 +59,10 @@ JDK_FORMAT = 1  # bump when the unpacked tree's layout changes
 TOOL_TIMEOUT = 600
 JLINK_OPTIONS = ("--strip-debug", "--no-man-pages", "--no-header-files", "--compress=zip-6")
 JDEPS_NAMESPACE = "jdeps"
+_TOOL_ENV_DROPPED = frozenset(
+    {"JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS", "CLASSPATH", "JAVA_HOME",
+     "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT"}
+)  # fmt: skip
 JLINK_NAMESPACE = "jlink"
 TRIPLETS = {
     "amd64": ("x86_64-linux-gnu", "ld-linux-x86-64.so.2"),
@@ -108,7 +112,13 @@ class Jdk:
         ]
         try:
             done = subprocess.run(
-                command, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False
+                command,
+                capture_output=True,
+                text=True,
+                timeout=TOOL_TIMEOUT,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                env=_tool_env(),
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise DistillError(f"{tool} from {JDK_PACKAGE} could not run ({exc})") from exc
@@ -132,7 +142,15 @@ class Jdk:
             str(elf),
         ]
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                env=_tool_env(),
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise DistillError(f"the libraries of {elf.name} could not be listed ({exc})") from exc
         found = {}
@@ -141,6 +159,12 @@ class Jdk:
             if sep and rest.startswith("/"):
                 found[name] = rest.split(" (", 1)[0]
         return found
+
+
+def _tool_env() -> dict[str, str]:
+    """The environment without what would change the tools' output or load the host's
+    libraries into them (options the JVM reads, preloads, library paths)."""
+    return {k: v for k, v in os.environ.items() if k not in _TOOL_ENV_DROPPED}
 
 
 def _host_arch_matches(arch: str) -> None:
