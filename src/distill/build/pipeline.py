@@ -121,16 +121,24 @@ class BuildResult:
 # --- inputs ----------------------------------------------------------------------------------
 
 
+def environment_epoch() -> int | None:
+    """``$SOURCE_DATE_EPOCH`` when set (checked), else None."""
+    text = os.environ.get(SDE_ENV)
+    if text is None or not text.strip():
+        return None
+    if not text.strip().isdigit():
+        raise DistillError(
+            f"{SDE_ENV}={text!r} is not a number of seconds since 1970",
+            hint=f"unset it, or set e.g. {SDE_ENV}=$(git log -1 --format=%ct)",
+        )
+    return int(text)
+
+
 def source_date_epoch(lock: Lock) -> int:
     """``$SOURCE_DATE_EPOCH``, else the newest InRelease date of the lock."""
-    text = os.environ.get(SDE_ENV)
-    if text is not None and text.strip():
-        if not text.strip().isdigit():
-            raise DistillError(
-                f"{SDE_ENV}={text!r} is not a number of seconds since 1970",
-                hint=f"unset it, or set e.g. {SDE_ENV}=$(git log -1 --format=%ct)",
-            )
-        return int(text)
+    epoch = environment_epoch()
+    if epoch is not None:
+        return epoch
     if not lock.pockets:
         raise DistillError(
             "the lock records no archive dates to take SOURCE_DATE_EPOCH from",
@@ -450,6 +458,31 @@ def _base_image(
     return _image(ctx, base_spec, arch, planned, base_layers, beneath)
 
 
+def build_context(
+    spec: Spec,
+    lock: Lock | None,
+    archs: Sequence[str],
+    cache: BlobCache,
+    compression: Compression = Compression.GZIP,
+    jobs: int = DEFAULT_JOBS,
+) -> BuildContext:
+    """What ``build_arch`` needs: ``lock`` checked against ``spec``, or resolved now when
+    None (``distill package`` builds its base through this too)."""
+    mirrors = functools.cache(lambda: discover_mirrors(spec.mirror, spec.security_mirror))
+    registry = functools.cache(registry_url)
+    if lock is None:
+        with log.complete_step(f"Resolving {spec.name} ({spec.suite}, {', '.join(archs)})"):
+            lock, _ = lock_spec(spec, mirrors())
+            lock = lock_components(lock, spec.node, cache, registry)
+    else:
+        check_lock(spec, lock, archs)
+    ctx = BuildContext(
+        spec, lock, cache, compression, jobs, source_date_epoch(lock), mirrors, registry
+    )
+    ctx.cache.sweep()  # what killed builds left in the cache
+    return ctx
+
+
 def build_image(
     spec: Spec,
     lock: Lock | None,
@@ -478,19 +511,7 @@ def build_image(
             hint="pick one with --arch, or write oci:, oci-archive: or docker://, which hold "
             "them all",
         )
-    mirrors = functools.cache(lambda: discover_mirrors(spec.mirror, spec.security_mirror))
-    registry = functools.cache(registry_url)
-    cache = cache or BlobCache()
-    if lock is None:
-        with log.complete_step(f"Resolving {spec.name} ({spec.suite}, {', '.join(archs)})"):
-            lock, _ = lock_spec(spec, mirrors())
-            lock = lock_components(lock, spec.node, cache, registry)
-    else:
-        check_lock(spec, lock, archs)
-    ctx = BuildContext(
-        spec, lock, cache, compression, jobs, source_date_epoch(lock), mirrors, registry
-    )
-    ctx.cache.sweep()  # what killed builds left in the cache
+    ctx = build_context(spec, lock, archs, cache or BlobCache(), compression, jobs)
     results = tuple(build_arch(ctx, arch) for arch in archs)
     images = [r.image for r in results]
     config = image_config(spec, set())

@@ -23,6 +23,7 @@ from typing import Any
 
 import yaml
 
+from distill.build.spec_app import APP_EXAMPLE, APP_HELP, AppSpec, parse_app
 from distill.build.spec_values import Accounts as Accounts
 from distill.build.spec_values import FileSpec as FileSpec
 from distill.build.spec_values import PathSpec as PathSpec
@@ -36,6 +37,7 @@ from distill.build.spec_values import (
     parse_files,
     parse_keep,
     parse_mapping,
+    parse_node,
     parse_paths,
     parse_ports,
     parse_str,
@@ -118,6 +120,7 @@ class Spec:
     # The nearest preset below this spec in its `extends` chain (``python3:nonroot``): the
     # image ``distill build`` records as its base when that image's layers are its bottom.
     base: str | None = None
+    app: AppSpec | None = None  # an application packaged on the image (build/spec_app.py)
 
     def suite_pockets(self) -> tuple[str, ...]:
         """The pockets a lock may take packages from (checked against the suite)."""
@@ -164,19 +167,6 @@ def _suite(where: Where, key: str, value: Any) -> str:
 
 def _suites(where: Where, key: str, value: Any) -> tuple[str, ...]:
     return tuple(_suite(where, key, item) for item in parse_str_list(where, key, value))
-
-
-def _node(where: Where, key: str, value: Any) -> int | None:
-    if value is None:
-        return None
-    major = value.get("major") if isinstance(value, dict) else None
-    if not isinstance(value, dict) or set(value) != {"major"}:
-        raise where.fail(key, "expected a mapping `{major: N}`", hint="e.g. `node: {major: 22}`")
-    if not isinstance(major, int) or isinstance(major, bool) or not 18 <= major < 100:
-        raise where.fail(
-            key, f"major: {show(major)} is not a Node.js major version", hint="e.g. 22"
-        )
-    return major
 
 
 def _archs(where: Where, key: str, value: Any) -> tuple[str, ...]:
@@ -334,13 +324,14 @@ FIELDS: dict[str, Field] = {
         "debug_packages: [openjdk-21-jdk-headless]",
     ),
     "node": Field(
-        _node,
+        parse_node,
         Merge.REPLACE,
         "Node.js from the official Linux builds the npm registry publishes: the newest "
         "release of `major`, locked with its integrity, at `/nodejs/bin/node` in a layer of "
         "its own (`null` removes it); see docs/archive-and-lock.md",
         "node: {major: 22}",
     ),
+    "app": Field(parse_app, Merge.REPLACE, APP_HELP, APP_EXAMPLE),
 }
 
 

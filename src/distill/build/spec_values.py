@@ -420,3 +420,16 @@ def parse_accounts(
             )
         )
     return tuple(users), tuple(groups)
+
+
+def parse_node(where: Where, key: str, value: Any) -> int | None:
+    if value is None:
+        return None
+    major = value.get("major") if isinstance(value, dict) else None
+    if not isinstance(value, dict) or set(value) != {"major"}:
+        raise where.fail(key, "expected a mapping `{major: N}`", hint="e.g. `node: {major: 22}`")
+    if not isinstance(major, int) or isinstance(major, bool) or not 18 <= major < 100:
+        raise where.fail(
+            key, f"major: {show(major)} is not a Node.js major version", hint="e.g. 22"
+        )
+    return major

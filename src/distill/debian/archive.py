@@ -67,6 +67,7 @@ class PocketIndex:
     # Derived from the packages when the index was parsed, and cached with them; None for an
     # index made by hand, whose tables the resolver works out itself.
     tables: IndexTables | None = None
+    sha256: str = ""  # of the verified Packages file it was read from ("" when made by hand)
 
 
 def pockets_for(suite: str) -> tuple[str, ...]:
@@ -264,5 +265,17 @@ def load_indices(
         request = _packages_request(mirror, release, arch)
         blob = fetch_blob(request, cache, session=session)
         packages, tables = _load_packages(blob, request.sha256, pocket, arch, cache)
-        result.append(PocketIndex(pocket, release.date, packages, tables))
+        result.append(PocketIndex(pocket, release.date, packages, tables, request.sha256))
     return result
+
+
+def cached_index(
+    pocket: str, arch: str, sha256: str, date: datetime, cache: BlobCache
+) -> PocketIndex | None:
+    """A pocket's index as verified by an earlier ``load_indices`` (its Packages file named
+    by ``sha256``), from the cache alone; None when the cache no longer has it."""
+    blob = cache.get(sha256, verify=True)
+    if blob is None:
+        return None
+    packages, tables = _load_packages(blob, sha256, pocket, arch, cache)
+    return PocketIndex(pocket, date, packages, tables, sha256)

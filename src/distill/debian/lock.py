@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -106,6 +107,9 @@ class Lock:
     roots: tuple[str, ...]
     exclude: tuple[str, ...]
     include: tuple[str, ...]
+    # What an app packaged on the image installed besides .debs (``distill package``): opaque
+    # here, each a mapping of strings that only its writer interprets.
+    language_packages: tuple[Mapping[str, str], ...] = ()
 
     @property
     def newest_date(self) -> datetime:
@@ -183,6 +187,11 @@ def lock_to_json(lock: Lock) -> dict[str, Any]:
             }
             for arch, a in sorted(lock.archs.items())
         },
+        **(
+            {"languagePackages": [dict(item) for item in lock.language_packages]}
+            if lock.language_packages
+            else {}
+        ),
     }
 
 
@@ -339,6 +348,7 @@ def read_lock(path: Path) -> Lock:
             else (),
         )
     request = data.mapping("request")
+    language = data.objects("languagePackages") if "languagePackages" in data.value else []
     return Lock(
         suite=data.text("suite"),
         pockets=tuple(_pocket(p) for p in data.objects("pockets")),
@@ -346,7 +356,13 @@ def read_lock(path: Path) -> Lock:
         roots=request.texts("packages"),
         exclude=request.texts("exclude"),
         include=request.texts("include"),
+        language_packages=tuple(_strings(item) for item in language),
     )
+
+
+def _strings(item: _Fields) -> dict[str, str]:
+    """A language package's record: its keys, each with a printable string."""
+    return {key: item.text(key) for key in item.value}
 
 
 def lock_downloads(lock: Lock, mirrors: Mirrors, arch: str | None = None) -> list[DownloadRequest]:

@@ -104,6 +104,9 @@ class PlanContext:
     staging: Path  # a directory for staged files, on the cache's filesystem
     source_date_epoch: int
     locked: tuple[LangPackage, ...] | None = None  # from an earlier lock: install exactly these
+    # `distill lock`: resolve the language dependencies afresh (a planner that can, e.g.
+    # Python's for a pyproject without pins) instead of requiring a lock; ``locked`` is None.
+    relock: bool = False
 
 
 class Planner(Protocol):

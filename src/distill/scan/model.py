@@ -68,3 +68,10 @@ class Finding:
     origin: Origin
     fixed_version: str | None = None
     title: str = ""
+    # Every source that reports this id for this package, when several do (the merge keeps
+    # them all); () means ``origin`` alone.
+    origins: tuple[Origin, ...] = ()
+
+    @property
+    def sources(self) -> tuple[Origin, ...]:
+        return self.origins or (self.origin,)
