@@ -21,6 +21,7 @@ from urllib.parse import quote
 import pytest
 
 from java_apps import BOOT_BODY, BOOT_LAYERS, MAVEN, PLAIN_BODY, boot_app, plain_app
+from package_checks import assert_no_tools
 from registry_fixtures import Registry, free_port, registry  # noqa: F401
 from test_sbom import deb_packages_of, trivy_image
 
@@ -57,6 +58,7 @@ def pulled(registry: Registry) -> Iterator[list[str]]:
 def package_push_pull(app: Path, registry: Registry, pulled: list[str], *extra: str) -> str:
     name = f"{registry.host}/java-{uuid.uuid4().hex[:8]}:1"
     distill("package", str(app), *extra, "--port", "8080", "-o", f"docker://{name}")
+    assert_no_tools(f"docker://{name}")
     podman("pull", "--tls-verify=false", name)
     pulled.append(name)
     return name
