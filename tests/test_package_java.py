@@ -218,7 +218,11 @@ def test_spring_boot_layers_and_runs(tmp_path: Path, ctx: PlanContext) -> None:
 def test_spring_boot_old_launcher_name(tmp_path: Path, ctx: PlanContext) -> None:
     """Before Boot 3.2 the launcher was org.springframework.boot.loader.JarLauncher: the
     entrypoint follows the manifest, and a launcher missing from the jar is refused."""
-    jar = boot_app(tmp_path / "src", launcher="org.springframework.boot.loader.JarLauncher")
+    old = "org.springframework.boot.loader.JarLauncher"
+    p = plan(boot_app(tmp_path / "old", launcher=old), ctx)
+    assert p.entrypoint == ("/usr/bin/java", "-cp", "/app", old)
+    assert next(host_run(p, tmp_path / "run")) == BOOT_BODY
+    jar = boot_app(tmp_path / "src", launcher=old, compiled_as=LAUNCHER)
     with pytest.raises(
         DistillError,
         match=re.escape("Main-Class org.springframework.boot.loader.JarLauncher is not in the jar"),
