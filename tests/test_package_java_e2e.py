@@ -153,3 +153,10 @@ def test_code_change_rebuilds_only_the_app_layer(tmp_path: Path, jlink: bool) ->
     assert len(one) == len(two)
     assert one[:-1] == two[:-1]
     assert one[-1] != two[-1]
+
+
+def test_spring_boot_jar_jlink(tmp_path: Path, registry: Registry, pulled: list[str]) -> None:
+    """jdeps reads the exploded layout (BOOT-INF/classes, BOOT-INF/lib, the launcher)."""
+    jar = boot_app(tmp_path / "src")
+    image = package_push_pull(jar, registry, pulled, "--jlink")
+    assert answer(image) == BOOT_BODY
