@@ -384,3 +384,18 @@ def test_catalog_reads_the_packaged_layout(tmp_path: Path, ctx: PlanContext) -> 
         ("pkg:maven/com.example/demo@0.0.1", "app/META-INF/maven/com.example/demo/pom.properties")
     )
     assert found == want
+
+
+def test_class_path_link_out_of_the_directory(tmp_path: Path, ctx: PlanContext) -> None:
+    """A Class-Path jar that is a link to a file outside the jar's directory is not read."""
+    app = plain_app(tmp_path / "src")
+    lib = app.class_path_jar.parent / "lib" / "body-1.0.jar"
+    outside = tmp_path / "secret"
+    outside.write_bytes(b"not for the image")
+    lib.unlink()
+    lib.symlink_to(outside)
+    error = one_line_error(app.class_path_jar, ctx)
+    assert "lib/body-1.0.jar" in error.message and "not beside it" in error.message
+    assert not any(
+        p.read_bytes() == b"not for the image" for p in ctx.staging.rglob("*") if p.is_file()
+    )

@@ -420,23 +420,29 @@ def _plain(app: JarFacts, jars: Sequence[Path], root: Path, java: str, ctx: Plan
     class_path = _class_path(app, app_rel)
     deps = [j for j in jars if j != app.path]
     if len(jars) == 1:
-        # A single jar: its Class-Path jars are beside it on the host.
-        deps = [root / rel for rel in class_path if (root / rel).is_file()]
-        missing = [rel for rel in class_path if not (root / rel).is_file()]
+        # A single jar: its Class-Path jars are beside it on the host (and must stay
+        # there: a link out of the directory is not followed).
+        inside = root.resolve()
+        missing = [
+            rel
+            for rel in class_path
+            if not ((root / rel).is_file() and (root / rel).resolve().is_relative_to(inside))
+        ]
         if missing:
             raise DistillError(
                 f"{app.path}: Class-Path names {missing[0]!r}, which is not beside it",
                 hint="give the directory holding the jar and its dependencies",
             )
+        deps = [root / rel for rel in dict.fromkeys(class_path)]
     dep_files, packages = [], []
     for dep in deps:
         rel = dep.relative_to(root).as_posix()
         staged, size = _stage_file(dep, ctx)
         dep_files.append(_file_entry(f"{APP_DIR[1:]}/{rel}", staged, size))
         packages += maven_packages(staged, f"{APP_DIR}/{rel}")
+    # The app jar itself is no dependency: the lock would go stale at every code change.
     staged, size = _stage_file(app.path, ctx)
     app_file = _file_entry(f"{APP_DIR[1:]}/{app_rel}", staged, size)
-    packages += maven_packages(staged, f"{APP_DIR}/{app_rel}")
     dep_rels = {d.relative_to(root).as_posix() for d in deps}
     app_in_image = f"{APP_DIR}/{app_rel}"
     if dep_rels <= set(class_path):
