@@ -57,6 +57,7 @@ MAX_EXTRACTED = 2 << 30  # bytes extracted from one Spring Boot jar, in all
 MAX_MANIFEST = 1 << 20
 MAX_LAYERS_IDX = 1 << 20
 MAX_JARS = 10_000  # jars in an input directory
+MAX_WALKED = 200_000  # files and directories looked at below it
 LAYERS_IDX = "BOOT-INF/layers.idx"
 MANIFEST = "META-INF/MANIFEST.MF"
 DEPENDENCIES = "dependencies"
@@ -195,7 +196,8 @@ def parse_layers_idx(text: str, jar: Path) -> list[tuple[str, list[str]]]:
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        layer = re.fullmatch(r'- "([^"/]+)":\s*', line)
+        # Layer names become the image's layer names, shown to the user: plain words only.
+        layer = re.fullmatch(r'- "([\w.-]{1,100})":\s*', line)
         entry = re.fullmatch(r'\s+- "([^"]+)"\s*', line)
         if layer:
             if any(name == layer.group(1) for name, _ in layers):
@@ -301,11 +303,21 @@ def _is_jvm_java(path: str) -> bool:
 
 def _find_jars(directory: Path) -> list[Path]:
     jars: list[Path] = []
-    for path in sorted(directory.rglob("*")):
-        if path.suffix.lower() == ".jar" and path.is_file() and not path.is_symlink():
-            jars.append(path)
-            if len(jars) > MAX_JARS:
-                raise DistillError(f"{directory} holds more than {MAX_JARS} jars")
+    seen = 0
+    for top, dirs, files in os.walk(directory):  # links to directories are not followed
+        dirs.sort()
+        seen += len(dirs) + len(files)
+        if seen > MAX_WALKED:
+            raise DistillError(
+                f"{directory} holds more than {MAX_WALKED} files; not a directory of jars",
+                hint="give the app jar, or a directory holding only it and its dependencies",
+            )
+        for name in sorted(files):
+            path = Path(top) / name
+            if path.suffix.lower() == ".jar" and path.is_file() and not path.is_symlink():
+                jars.append(path)
+                if len(jars) > MAX_JARS:
+                    raise DistillError(f"{directory} holds more than {MAX_JARS} jars")
     if not jars:
         raise DistillError(f"{directory} holds no jar", hint=_NOT_A_JAR_HINT)
     return jars
@@ -320,7 +332,7 @@ def _choose_app(jars: Sequence[Path], directory: Path) -> JarFacts:
         raise DistillError(
             f"no jar in {directory} names a Main-Class in its manifest",
             hint="build the app jar with a Main-Class (jar --main-class, or the build tool's "
-            "manifest setting), or give --entrypoint",
+            "manifest setting)",
         )
     names = ", ".join(str(f.path.relative_to(directory)) for f in runnable[:5])
     raise DistillError(
