@@ -339,10 +339,15 @@ def shared_ctx() -> PlanContext:
     return PlanContext(cache, Access(), cache.root / "staging", 0)
 
 
+def cc_base(glibc: str | None) -> BaseFacts:
+    return BaseFacts("amd64", "trixie", frozenset({"usr/lib/x86_64-linux-gnu/libc.so.6"}), {},
+                     {"libc6": f"{glibc}-1"} if glibc else {}, glibc=glibc)  # fmt: skip
+
+
 @pytest.mark.network
 def test_jlink_runtime_plan(tmp_path: Path, shared_ctx: PlanContext) -> None:
     app = plain_app(tmp_path / "src")
-    p = plan(app.jar, shared_ctx, jlink=True)
+    p = JavaPlanner().plan(AppOptions(app.jar, jlink=True), cc_base("2.41"), shared_ctx)
     assert p.base == "cc:nonroot"
     assert [layer.name for layer in p.layers] == ["java runtime (jlink)", "application"]
     runtime = files_of(p.layers[0].entries)
@@ -399,3 +404,16 @@ def test_class_path_link_out_of_the_directory(tmp_path: Path, ctx: PlanContext) 
     assert not any(
         p.read_bytes() == b"not for the image" for p in ctx.staging.rglob("*") if p.is_file()
     )
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("glibc", ["2.36", None], ids=["bookworm", "static"])
+def test_jlink_refuses_an_older_glibc(
+    tmp_path: Path, shared_ctx: PlanContext, glibc: str | None
+) -> None:
+    """trixie's JDK links trixie's native code: a base with bookworm's glibc (2.36) or
+    none could not start the runtime."""
+    app = plain_app(tmp_path / "src")
+    with pytest.raises(DistillError, match="needs glibc") as info:
+        JavaPlanner().plan(AppOptions(app.jar, jlink=True), cc_base(glibc), shared_ctx)
+    assert "\n" not in info.value.message and info.value.hint

@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -98,6 +99,7 @@ class Jdk:
     copyright: dict[str, Path]  # package → its staged copyright file
     version: str
     key: str  # sha256 over the closure's .deb digests
+    glibc: tuple[int, int]  # the libc6 it was built against: the runtime needs at least it
 
     def run(self, tool: str, args: Sequence[str]) -> str:
         triplet, loader = TRIPLETS[self.arch]
@@ -209,7 +211,26 @@ def load_jdk(arch: str, ctx: PlanContext) -> Jdk:
     }
     version = next(p.version for p in packages if p.name == JDK_PACKAGE)
     controls = {name: u.control.control for name, u in unpacked.items()}
-    return Jdk(root, homes[0], arch, owners, controls, copyright, version, key)
+    libc = next((p.version for p in packages if p.name == "libc6"), "0.0")
+    return Jdk(root, homes[0], arch, owners, controls, copyright, version, key, _major_minor(libc))
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    match = re.match(r"(?:\d+:)?(\d+)\.(\d+)", version)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def _check_glibc(jdk: Jdk, base: BaseFacts) -> None:
+    """The runtime's native code is trixie's: a base with an older glibc (bookworm's) or
+    none (static) could not start it."""
+    have = _major_minor(base.glibc) if base.glibc else None
+    if have is None or have < jdk.glibc:
+        need = ".".join(map(str, jdk.glibc))
+        raise DistillError(
+            f"the jlink'ed runtime from {JDK_SUITE}'s {JDK_PACKAGE} needs glibc {need} or "
+            f"newer; the base has {base.glibc or 'none'}",
+            hint=f"package on a {JDK_SUITE} base with glibc (the default, cc:nonroot)",
+        )
 
 
 def _materialise(root: Path, entries: Sequence[FsEntry]) -> None:
@@ -422,6 +443,7 @@ def jlink_runtime(
         )
     with log.complete_step(f"Unpacking {JDK_PACKAGE} from {JDK_SUITE} for jdeps and jlink"):
         jdk = load_jdk(base.arch, ctx)
+    _check_glibc(jdk, base)
     modules = _modules(jdk, app_root, app_key, ctx)
     files, packages = _runtime(jdk, modules, ctx)
     sbom = status_entries([_control(jdk)])
