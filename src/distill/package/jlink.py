@@ -155,11 +155,21 @@ class Jdk:
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise DistillError(f"the libraries of {elf.name} could not be listed ({exc})") from exc
-        found = {}
+        found, missing = {}, []
         for line in done.stdout.splitlines():
             name, sep, rest = line.strip().partition(" => ")
             if sep and rest.startswith("/"):
                 found[name] = rest.split(" (", 1)[0]
+            elif sep and rest.startswith("not found"):
+                missing.append(name)
+        if done.returncode != 0 or missing:
+            # Without the list the image could lack a library the runtime loads.
+            raise DistillError(
+                f"the libraries of the runtime's {elf.name} could not be listed"
+                + (f": {', '.join(missing)} not found" if missing else ""),
+                hint=f"the unpacked JDK in {self.root} may be incomplete; delete it to unpack "
+                "it again",
+            )
         return found
 
 
