@@ -132,10 +132,11 @@ def layers_idx() -> str:
     return "\n".join(lines) + "\n"
 
 
-def boot_app(tmp: Path, launcher: str = LAUNCHER) -> Path:
+def boot_app(tmp: Path, launcher: str = LAUNCHER, compiled_as: str | None = None) -> Path:
     """The Spring-Boot-shaped jar: the launcher at the root, the app in BOOT-INF/classes,
     two dependency jars in BOOT-INF/lib, the index and a manifest naming both classes."""
     need_javac()
+    compiled_as = compiled_as or launcher
     src = SOURCES / "boot"
     greeting = javac(tmp / "greeting", src / "lib" / "greeting" / "Greeting.java")
     company = javac(tmp / "company", src / "lib" / "company" / "Suffix.java")
@@ -147,10 +148,15 @@ def boot_app(tmp: Path, launcher: str = LAUNCHER) -> Path:
         libs / "company-2.0.jar", company, manifest(), dict([_pom("company-2.0.jar")])
     )
     app = javac(tmp / "app", src / "demo" / "BootApp.java", classpath=[greeting_jar, company_jar])
-    loader = javac(
-        tmp / "loader",
-        src / "org" / "springframework" / "boot" / "loader" / "launch" / "JarLauncher.java",
-    )
+    # The stand-in launcher compiled under ``compiled_as`` (Boot 3.2's name, or the older
+    # one); the manifest may name another class (``launcher``) to make a broken jar.
+    package, _, name = compiled_as.rpartition(".")
+    source = (src / "org/springframework/boot/loader/launch/JarLauncher.java").read_text()
+    source = source.replace(f"package {LAUNCHER.rpartition('.')[0]};", f"package {package};")
+    launcher_src = tmp / "launcher-src" / f"{name}.java"
+    launcher_src.parent.mkdir(parents=True)
+    launcher_src.write_text(source.replace("JarLauncher", name))
+    loader = javac(tmp / "loader", launcher_src)
     jar = tmp / "boot" / "demo-0.0.1.jar"
     jar.parent.mkdir(parents=True)
     with zipfile.ZipFile(jar, "w", zipfile.ZIP_DEFLATED) as zf:

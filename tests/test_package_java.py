@@ -218,7 +218,11 @@ def test_spring_boot_layers_and_runs(tmp_path: Path, ctx: PlanContext) -> None:
 def test_spring_boot_old_launcher_name(tmp_path: Path, ctx: PlanContext) -> None:
     """Before Boot 3.2 the launcher was org.springframework.boot.loader.JarLauncher: the
     entrypoint follows the manifest, and a launcher missing from the jar is refused."""
-    jar = boot_app(tmp_path / "src", launcher="org.springframework.boot.loader.JarLauncher")
+    old = "org.springframework.boot.loader.JarLauncher"
+    p = plan(boot_app(tmp_path / "old", launcher=old), ctx)
+    assert p.entrypoint == ("/usr/bin/java", "-cp", "/app", old)
+    assert next(host_run(p, tmp_path / "run")) == BOOT_BODY
+    jar = boot_app(tmp_path / "src", launcher=old, compiled_as=LAUNCHER)
     with pytest.raises(
         DistillError,
         match=re.escape("Main-Class org.springframework.boot.loader.JarLauncher is not in the jar"),
@@ -335,10 +339,15 @@ def shared_ctx() -> PlanContext:
     return PlanContext(cache, Access(), cache.root / "staging", 0)
 
 
+def cc_base(glibc: str | None) -> BaseFacts:
+    return BaseFacts("amd64", "trixie", frozenset({"usr/lib/x86_64-linux-gnu/libc.so.6"}), {},
+                     {"libc6": f"{glibc}-1"} if glibc else {}, glibc=glibc)  # fmt: skip
+
+
 @pytest.mark.network
 def test_jlink_runtime_plan(tmp_path: Path, shared_ctx: PlanContext) -> None:
     app = plain_app(tmp_path / "src")
-    p = plan(app.jar, shared_ctx, jlink=True)
+    p = JavaPlanner().plan(AppOptions(app.jar, jlink=True), cc_base("2.41"), shared_ctx)
     assert p.base == "cc:nonroot"
     assert [layer.name for layer in p.layers] == ["java runtime (jlink)", "application"]
     runtime = files_of(p.layers[0].entries)
@@ -380,3 +389,31 @@ def test_catalog_reads_the_packaged_layout(tmp_path: Path, ctx: PlanContext) -> 
         ("pkg:maven/com.example/demo@0.0.1", "app/META-INF/maven/com.example/demo/pom.properties")
     )
     assert found == want
+
+
+def test_class_path_link_out_of_the_directory(tmp_path: Path, ctx: PlanContext) -> None:
+    """A Class-Path jar that is a link to a file outside the jar's directory is not read."""
+    app = plain_app(tmp_path / "src")
+    lib = app.class_path_jar.parent / "lib" / "body-1.0.jar"
+    outside = tmp_path / "secret"
+    outside.write_bytes(b"not for the image")
+    lib.unlink()
+    lib.symlink_to(outside)
+    error = one_line_error(app.class_path_jar, ctx)
+    assert "lib/body-1.0.jar" in error.message and "not beside it" in error.message
+    assert not any(
+        p.read_bytes() == b"not for the image" for p in ctx.staging.rglob("*") if p.is_file()
+    )
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("glibc", ["2.36", None], ids=["bookworm", "static"])
+def test_jlink_refuses_an_older_glibc(
+    tmp_path: Path, shared_ctx: PlanContext, glibc: str | None
+) -> None:
+    """trixie's JDK links trixie's native code: a base with bookworm's glibc (2.36) or
+    none could not start the runtime."""
+    app = plain_app(tmp_path / "src")
+    with pytest.raises(DistillError, match="needs glibc") as info:
+        JavaPlanner().plan(AppOptions(app.jar, jlink=True), cc_base(glibc), shared_ctx)
+    assert "\n" not in info.value.message and info.value.hint

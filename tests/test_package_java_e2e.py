@@ -13,6 +13,7 @@ import sys
 import time
 import urllib.request
 import uuid
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
@@ -20,6 +21,7 @@ from urllib.parse import quote
 import pytest
 
 from java_apps import BOOT_BODY, BOOT_LAYERS, MAVEN, PLAIN_BODY, boot_app, plain_app
+from package_checks import assert_no_tools
 from registry_fixtures import Registry, free_port, registry  # noqa: F401
 from test_sbom import deb_packages_of, trivy_image
 
@@ -56,6 +58,7 @@ def pulled(registry: Registry) -> Iterator[list[str]]:
 def package_push_pull(app: Path, registry: Registry, pulled: list[str], *extra: str) -> str:
     name = f"{registry.host}/java-{uuid.uuid4().hex[:8]}:1"
     distill("package", str(app), *extra, "--port", "8080", "-o", f"docker://{name}")
+    assert_no_tools(f"docker://{name}")
     podman("pull", "--tls-verify=false", name)
     pulled.append(name)
     return name
@@ -127,3 +130,33 @@ def test_jlink_image(tmp_path: Path, registry: Registry, pulled: list[str]) -> N
     theirs = deb_packages_of(json.loads(trivy_image(archive, tmp_path).read_text()))
     assert JDK in theirs
     assert ours == {f"pkg:deb/debian/{JDK}@{quote(str(theirs[JDK][0]), safe='~')}"}
+
+
+def _layers(layout: Path) -> list[str]:
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].removeprefix("sha256:")
+    manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
+    return [layer["digest"] for layer in manifest["layers"]]
+
+
+@pytest.mark.parametrize("jlink", [False, True], ids=["java21", "jlink"])
+def test_code_change_rebuilds_only_the_app_layer(tmp_path: Path, jlink: bool) -> None:
+    """The app jar rebuilt with a changed class: only the last layer changes (the base,
+    the dependencies and the jlink'ed runtime keep their digests)."""
+    app = plain_app(tmp_path / "src")
+    extra = ["--jlink"] if jlink else []
+    distill("package", str(app.class_path_jar), *extra, "-o", f"oci:{tmp_path / 'one'}")
+    with zipfile.ZipFile(app.class_path_jar, "a") as zf:
+        zf.writestr("demo/Extra.class", b"\xca\xfe\xba\xbe changed")
+    distill("package", str(app.class_path_jar), *extra, "-o", f"oci:{tmp_path / 'two'}")
+    one, two = _layers(tmp_path / "one"), _layers(tmp_path / "two")
+    assert len(one) == len(two)
+    assert one[:-1] == two[:-1]
+    assert one[-1] != two[-1]
+
+
+def test_spring_boot_jar_jlink(tmp_path: Path, registry: Registry, pulled: list[str]) -> None:
+    """jdeps reads the exploded layout (BOOT-INF/classes, BOOT-INF/lib, the launcher)."""
+    jar = boot_app(tmp_path / "src")
+    image = package_push_pull(jar, registry, pulled, "--jlink")
+    assert answer(image) == BOOT_BODY

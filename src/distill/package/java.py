@@ -31,7 +31,7 @@ import struct
 import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import IO
 
@@ -57,6 +57,7 @@ MAX_EXTRACTED = 2 << 30  # bytes extracted from one Spring Boot jar, in all
 MAX_MANIFEST = 1 << 20
 MAX_LAYERS_IDX = 1 << 20
 MAX_JARS = 10_000  # jars in an input directory
+MAX_WALKED = 200_000  # files and directories looked at below it
 LAYERS_IDX = "BOOT-INF/layers.idx"
 MANIFEST = "META-INF/MANIFEST.MF"
 DEPENDENCIES = "dependencies"
@@ -195,7 +196,8 @@ def parse_layers_idx(text: str, jar: Path) -> list[tuple[str, list[str]]]:
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        layer = re.fullmatch(r'- "([^"/]+)":\s*', line)
+        # Layer names become the image's layer names, shown to the user: plain words only.
+        layer = re.fullmatch(r'- "([\w.-]{1,100})":\s*', line)
         entry = re.fullmatch(r'\s+- "([^"]+)"\s*', line)
         if layer:
             if any(name == layer.group(1) for name, _ in layers):
@@ -301,11 +303,21 @@ def _is_jvm_java(path: str) -> bool:
 
 def _find_jars(directory: Path) -> list[Path]:
     jars: list[Path] = []
-    for path in sorted(directory.rglob("*")):
-        if path.suffix.lower() == ".jar" and path.is_file() and not path.is_symlink():
-            jars.append(path)
-            if len(jars) > MAX_JARS:
-                raise DistillError(f"{directory} holds more than {MAX_JARS} jars")
+    seen = 0
+    for top, dirs, files in os.walk(directory):  # links to directories are not followed
+        dirs.sort()
+        seen += len(dirs) + len(files)
+        if seen > MAX_WALKED:
+            raise DistillError(
+                f"{directory} holds more than {MAX_WALKED} files; not a directory of jars",
+                hint="give the app jar, or a directory holding only it and its dependencies",
+            )
+        for name in sorted(files):
+            path = Path(top) / name
+            if path.suffix.lower() == ".jar" and path.is_file() and not path.is_symlink():
+                jars.append(path)
+                if len(jars) > MAX_JARS:
+                    raise DistillError(f"{directory} holds more than {MAX_JARS} jars")
     if not jars:
         raise DistillError(f"{directory} holds no jar", hint=_NOT_A_JAR_HINT)
     return jars
@@ -320,7 +332,7 @@ def _choose_app(jars: Sequence[Path], directory: Path) -> JarFacts:
         raise DistillError(
             f"no jar in {directory} names a Main-Class in its manifest",
             hint="build the app jar with a Main-Class (jar --main-class, or the build tool's "
-            "manifest setting), or give --entrypoint",
+            "manifest setting)",
         )
     names = ", ".join(str(f.path.relative_to(directory)) for f in runnable[:5])
     raise DistillError(
@@ -368,13 +380,18 @@ class JavaPlanner:
             raise DistillError(
                 f"{app.path}: Main-Class {app.main_class[:200]!r} is not a class name"
             )
+        # The whole jar is read (and refused if it must be) before the base is asked for
+        # a java: a bad input is the first thing to hear about.
+        plan = (
+            _spring_boot(app, "java", ctx) if app.layered else _plain(app, jars, root, "java", ctx)
+        )
         if options.jlink:
             from distill.package.jlink import JLINK_JAVA
 
             java = JLINK_JAVA
         else:
             java = _java_path(base) if options.entrypoint is None else "java"
-        plan = _spring_boot(app, java, ctx) if app.layered else _plain(app, jars, root, java, ctx)
+        plan = replace(plan, entrypoint=(java, *plan.entrypoint[1:]))
         if options.jlink:
             plan = _with_jlink(plan, base, ctx, offline=options.offline)
         return plan
@@ -415,23 +432,29 @@ def _plain(app: JarFacts, jars: Sequence[Path], root: Path, java: str, ctx: Plan
     class_path = _class_path(app, app_rel)
     deps = [j for j in jars if j != app.path]
     if len(jars) == 1:
-        # A single jar: its Class-Path jars are beside it on the host.
-        deps = [root / rel for rel in class_path if (root / rel).is_file()]
-        missing = [rel for rel in class_path if not (root / rel).is_file()]
+        # A single jar: its Class-Path jars are beside it on the host (and must stay
+        # there: a link out of the directory is not followed).
+        inside = root.resolve()
+        missing = [
+            rel
+            for rel in class_path
+            if not ((root / rel).is_file() and (root / rel).resolve().is_relative_to(inside))
+        ]
         if missing:
             raise DistillError(
                 f"{app.path}: Class-Path names {missing[0]!r}, which is not beside it",
                 hint="give the directory holding the jar and its dependencies",
             )
+        deps = [root / rel for rel in dict.fromkeys(class_path)]
     dep_files, packages = [], []
     for dep in deps:
         rel = dep.relative_to(root).as_posix()
         staged, size = _stage_file(dep, ctx)
         dep_files.append(_file_entry(f"{APP_DIR[1:]}/{rel}", staged, size))
         packages += maven_packages(staged, f"{APP_DIR}/{rel}")
+    # The app jar itself is no dependency: the lock would go stale at every code change.
     staged, size = _stage_file(app.path, ctx)
     app_file = _file_entry(f"{APP_DIR[1:]}/{app_rel}", staged, size)
-    packages += maven_packages(staged, f"{APP_DIR}/{app_rel}")
     dep_rels = {d.relative_to(root).as_posix() for d in deps}
     app_in_image = f"{APP_DIR}/{app_rel}"
     if dep_rels <= set(class_path):

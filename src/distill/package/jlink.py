@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 from collections.abc import Sequence
@@ -59,6 +60,10 @@ JDK_FORMAT = 1  # bump when the unpacked tree's layout changes
 TOOL_TIMEOUT = 600
 JLINK_OPTIONS = ("--strip-debug", "--no-man-pages", "--no-header-files", "--compress=zip-6")
 JDEPS_NAMESPACE = "jdeps"
+_TOOL_ENV_DROPPED = frozenset(
+    {"JAVA_TOOL_OPTIONS", "JDK_JAVA_OPTIONS", "_JAVA_OPTIONS", "CLASSPATH", "JAVA_HOME",
+     "LD_PRELOAD", "LD_LIBRARY_PATH", "LD_AUDIT"}
+)  # fmt: skip
 JLINK_NAMESPACE = "jlink"
 TRIPLETS = {
     "amd64": ("x86_64-linux-gnu", "ld-linux-x86-64.so.2"),
@@ -94,6 +99,7 @@ class Jdk:
     copyright: dict[str, Path]  # package → its staged copyright file
     version: str
     key: str  # sha256 over the closure's .deb digests
+    glibc: tuple[int, int]  # the libc6 it was built against: the runtime needs at least it
 
     def run(self, tool: str, args: Sequence[str]) -> str:
         triplet, loader = TRIPLETS[self.arch]
@@ -108,7 +114,13 @@ class Jdk:
         ]
         try:
             done = subprocess.run(
-                command, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False
+                command,
+                capture_output=True,
+                text=True,
+                timeout=TOOL_TIMEOUT,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                env=_tool_env(),
             )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise DistillError(f"{tool} from {JDK_PACKAGE} could not run ({exc})") from exc
@@ -132,15 +144,39 @@ class Jdk:
             str(elf),
         ]
         try:
-            done = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+            done = subprocess.run(
+                command,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+                stdin=subprocess.DEVNULL,
+                env=_tool_env(),
+            )
         except (OSError, subprocess.TimeoutExpired) as exc:
             raise DistillError(f"the libraries of {elf.name} could not be listed ({exc})") from exc
-        found = {}
+        found, missing = {}, []
         for line in done.stdout.splitlines():
             name, sep, rest = line.strip().partition(" => ")
             if sep and rest.startswith("/"):
                 found[name] = rest.split(" (", 1)[0]
+            elif sep and rest.startswith("not found"):
+                missing.append(name)
+        if done.returncode != 0 or missing:
+            # Without the list the image could lack a library the runtime loads.
+            raise DistillError(
+                f"the libraries of the runtime's {elf.name} could not be listed"
+                + (f": {', '.join(missing)} not found" if missing else ""),
+                hint=f"the unpacked JDK in {self.root} may be incomplete; delete it to unpack "
+                "it again",
+            )
         return found
+
+
+def _tool_env() -> dict[str, str]:
+    """The environment without what would change the tools' output or load the host's
+    libraries into them (options the JVM reads, preloads, library paths)."""
+    return {k: v for k, v in os.environ.items() if k not in _TOOL_ENV_DROPPED}
 
 
 def _host_arch_matches(arch: str) -> None:
@@ -185,7 +221,26 @@ def load_jdk(arch: str, ctx: PlanContext) -> Jdk:
     }
     version = next(p.version for p in packages if p.name == JDK_PACKAGE)
     controls = {name: u.control.control for name, u in unpacked.items()}
-    return Jdk(root, homes[0], arch, owners, controls, copyright, version, key)
+    libc = next((p.version for p in packages if p.name == "libc6"), "0.0")
+    return Jdk(root, homes[0], arch, owners, controls, copyright, version, key, _major_minor(libc))
+
+
+def _major_minor(version: str) -> tuple[int, int]:
+    match = re.match(r"(?:\d+:)?(\d+)\.(\d+)", version)
+    return (int(match.group(1)), int(match.group(2))) if match else (0, 0)
+
+
+def _check_glibc(jdk: Jdk, base: BaseFacts) -> None:
+    """The runtime's native code is trixie's: a base with an older glibc (bookworm's) or
+    none (static) could not start it."""
+    have = _major_minor(base.glibc) if base.glibc else None
+    if have is None or have < jdk.glibc:
+        need = ".".join(map(str, jdk.glibc))
+        raise DistillError(
+            f"the jlink'ed runtime from {JDK_SUITE}'s {JDK_PACKAGE} needs glibc {need} or "
+            f"newer; the base has {base.glibc or 'none'}",
+            hint=f"package on a {JDK_SUITE} base with glibc (the default, cc:nonroot)",
+        )
 
 
 def _materialise(root: Path, entries: Sequence[FsEntry]) -> None:
@@ -398,6 +453,7 @@ def jlink_runtime(
         )
     with log.complete_step(f"Unpacking {JDK_PACKAGE} from {JDK_SUITE} for jdeps and jlink"):
         jdk = load_jdk(base.arch, ctx)
+    _check_glibc(jdk, base)
     modules = _modules(jdk, app_root, app_key, ctx)
     files, packages = _runtime(jdk, modules, ctx)
     sbom = status_entries([_control(jdk)])
