@@ -7,6 +7,8 @@ InRelease does not name can only propose candidates, never smuggle a package in.
 from __future__ import annotations
 
 import gzip
+import hashlib
+import re
 from pathlib import Path
 
 import pytest
@@ -120,3 +122,34 @@ def test_an_unlisted_contents_file_cannot_smuggle_a_package(
     assert index.packages_at(f"usr/lib/{TRIPLET}/libz.so.1") == ("libcurl4t64",)
     finder = PackageFinder("trixie", "amd64", BlobCache(), index, mirrors=real)
     assert finder.find("libz.so.1", [f"usr/lib/{TRIPLET}"], []) is None
+
+
+@pytest.mark.network
+def test_a_listed_contents_file_is_verified_and_fetched_by_hash(
+    local_mirror: tuple[str, Path], private_cache: Path
+) -> None:
+    # The real bookworm InRelease and the Contents file it names, served by hash only.
+    url, root = local_mirror
+    real = discover_mirrors()
+    inrelease = fetch_bytes(f"{real.main}/dists/bookworm/InRelease")
+    listed = re.search(rb"^ ([0-9a-f]{64}) +\d+ main/Contents-amd64\.gz$", inrelease, re.M)
+    assert listed is not None
+    data = fetch_bytes(f"{real.main}/dists/bookworm/main/Contents-amd64.gz", max_size=256 << 20)
+    if hashlib.sha256(data).hexdigest() != listed.group(1).decode():
+        pytest.skip("this mirror's bookworm Contents file is out of step with its InRelease")
+    dists = root / "dists" / "bookworm"
+    (dists / "main" / "by-hash" / "SHA256").mkdir(parents=True)
+    (dists / "InRelease").write_bytes(inrelease)
+    (dists / "main" / "by-hash" / "SHA256" / listed.group(1).decode()).write_bytes(data)
+    index = library_index(
+        "bookworm",
+        "amd64",
+        cache=BlobCache(private_cache),
+        mirrors=Mirrors(url, None),
+        pockets=("bookworm",),
+    )
+    assert index.verified
+    assert index.sources == (f"bookworm/main/Contents-amd64.gz sha256:{listed.group(1).decode()}",)
+    packages = index.packages_at(f"usr/lib/{TRIPLET}/libcurl.so.4")
+    finder = PackageFinder("bookworm", "amd64", BlobCache(), mirrors=real)
+    assert packages and all(finder.ships(p, f"usr/lib/{TRIPLET}/libcurl.so.4") for p in packages)

@@ -7,6 +7,7 @@ own tests). The images are read back through the transports and ``distill inspec
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -22,14 +23,14 @@ from distill.context import Access
 from distill.debian.lock import read_lock, write_lock
 from distill.errors import DistillError
 from distill.image.compose import compose_image
-from distill.image.config import ImageConfigSpec
+from distill.image.config import ImageConfigSpec, rfc3339
 from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression
 from distill.image.partial import ImageReader
 from distill.image.platform import Platform
 from distill.package.applock import app_lock_path, read_app_lock
 from distill.package.base import base_facts
-from distill.package.core import PLANNERS, PackageResult, lock_app, package_app, plan_notes
+from distill.package.core import PLANNERS, PackageResult, lock_app, package_app
 from distill.package.detect import default_base, detect_kind, is_static_elf
 from distill.package.plan import AppKind, AppOptions, AppPlan, BaseFacts, PlanContext
 from distill.transports import opened, parse_reference
@@ -136,6 +137,9 @@ def test_unknown_kinds_and_missing_paths_are_refused(tmp_path: Path) -> None:
         assert caught.value.hint and "\n" not in caught.value.message
     with pytest.raises(DistillError, match="unknown kind"):
         detect_kind(tmp_path, "cobol")
+    os.mkfifo(tmp_path / "pipe")  # refused without being opened (which would block)
+    with pytest.raises(DistillError, match="not a regular file"):
+        detect_kind(tmp_path / "pipe")
 
 
 def test_the_spec_app_kinds_are_the_planners_kinds() -> None:
@@ -155,14 +159,20 @@ def test_elf_default_base_follows_the_program_header() -> None:
 
 
 def test_base_facts_are_read_from_the_image(tmp_path: Path, base: str) -> None:
-    with opened(base, Access()) as source:
-        assert isinstance(source, ImageReader)
-        facts = base_facts(source.image, base)
+    source = parse_reference(base).open_source(Access(), base)
+    assert isinstance(source, ImageReader)
+    facts = base_facts(source.image, base)
     assert facts.arch == "amd64" and facts.suite == "trixie"
     assert facts.packages == {"libc6": "2.41-12", "python3": "3.13.5-1"}
     assert (facts.python, facts.glibc, facts.node, facts.java) == ("3.13", "2.41", None, None)
     assert "usr/lib/python3.13/os.py" in facts.files
     assert facts.symlinks == {"usr/bin/python": "python3"}
+    # Remembered by the config digest: the second read comes from the cache, the same facts.
+    cache = BlobCache()
+    first = base_facts(source.image, base, cache)
+    assert list((cache.derived_dir / "base-facts").iterdir())
+    assert first == facts == base_facts(source.image, base, cache)
+    source.close()
 
 
 # --- packaging -------------------------------------------------------------------------------
@@ -283,7 +293,7 @@ def test_a_lock_is_given_to_the_planner_and_a_stale_one_said(tmp_path: Path, bas
             return super().plan(options, facts, replace(ctx, locked=None))
 
     result = package_app(options, f"oci:{tmp_path / 'out2'}", planner=Unlocked())
-    assert result.prepared.stale and any("stale" in n for n in plan_notes(result.prepared))
+    assert result.prepared.stale == ("the app's language packages changed",)
 
 
 def test_a_damaged_lock_is_refused(tmp_path: Path, base: str) -> None:
@@ -342,3 +352,39 @@ def test_bad_input_is_one_line(tmp_path: Path) -> None:
     ]
     for args, says in cases:
         assert_clean_error(run_distill(args, cwd=tmp_path), says)
+
+
+def test_timestamps_are_the_base_s_or_source_date_epoch(
+    tmp_path: Path, base: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    app = make_app(tmp_path)
+    monkeypatch.delenv("SOURCE_DATE_EPOCH", raising=False)
+    package(app, f"oci:{tmp_path / 'one'}", base)
+    assert oci_config(tmp_path / "one")["created"] == oci_config(tmp_path / "base")["created"]
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1234567890")
+    package(app, f"oci:{tmp_path / 'two'}", base)
+    assert oci_config(tmp_path / "two")["created"] == rfc3339(1234567890)
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "yesterday")
+    with pytest.raises(DistillError, match="SOURCE_DATE_EPOCH"):
+        package(app, f"oci:{tmp_path / 'three'}", base)
+
+
+def test_lock_and_package_on_the_command_line(
+    tmp_path: Path, base: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from distill.cli import main
+
+    monkeypatch.setitem(PLANNERS, AppKind.ELF, "package_test_planner:StaticElfPlanner")
+    app = make_app(tmp_path)
+    main(["-q", "lock", str(app), "--base", base])
+    assert [p["name"] for p in json.loads((app / "distill.lock").read_text())["languagePackages"]]
+    main(["-q", "package", str(app), "--base", base, "--env", "A=1", "--cmd", "serve --fast",
+          "-o", f"oci-archive:{tmp_path / 'out.tar'}"])  # fmt: skip
+    digest = capsys.readouterr().out.strip()
+    with opened(f"oci-archive:{tmp_path / 'out.tar'}", Access()) as source:
+        assert source.manifest.digest == digest
+        assert source.config.cmd == ("serve", "--fast") and "A=1" in source.config.env
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("extends: static\n")
+    outcome = run_distill(["lock", str(spec), "--kind", "elf"], cwd=tmp_path)
+    assert_clean_error(outcome, "--kind")

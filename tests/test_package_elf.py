@@ -24,7 +24,7 @@ from distill.package.libraries import (
     needed_libraries,
     resolve_libraries,
 )
-from distill.package.plan import AppOptions, PlanContext
+from distill.package.plan import AppOptions, BaseFacts, PlanContext
 from elf_fixtures import CURL, HELLO, HOST_ARCH, compile_c, host_base, needs_gcc, readelf
 
 pytestmark = needs_gcc
@@ -265,3 +265,56 @@ def test_a_library_nothing_ships_is_an_error_naming_it(tmp_path: Path) -> None:
         strict=False,
     )
     assert result.missing == ("libanswer.so.1",)
+
+
+def test_offline_a_missing_library_is_an_error_not_a_lookup(tmp_path: Path) -> None:
+    prog, _ = _with_lib(tmp_path)  # libanswer.so.1, reached by no RUNPATH
+    options = AppOptions(path=prog, offline=True)
+    with pytest.raises(DistillError) as err:
+        ElfPlanner().plan(options, host_base("libc6"), _ctx(tmp_path))
+    assert "libanswer.so.1" in err.value.message and "--offline" in err.value.message
+    assert "distill lock" in (err.value.hint or "")
+
+
+def test_image_symlinks_loops_and_dotdot() -> None:
+    base = BaseFacts(
+        arch=HOST_ARCH,
+        suite="trixie",
+        files=frozenset({"usr/lib/x/libz.so.1.3", "opt/real/libq.so.1"}),
+        symlinks={
+            "lib": "usr/lib",
+            "usr/lib/x/libz.so.1": "libz.so.1.3",
+            "usr/lib/x/libq.so.1": "../../../opt/real/libq.so.1",
+            "usr/lib/x/abs.so.1": "/usr/lib/x/libz.so.1",
+            "loop/a": "b",
+            "loop/b": "a",
+            "usr/lib/x/dangling.so.1": "gone.so.1",
+        },
+        packages={},
+    )
+    files = ImageFiles(base)
+    assert files.resolve("/lib/x/libz.so.1") == "usr/lib/x/libz.so.1.3"
+    assert files.resolve("lib/x/libq.so.1") == "opt/real/libq.so.1"
+    assert files.resolve("lib/x/abs.so.1") == "usr/lib/x/libz.so.1.3"
+    assert files.resolve("loop/a") is None
+    assert files.resolve("usr/lib/x/dangling.so.1") is None
+    assert files.resolve("../../usr/lib/x/libz.so.1.3") == "usr/lib/x/libz.so.1.3"
+
+
+def test_an_interpreter_offset_beyond_any_file_is_refused(tmp_path: Path) -> None:
+    # Found by fuzzing: a PT_INTERP whose p_offset has its top byte set made pyelftools
+    # raise OverflowError (a seek past 2**63) instead of its own error.
+    prog = compile_c(tmp_path / "prog", HELLO)
+    data = bytearray(prog.read_bytes())
+    assert data[4] == 2 and data[5] == 1  # ELF64, little-endian: the layout below
+    phoff = int.from_bytes(data[32:40], "little")
+    size, count = int.from_bytes(data[54:56], "little"), int.from_bytes(data[56:58], "little")
+    interp = next(
+        phoff + i * size
+        for i in range(count)
+        if int.from_bytes(data[phoff + i * size : phoff + i * size + 4], "little") == 3
+    )
+    data[interp + 15] = 0xC2  # the most significant byte of p_offset
+    with pytest.raises(DistillError) as err:
+        needed_libraries(bytes(data), "prog")
+    assert "damaged" in err.value.message

@@ -327,10 +327,18 @@ def test_duplicate_member_and_bad_index(tmp_path: Path, ctx: PlanContext) -> Non
 # --- jlink -----------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def shared_ctx() -> PlanContext:
+    """The user's cache, as network tests share it: the JDK (~100 MB of .debs, 310 MB
+    unpacked) is fetched and unpacked once per machine, not once per test."""
+    cache = BlobCache()
+    return PlanContext(cache, Access(), cache.root / "staging", 0)
+
+
 @pytest.mark.network
-def test_jlink_runtime_plan(tmp_path: Path, ctx: PlanContext) -> None:
+def test_jlink_runtime_plan(tmp_path: Path, shared_ctx: PlanContext) -> None:
     app = plain_app(tmp_path / "src")
-    p = plan(app.jar, ctx, jlink=True)
+    p = plan(app.jar, shared_ctx, jlink=True)
     assert p.base == "cc:nonroot"
     assert [layer.name for layer in p.layers] == ["java runtime (jlink)", "application"]
     runtime = files_of(p.layers[0].entries)

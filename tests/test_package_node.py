@@ -24,6 +24,7 @@ from distill.errors import DistillError
 from distill.image.fsentry import EntryKind
 from distill.package.node import NodePlanner, infer_entrypoint
 from distill.package.plan import AppKind, AppOptions, BaseFacts, PlanContext
+from package_checks import assert_no_tools, inspect_json, layer_digests
 from registry_fixtures import Registry, free_port, registry  # noqa: F401
 
 NODE_HEADERS = Path("/usr/include/node/node_api.h")
@@ -122,6 +123,12 @@ def test_entrypoint_falls_back_to_main_then_npm_defaults() -> None:
         "/app/lib/index.js",
     ]
     assert infer_entrypoint({}, "/usr/bin/node", {"app/server.js"})[0][1] == "/app/server.js"
+    dot = {"main": "lib/app.js", "scripts": {"start": "node --max-old-space-size=64 ."}}
+    assert infer_entrypoint(dot, "/usr/bin/node", {"app/lib/app.js"})[0] == [
+        "/usr/bin/node",
+        "--max-old-space-size=64",
+        "/app/lib/app.js",
+    ]
     with pytest.raises(DistillError, match="cannot tell how to start"):
         infer_entrypoint({"main": "../../etc/passwd"}, "/usr/bin/node", {"app/x.js"})
 
@@ -135,6 +142,26 @@ def test_no_lockfile(tmp_path: Path) -> None:
     assert "no lockfile" in error.message
     assert error.hint and "npm install --package-lock-only" in error.hint
     assert not (tmp_path / "staging").exists() or not any((tmp_path / "staging").iterdir())
+
+
+@pytest.mark.parametrize(
+    ("lockfile", "expected"),
+    [
+        ("{not json", "is not valid JSON"),
+        ("[" * 5000 + "]" * 5000, "nested more than"),
+        ('{"lockfileVersion": 1, "dependencies": {}}', "lockfileVersion 1"),
+        (
+            '{"lockfileVersion": 3, "packages": {"": {}, "node_modules/x": '
+            '{"resolved": "file:../x", "link": true}}}',
+            "local link",
+        ),
+    ],
+)
+def test_bad_lockfiles(tmp_path: Path, lockfile: str, expected: str) -> None:
+    root = write_project(tmp_path / "p", {"name": "p", "version": "1.0.0"}, {"index.js": ""})
+    (root / "package-lock.json").write_text(lockfile)
+    error = plan_error(root, base_facts(), tmp_path)
+    assert expected in error.message and len(error.message) < 400
 
 
 def test_base_without_node(tmp_path: Path) -> None:
@@ -207,6 +234,12 @@ def test_plan_layers_and_packages(tmp_path: Path) -> None:
     assert plan.lang_packages[0].source.endswith(f"/ms-{entry['version']}.tgz")
     assert plan.debian_packages == ()
     assert not (root / "node_modules").exists()  # the user's directory was not touched
+
+    # Offline, from npm's cache only (the first plan filled it), PATH naming package.json:
+    # the same packages.
+    offline = AppOptions(root / "package.json", offline=True)
+    again = NodePlanner().plan(offline, base_facts(), context(tmp_path / "offline"))
+    assert again.lang_packages == plan.lang_packages
 
 
 @pytest.mark.network
@@ -295,10 +328,12 @@ def test_addon_for_another_node_abi(tmp_path: Path) -> None:
 SERVER_JS = """\
 const http = require('http');
 const ms = require('ms');
-const native = require('./build/Release/escape.node');
+const { crc32 } = require('@node-rs/crc32');  // a prebuilt addon from npm
+const native = require('./build/Release/escape.node');  // one compiled in the test
 process.on('SIGTERM', () => process.exit(0));  // node as PID 1 has no default handler
 http.createServer((req, res) => {
-  res.end(`${ms(90000)} ${native.call()} ${process.env.NODE_ENV}\\n`);
+  const body = `${ms(90000)} ${crc32('distill')} ${native.call()} ${process.env.NODE_ENV}`;
+  res.end(body + '\\n');
 }).listen(Number(process.env.PORT || 8080), '0.0.0.0');
 """
 # libcurl is not in nodejs:nonroot: the planner must add the package that ships it.
@@ -346,7 +381,6 @@ def distill(*args: str) -> subprocess.CompletedProcess[str]:
 @needs_npm
 @needs_gcc
 def test_node_app_packaged_pushed_pulled_and_run(tmp_path: Path, registry: Registry) -> None:
-    pytest.importorskip("distill.package.core")  # the driver of `distill package`
     curl = host_library("libcurl.so.4")
     if curl is None or shutil.which("podman") is None:
         pytest.skip("libcurl.so.4 (to link the addon) and podman are needed")
@@ -356,7 +390,7 @@ def test_node_app_packaged_pushed_pulled_and_run(tmp_path: Path, registry: Regis
             "name": "hello-node",
             "version": "1.0.0",
             "scripts": {"start": "node server.js"},
-            "dependencies": {"ms": "2.1.3"},
+            "dependencies": {"ms": "2.1.3", "@node-rs/crc32": "1.10.8"},
         },
         {"server.js": SERVER_JS},
     )
@@ -390,14 +424,19 @@ def test_node_app_packaged_pushed_pulled_and_run(tmp_path: Path, registry: Regis
     sbom = distill("sbom", "--format", "cyclonedx-json", f"docker://{image}")
     assert sbom.returncode == 0, sbom.stderr
     purls = {c.get("purl", "") for c in json.loads(sbom.stdout)["components"]}
-    version = json.loads((root / "package-lock.json").read_text())["packages"]["node_modules/ms"]
-    assert f"pkg:npm/ms@{version['version']}" in purls
+    locked = json.loads((root / "package-lock.json").read_text())["packages"]
+    assert f"pkg:npm/ms@{locked['node_modules/ms']['version']}" in purls
+    # The platform packages npm picked for linux/x64/glibc, and only those.
+    prebuilt = {
+        p.split("@")[0].rpartition("/")[2]
+        for p in purls
+        if p.startswith("pkg:npm/%40node-rs/crc32-")
+    }
+    assert prebuilt == {"crc32-linux-x64-gnu"}, prebuilt
     assert any(p.startswith(f"pkg:deb/debian/{added.group(1)}@") for p in purls), purls
 
-    inspected = distill("-q", "inspect", "--json", f"docker://{image}")
-    surface = json.loads(inspected.stdout)["surface"]
-    assert surface["shells"] == [] and surface["package_managers"] == [], surface
-    assert not surface["runs_as_root"]
+    assert_no_tools(f"docker://{image}")  # no shell, npm or compiler
+    assert not inspect_json(f"docker://{image}")["surface"]["runs_as_root"]
 
     env_conf = {**os.environ, "CONTAINERS_CONF": str(Path(__file__).parent / "containers.conf")}
     pull = ["podman", "pull", "-q", "--tls-verify=false", f"docker://{image}"]
@@ -416,17 +455,9 @@ def test_node_app_packaged_pushed_pulled_and_run(tmp_path: Path, registry: Regis
                        timeout=120, check=False)  # fmt: skip
 
 
-def layer_digests(layout: Path) -> list[str]:
-    index = json.loads((layout / "index.json").read_text())
-    digest = index["manifests"][0]["digest"].removeprefix("sha256:")
-    manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
-    return [layer["digest"] for layer in manifest["layers"]]
-
-
 @pytest.mark.network
 @needs_npm
 def test_changing_app_code_recreates_only_the_app_layer(tmp_path: Path) -> None:
-    pytest.importorskip("distill.package.core")
     root = write_project(
         tmp_path / "app",
         {"name": "a", "version": "1.0.0", "main": "main.js", "dependencies": {"ms": "2.1.3"}},
@@ -445,3 +476,61 @@ def test_changing_app_code_recreates_only_the_app_layer(tmp_path: Path) -> None:
     one, two, three = (layer_digests(tmp_path / n) for n in ("one", "two", "three"))
     assert one == two  # same inputs, same layers
     assert one[:-1] == three[:-1] and one[-1] != three[-1]
+
+
+@pytest.mark.network
+@needs_npm
+def test_prebuilt_addon_for_arm64(tmp_path: Path) -> None:
+    """Packaged for arm64 on this machine: npm picks the arm64 glibc build of a package's
+    prebuilt addon, and that AArch64 ELF passes the check (its libraries are in the arm64
+    base)."""
+    root = write_project(
+        tmp_path / "app",
+        {"name": "a", "version": "1.0.0", "main": "main.js"}
+        | {"dependencies": {"@node-rs/crc32": "1.10.8"}},
+        {"main.js": "console.log(require('@node-rs/crc32').crc32('distill'))\n"},
+    )
+    npm_lock(root)
+    layout = tmp_path / "image"
+    done = distill("package", str(root), "--arch", "arm64", "-o", f"oci:{layout}")
+    assert done.returncode == 0, done.stderr
+    assert (
+        "native addon /app/node_modules/@node-rs/crc32-linux-arm64-gnu/"
+        in done.stdout + done.stderr
+    )
+    sbom = distill("sbom", "--platform", "linux/arm64", "--format", "cyclonedx-json", str(layout))
+    assert sbom.returncode == 0, sbom.stderr
+    purls = {c.get("purl", "") for c in json.loads(sbom.stdout)["components"]}
+    prebuilt = {p for p in purls if p.startswith("pkg:npm/%40node-rs/crc32-")}
+    locked = json.loads((root / "package-lock.json").read_text())["packages"]
+    version = locked["node_modules/@node-rs/crc32-linux-arm64-gnu"]["version"]
+    assert prebuilt == {f"pkg:npm/%40node-rs/crc32-linux-arm64-gnu@{version}"}, prebuilt
+
+
+@pytest.mark.network  # the base is built (from the cache when warm)
+@needs_npm
+@needs_gcc
+def test_bad_projects_on_the_command_line(tmp_path: Path) -> None:
+    """`distill package` itself: one error line and a hint, exit 1, nothing written."""
+    from hostile.hostile_harness import assert_clean_error, run_distill
+
+    def package(root: Path, *more: str) -> str:
+        args = ["package", str(root.relative_to(tmp_path)), *more, "-o", "oci-archive:out.tar"]
+        return assert_clean_error(run_distill(args, cwd=tmp_path, timeout=600))
+
+    bare = write_project(tmp_path / "bare", {"name": "b", "version": "1.0.0"}, {"index.js": ""})
+    assert "no lockfile" in package(bare)
+
+    stale = write_project(tmp_path / "stale", {"name": "s", "version": "1.0.0"}, {"index.js": ""})
+    npm_lock(stale)
+    (stale / "package.json").write_text(
+        json.dumps({"name": "s", "version": "1.0.0", "dependencies": {"ms": "2.1.3"}})
+    )
+    assert "out of sync" in package(stale)
+
+    native = write_project(
+        tmp_path / "native", {"name": "n", "version": "1.0.0", "main": "index.js"}, {"index.js": ""}
+    )
+    npm_lock(native)
+    build_addon(native / "build" / "n.node", LIBC_CALL)
+    assert "/app/build/n.node" in package(native, "--arch", "arm64")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import platform
+import sys
 from pathlib import Path
 
 import pytest
@@ -175,6 +176,18 @@ def test_marker_dependency_only_needed_on_older_python() -> None:
     check_complete(roots, installed, T313, "the lock")
     with pytest.raises(DistillError, match="requires tomli"):
         check_complete(roots, installed, T311, "the lock")
+
+
+def test_root_with_a_marker_counts_only_where_it_applies() -> None:
+    roots = [
+        (Requirement('tomli>=2; python_version < "3.11"'), "pyproject"),
+        (Requirement("web"), "p"),
+    ]
+    installed = _installed(_info("web", "1.0"))
+    check_complete(roots, installed, T313, "the lock")
+    bullseye = Target("3.9", "3.9.2", "x86_64", (2, 31))
+    with pytest.raises(DistillError, match="pyproject requires tomli"):
+        check_complete(roots, installed, bullseye, "the lock")
 
 
 def test_extras_are_followed() -> None:
@@ -442,15 +455,21 @@ def test_distill_lock_is_installed_exactly(tmp_path: Path, web_index: dict[str, 
     }
     plan = _plan(app, _ctx(tmp_path, locked))
     assert plan.lang_packages == locked
-    # A requirements.txt that pins something else than the lock: the lock is stale.
-    (app / "requirements.txt").write_text("web==1.0\nspeedup==2.0\n")
-    assert "distill lock" in (_error_locked(app, tmp_path, locked).hint or "")
+    # requirements.txt now pins more than the lock has: stale, so resolved afresh and said
+    # (as the driver does for .debs), or refused with --offline.
+    (app / "requirements.txt").write_text("web==1.0\nspeedup==2.1\nns-part==1.0\n")
+    fresh = _plan(app, _ctx(tmp_path, locked))
+    assert {p.name for p in fresh.lang_packages} == {"web", "speedup", "ns-part"}
+    assert any("distill's lock is stale (requirements.txt pins" in n for n in fresh.notes)
+    with pytest.raises(DistillError, match=r"^distill.s lock is stale: requirements\.txt pins"):
+        _plan(app, _ctx(tmp_path, locked), offline=True)
 
 
-def _error_locked(app: Path, tmp_path: Path, locked: tuple[LangPackage, ...]) -> DistillError:
-    with pytest.raises(DistillError) as err:
-        _plan(app, _ctx(tmp_path, locked))
-    return err.value
+def test_a_single_wheel_is_an_app(tmp_path: Path) -> None:
+    wheel = make_wheel(tmp_path / "w", "tool", "1.0", console_scripts={"tool": "tool:run"})
+    plan = _plan(wheel, _ctx(tmp_path))
+    assert plan.entrypoint == ("/usr/local/bin/tool",)
+    assert [p.name for p in plan.lang_packages] == ["tool"]
 
 
 def test_relock_plans_a_pyproject_without_pins(tmp_path: Path, web_index: dict[str, Path]) -> None:
@@ -471,3 +490,114 @@ def test_relock_plans_a_pyproject_without_pins(tmp_path: Path, web_index: dict[s
         "speedup": web_index["speedup311"].name,
         "oldcompat": web_index["oldcompat"].name,
     }
+
+
+def test_lock_adds_what_only_the_image_python_needs(
+    tmp_path: Path, local_mirror: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pip runs on this machine's Python (3.11 here) and skips a dependency marked for
+    3.12+; the lock for a 3.13 image must still have it."""
+    if sys.version_info >= (3, 12):
+        pytest.skip("needs a host Python older than the image's")
+    url, root = local_mirror
+    made = tmp_path / "made"
+    files = [
+        make_wheel(made, "modern", "1.0", requires=['newdep; python_version >= "3.12"']),
+        make_wheel(made, "newdep", "1.0"),
+    ]
+    simple_index(root, files)
+    isolate_pip(monkeypatch, index_url=f"{url}/simple")
+    app = _project(tmp_path, "", deps='"modern"')
+    ctx = _ctx(tmp_path)
+    assert {p.name for p in PythonPlanner().lock(AppOptions(path=app), TRIXIE, ctx)} == {
+        "modern",
+        "newdep",
+    }
+    assert {p.name for p in PythonPlanner().lock(AppOptions(path=app), BOOKWORM, ctx)} == {"modern"}
+
+
+def test_damaged_wheel_is_one_clean_error(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    wheels.mkdir()
+    (wheels / "broken-1.0-py3-none-any.whl").write_bytes(b"not a zip at all")
+    err = _error(wheels, _ctx(tmp_path))
+    assert err.message.startswith("broken-1.0-py3-none-any.whl is not a readable wheel")
+
+
+def test_wheel_whose_files_do_not_match_its_record(tmp_path: Path) -> None:
+    import zipfile
+
+    wheels = tmp_path / "wheels"
+    good = make_wheel(wheels, "tampered", "1.0")
+    with zipfile.ZipFile(good) as zf:
+        members = {i.filename: zf.read(i) for i in zf.infolist()}
+    members["tampered/__init__.py"] = b"import os; os.system('evil')\n"
+    with zipfile.ZipFile(good, "w") as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    err = _error(wheels, _ctx(tmp_path))
+    assert err.message.startswith("could not install tampered 1.0:")
+
+
+def test_installs_are_kept_content_addressed(tmp_path: Path) -> None:
+    """Installed files are staged by content (as .deb files are): nothing is left per run,
+    and a second plan lists the same entries without installing again."""
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "tool", "2.0", requires=["helper"], console_scripts={"tool": "tool:run"})
+    make_wheel(wheels, "helper", "1.0")
+    ctx = _ctx(tmp_path)
+    first = _plan(wheels, ctx)
+    second = _plan(wheels, ctx)
+    assert first.layers == second.layers
+    leftovers = [p.name for p in ctx.staging.iterdir() if len(p.name) != 2 and p.name != "tmp"]
+    assert leftovers == [] and list((ctx.staging / "tmp").iterdir()) == []
+    for entry in first.layers[0].entries:
+        if entry.kind is EntryKind.FILE:
+            assert isinstance(entry.content, Path)
+            assert entry.content.name == sha256_of(entry.content)
+
+
+def test_two_wheels_installing_one_file_are_refused(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "one", "1.0", files={"shared/mod.py": "A = 1\n"})
+    make_wheel(wheels, "two", "1.0", files={"shared/mod.py": "A = 2\n"})
+    err = _error(wheels, _ctx(tmp_path))
+    assert (
+        err.message
+        == "one and two both install /usr/local/lib/python3.13/dist-packages/shared/mod.py"
+    )
+
+
+def test_hashes_for_another_python(tmp_path: Path, web_index: dict[str, Path]) -> None:
+    """A requirements.txt with hashes made for 3.13 (pip-compile on trixie), on bookworm."""
+    web, fast = web_index["web"], web_index["speedup"]
+    app = _project(
+        tmp_path,
+        f"web==1.0 --hash=sha256:{sha256_of(web)}\nspeedup==2.1 --hash=sha256:{sha256_of(fast)}\n"
+        f"oldcompat==1.0 --hash=sha256:{sha256_of(web_index['oldcompat'])}\n",
+    )
+    err = _error(app, _ctx(tmp_path), BOOKWORM)
+    assert err.message.startswith("no wheel of speedup==2.1 with the hashes the lock gives fits")
+    assert web_index["speedup311"].name in err.message
+
+
+def test_a_foreign_lock_gets_an_export_hint(tmp_path: Path) -> None:
+    app = tmp_path / "poetry-app"
+    app.mkdir()
+    (app / "pyproject.toml").write_text('[tool.poetry]\nname = "x"\n')
+    (app / "poetry.lock").write_text("# poetry's own format\n")
+    (app / "main.py").write_text("")
+    err = _error(app, _ctx(tmp_path))
+    assert err.message == (
+        "poetry-app: no lockfile: only poetry.lock, which distill does not read (it reads a "
+        "pinned requirements.txt)"
+    )
+    assert (err.hint or "").startswith("export it: poetry export -f requirements.txt")
+
+
+def test_wheel_writing_outside_its_scheme_is_refused(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "sly", "1.0", files={"../../../../etc/evil.py": "X = 1\n"})
+    err = _error(wheels, _ctx(tmp_path))
+    assert err.message.startswith("could not install sly 1.0:") and "outside" in err.message
+    assert not any(tmp_path.rglob("evil.py"))

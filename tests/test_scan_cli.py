@@ -9,6 +9,8 @@ packages of the image are built from each source package — never typed in as n
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
 from analyze_images import SDE, elf, file, symlink
+from changelog_mirror import Deb, entry, gz, make_key, publish
 from distill.image.compose import compose_image
 from distill.image.config import ImageConfigSpec
 from distill.image.fsentry import FsEntry
@@ -28,6 +31,7 @@ from distill.image.platform import Platform
 from distill.scan.db import import_sources, imports_for
 from distill.scan.result import ASCENDING, rank
 from distill.transports._write import write_docker_archive, write_oci_dir
+from registry_fixtures import Registry, registry  # noqa: F401  (a pytest fixture)
 from test_lock import run_cli
 
 SARIF_SCHEMA = Path(__file__).with_name("data") / "sarif-schema-2.1.0.json"
@@ -362,6 +366,19 @@ def test_docker_archive_gives_the_same_findings(setup: dict[str, Any]) -> None:
     assert json.loads(done.stdout)["findings"] == json_scan(setup)["findings"]
 
 
+@pytest.mark.container
+def test_a_registry_image_gives_the_same_findings(
+    setup: dict[str, Any],
+    registry: Registry,  # noqa: F811
+) -> None:
+    remote = f"docker://{registry.host}/scan/deb:1"
+    copied = run_cli("copy", setup["image"], remote)
+    assert copied.returncode == 0, copied.stderr
+    done = scan(setup, "--format", "json", image=remote)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["findings"] == json_scan(setup)["findings"]
+
+
 def test_image_without_dpkg_data_exits_2_loudly(setup: dict[str, Any]) -> None:
     root = setup["root"]
     image = write_image(
@@ -397,3 +414,213 @@ def test_bad_severity_is_a_clean_error(setup: dict[str, Any]) -> None:
     done = scan(setup, "--severity", "SEVERE")
     assert done.returncode == 1
     assert "not a severity: SEVERE" in done.stderr and "Traceback" not in done.stderr
+
+
+# --- with the mirror's changelogs: a signed local mirror -------------------------------------
+
+FOO_OLD, FOO_FIX = "1.0-1", "1.0-1+deb12u1"
+TRACKED, UNTRACKED = "CVE-2024-1111", "CVE-2024-2222"  # the tracker knows only the first
+FOO_LOG = entry("foo", FOO_FIX, "bookworm-security", TRACKED, f"Fix {UNTRACKED}.") + entry(
+    "foo", FOO_OLD, "bookworm", "Initial release."
+)
+
+
+@pytest.fixture(scope="module")
+def mirror(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A bookworm mirror whose security pocket has a newer foo, an image with the old one,
+    and a tracker DB that knows one of the two CVEs the new changelog names."""
+    home = tmp_path_factory.mktemp("gnupg")
+    keyring = make_key(home)
+    debs = tmp_path_factory.mktemp("debs")
+    root = tmp_path_factory.mktemp("mirror")
+
+    def foo(version: str, log: str) -> list[Path]:
+        doc = "usr/share/doc/libfoo1/changelog.Debian.gz"
+        return [Deb("libfoo1", version, source="foo", files={doc: gz(log)}).build(debs)]
+
+    old_log = entry("foo", FOO_OLD, "bookworm", "Initial release.")
+    publish(
+        root,
+        home,
+        {
+            "bookworm": foo(FOO_OLD, old_log),
+            "bookworm-updates": [],
+            "bookworm-security": foo(FOO_FIX, FOO_LOG),
+        },
+    )
+    work = tmp_path_factory.mktemp("foo-image")
+    status = stanza("libfoo1", "foo", FOO_OLD)
+    base = [
+        file("usr/lib/os-release", BOOKWORM),
+        symlink("etc/os-release", "../usr/lib/os-release"),
+        *dpkg_layer([("libfoo1", "foo", FOO_OLD)], status),
+    ]
+    image = write_image(work, [base], "foo")
+    tracker = {
+        "foo": {
+            TRACKED: {
+                "releases": {
+                    "bookworm": {
+                        "status": "resolved",
+                        "fixed_version": FOO_FIX,
+                        "urgency": "high",
+                        "repositories": {"bookworm": FOO_OLD},
+                    }
+                }
+            }
+        }
+    }
+    (work / "tracker.json").write_text(json.dumps(tracker))
+    db = work / "vuln.db"
+    import_sources(db, imports_for([work / "tracker.json"]))
+    return {"root": root, "keyring": keyring, "image": image, "db": db, "work": work}
+
+
+def mirror_scan(
+    mirror: dict[str, Any], url: str, cache: Path, *args: str
+) -> subprocess.CompletedProcess[str]:
+    env = {
+        "DISTILL_MIRROR": url,
+        "DISTILL_SECURITY_MIRROR": url,
+        "DISTILL_KEYRING": str(mirror["keyring"]),
+        "DISTILL_CACHE_DIR": str(cache),
+    }
+    return run_cli("scan", mirror["image"], "--format", "json", *args, env=env)
+
+
+def test_changelog_and_tracker_findings_name_every_source(
+    mirror: dict[str, Any], local_mirror: tuple[str, Path], tmp_path: Path
+) -> None:
+    url, served = local_mirror
+    shutil.copytree(mirror["root"], served, dirs_exist_ok=True)
+    cache = tmp_path / "cache"
+    done = mirror_scan(mirror, url, cache, "--db", str(mirror["db"]))
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    found = {f["id"]: f for f in report["findings"]}
+    assert set(found) == {TRACKED, UNTRACKED}
+    assert found[TRACKED]["sources"] == ["debian-tracker", "changelog"]
+    assert found[TRACKED]["severity"] == "HIGH"  # the tracker's urgency
+    assert found[UNTRACKED]["sources"] == ["changelog"]
+    assert found[UNTRACKED]["severity"] == "UNKNOWN"
+    assert {f["fixed_version"] for f in found.values()} == {FOO_FIX}
+    assert {s["name"] for s in report["sources"]} == {"debian-tracker", "changelog"}
+    # no DB at all: the mirror alone is a source, and the scan is complete
+    alone = mirror_scan(mirror, url, cache, "--db", str(tmp_path / "none.db"))
+    assert alone.returncode == 0, alone.stderr
+    assert {f["id"] for f in json.loads(alone.stdout)["findings"]} == {TRACKED, UNTRACKED}
+    # --offline from the cache this scan filled: the same findings, nothing downloaded
+    shutil.rmtree(served)
+    served.mkdir()
+    offline = mirror_scan(mirror, url, cache, "--db", str(tmp_path / "none.db"), "--offline")
+    assert offline.returncode == 0, offline.stderr
+    assert json.loads(offline.stdout)["findings"] == json.loads(alone.stdout)["findings"]
+
+
+def test_offline_with_nothing_cached_says_so_and_is_incomplete_without_a_db(
+    mirror: dict[str, Any], tmp_path: Path
+) -> None:
+    unreachable = "http://127.0.0.1:9"
+    cache = tmp_path / "empty-cache"
+    done = mirror_scan(mirror, unreachable, cache, "--db", str(tmp_path / "none.db"), "--offline")
+    assert done.returncode == 2
+    assert "not checked against the mirror's changelogs" in done.stderr
+    assert "INCOMPLETE" in done.stderr and "no advisories for Debian bookworm" in done.stderr
+    # with the tracker DB the scan is complete, and still says what it could not check
+    done = mirror_scan(mirror, unreachable, cache, "--db", str(mirror["db"]), "--offline")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert [f["id"] for f in report["findings"]] == [TRACKED]
+    assert any("not checked against the mirror's changelogs" in n for n in report["notes"])
+
+
+# --- compare, with distill's scanner and no network -----------------------------------------
+
+
+def test_compare_counts_with_distills_scanner(setup: dict[str, Any]) -> None:
+    bare = write_image(setup["root"], [[file("usr/lib/os-release", BOOKWORM)]], "bare-cmp")
+    env = {"DISTILL_CACHE_DIR": str(setup["root"] / "cache")}
+    args = ["compare", setup["image"], bare, "--json", "--no-changelog"]
+    done = run_cli(*args, "--db", str(setup["db"]), env=env)
+    assert done.returncode == 0, done.stderr
+    debian, empty = (i["vulnerabilities"] for i in json.loads(done.stdout)["images"])
+    by = Counter(sev for *_, sev in expected_findings())
+    assert {s: n for s, n in debian["by_severity"].items() if n} == dict(by)
+    assert debian["note"].startswith("distill: debian-tracker")
+    assert empty["status"] == "failed" and "no package database" in empty["note"]
+    # no DB and no changelogs: the scanner has nothing to count with, for any image
+    done = run_cli(*args, "--db", str(setup["root"] / "absent.db"), env=env)
+    assert done.returncode == 0, done.stderr
+    for image in json.loads(done.stdout)["images"]:
+        assert image["vulnerabilities"]["status"] == "no-db"
+        assert image["vulnerabilities"]["total"] is None
+
+
+# --- language packages: OSV ------------------------------------------------------------------
+
+PYPI_FIXED = "2.31.0"
+
+
+def test_python_packages_are_matched_against_imported_osv(setup: dict[str, Any]) -> None:
+    root = setup["root"]
+    metadata = b"Metadata-Version: 2.1\nName: requests\nVersion: 2.25.0\n"
+    site = "usr/local/lib/python3.11/site-packages"
+    layer = [file(f"{site}/requests-2.25.0.dist-info/METADATA", metadata)]
+    osv = {
+        "id": "GHSA-aaaa-bbbb-cccc",
+        "aliases": ["CVE-2023-32681"],
+        "summary": "Unintended leak of Proxy-Authorization header",
+        "affected": [
+            {
+                "package": {"ecosystem": "PyPI", "name": "requests"},
+                "ranges": [
+                    {
+                        "type": "ECOSYSTEM",
+                        "events": [{"introduced": "2.3.0"}, {"fixed": PYPI_FIXED}],
+                    }
+                ],
+            }
+        ],
+        "database_specific": {"severity": "MODERATE"},
+    }
+    tracker = root / "tracker-bookworm.json"
+    (root / "osv.json").write_text(json.dumps(osv))
+    db = root / "with-osv.db"
+    import_sources(db, imports_for([tracker, root / "osv.json"]))
+    both = write_image(
+        root,
+        [
+            [
+                file("usr/lib/os-release", BOOKWORM),
+                symlink("etc/os-release", "../usr/lib/os-release"),
+                *dpkg_layer(LAYER0, "".join(stanza(*p) for p in LAYER0)),
+            ],
+            layer,
+        ],
+        "deb-and-python",
+    )
+    done = scan(setup, "--format", "json", image=both, db=db)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    python = [f for f in report["findings"] if f["package"]["ecosystem"] == "pypi"]
+    assert [(f["id"], f["package"]["name"], f["severity"], f["fixed_version"]) for f in python] == [
+        (osv["id"], "requests", "MEDIUM", PYPI_FIXED)
+    ]
+    assert python[0]["sources"] == ["osv"] and python[0]["package"]["layer"] == 1
+    assert python[0]["package"]["purl"] == "pkg:pypi/requests@2.25.0"
+    assert "osv" in {s["name"] for s in report["sources"]}
+    # without OSV data the Python package is said to be unchecked, not counted as clean
+    plain = json.loads(scan(setup, "--format", "json", image=both).stdout)
+    assert not [f for f in plain["findings"] if f["package"]["ecosystem"] == "pypi"]
+    assert any("1 language packages" in note and "not checked" in note for note in plain["notes"])
+
+
+def test_a_hostile_release_name_is_refused_without_a_traceback(setup: dict[str, Any]) -> None:
+    hostile = BOOKWORM.replace(
+        b"VERSION_CODENAME=bookworm", b"VERSION_CODENAME='../x[/bold]\x1b[2J'"
+    )
+    image = debian_image(setup["root"], hostile, name="hostile")
+    done = scan(setup, image=image)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr and "\x1b[2J" not in done.stderr + done.stdout
+    assert "no advisories for Debian" in done.stderr

@@ -41,6 +41,11 @@ def set_quiet(quiet: bool) -> None:
     _quiet = quiet
 
 
+def is_quiet() -> bool:
+    """Whether only results and warnings are printed: a table nobody sees need not be made."""
+    return _quiet
+
+
 def info(message: str) -> None:
     if not _quiet:
         console().print(message)

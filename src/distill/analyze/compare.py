@@ -4,8 +4,9 @@ For every image the one streaming pass over its layers feeds both the ``inspect`
 (sizes, layers, attack surface, efficiency) and the package catalog of ``sbom``, so the
 numbers are the ones those commands print. Ratios are against the first image named.
 
-Vulnerabilities are counted by a :class:`~distill.scan.findings.Scanner` (trivy's offline
-database unless told otherwise: :mod:`distill.scan.trivy`), given the catalog as CycloneDX.
+Vulnerabilities are counted by a :class:`~distill.scan.findings.Scanner` given the catalog
+as CycloneDX: the command line hands in distill's own (``distill.audit.scanner``, which this
+layer cannot import); without one, trivy's offline database (:mod:`distill.scan.trivy`).
 Without a scanner or its database the comparison says "n/a (...)"; it never shows a count
 that was not measured.
 """

@@ -15,6 +15,7 @@ from rich.tree import Tree
 
 from distill.analyze.inspect import InspectReport, Program, TreeEntry
 from distill.log import human
+from distill.scan.findings import ScanStatus
 
 if TYPE_CHECKING:  # compare loads the catalog and SBOM writers, which inspect does not need
     from distill.analyze.compare import Comparison, ExecutableDiff, ImageSummary
@@ -245,6 +246,10 @@ def compare_rows(comparison: Comparison) -> list[tuple[str, list[Cell]]]:
         bad = any(v.by_severity.get(s, 0) for s in ("CRITICAL", "HIGH"))
         return Cell(v.describe(), bad, f"{v.unique_ids} distinct ids" if v.total else "")
 
+    def vuln_source(image: ImageSummary) -> Cell:
+        v = image.vulnerabilities
+        return Cell(v.note if v.status is ScanStatus.SCANNED and v.note else "-")
+
     rows = [
         row("os", lambda i, m: Cell(m.os or "unknown")),
         row("platform", lambda i, m: Cell(m.platform)),
@@ -271,6 +276,7 @@ def compare_rows(comparison: Comparison) -> list[tuple[str, list[Cell]]]:
             lambda i, m: Cell(f"{m.efficiency:.1%} (dive {m.dive_score:.1%})", m.efficiency < 0.95),
         ),
         row("vulnerabilities", lambda i, m: vulns(m)),
+        row("vulnerabilities from", lambda i, m: vuln_source(m)),
     ]
     return rows
 

@@ -107,7 +107,7 @@ def _changelog_advisories(
     if found.checked == 0 and found.unchecked:
         return list(found.advisories), None, notes
     mode = ", offline: cached .debs only" if options.offline else ""
-    detail = f"the mirror's changelogs, {found.checked} packages checked{mode}"
+    detail = f"Debian mirror changelogs, {found.checked} packages checked{mode}"
     return list(found.advisories), SourceUse(Origin.CHANGELOG, detail), notes
 
 

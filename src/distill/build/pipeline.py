@@ -121,16 +121,24 @@ class BuildResult:
 # --- inputs ----------------------------------------------------------------------------------
 
 
+def environment_epoch() -> int | None:
+    """``$SOURCE_DATE_EPOCH`` when set (checked), else None."""
+    text = os.environ.get(SDE_ENV)
+    if text is None or not text.strip():
+        return None
+    if not text.strip().isdigit():
+        raise DistillError(
+            f"{SDE_ENV}={text!r} is not a number of seconds since 1970",
+            hint=f"unset it, or set e.g. {SDE_ENV}=$(git log -1 --format=%ct)",
+        )
+    return int(text)
+
+
 def source_date_epoch(lock: Lock) -> int:
     """``$SOURCE_DATE_EPOCH``, else the newest InRelease date of the lock."""
-    text = os.environ.get(SDE_ENV)
-    if text is not None and text.strip():
-        if not text.strip().isdigit():
-            raise DistillError(
-                f"{SDE_ENV}={text!r} is not a number of seconds since 1970",
-                hint=f"unset it, or set e.g. {SDE_ENV}=$(git log -1 --format=%ct)",
-            )
-        return int(text)
+    epoch = environment_epoch()
+    if epoch is not None:
+        return epoch
     if not lock.pockets:
         raise DistillError(
             "the lock records no archive dates to take SOURCE_DATE_EPOCH from",

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from distill import __version__, log
 from distill.cli.options import F, _access, _image_argument, _registry_options
+from distill.cli.package import app_lock_options
 from distill.errors import DistillError
 from distill.log import human
 
@@ -58,8 +59,14 @@ def _spec_options(func: F) -> F:
     help="Where to write the lock. Default: distill.lock; for an app PATH, PATH/distill.lock.",
 )
 @_spec_options
+@app_lock_options
 def lock(
-    spec: str, output: Path | None, suite: str | None, archs: tuple[str, ...], context: Path | None
+    spec: str,
+    output: Path | None,
+    suite: str | None,
+    archs: tuple[str, ...],
+    context: Path | None,
+    **app: Any,
 ) -> None:
     """Resolve SPEC (a spec file or preset) into a lockfile of exact .debs; for an app
     (a PATH, or a spec with `app:`), its language packages too."""
@@ -69,7 +76,7 @@ def lock(
     from distill.debian.mirror import discover_mirrors
     from distill.fsutil import output_file
 
-    if lock_if_app(spec, output, suite, archs, context):
+    if lock_if_app(spec, output, suite, archs, context, **app):
         return
     output = output or Path("distill.lock")
     loaded = load_spec(spec, suite=suite, archs=archs, context=context)
@@ -432,84 +439,6 @@ def inspect(
         render_inspect(report, Console())
 
 
-@cli.command()
-@click.argument("images", nargs=-1, required=True, callback=_image_argument)
-@click.option("--json", "as_json", is_flag=True, help="Print the comparison as JSON on stdout.")
-@click.option(
-    "--html",
-    "html_file",
-    type=click.Path(path_type=Path),
-    help="Also write a self-contained HTML page (charts and tables) here.",
-)
-@click.option(
-    "--top",
-    default=20,
-    show_default=True,
-    type=click.IntRange(min=0),
-    help="Executables listed per difference (largest first).",
-)
-@click.option(
-    "--count",
-    "patterns",
-    multiple=True,
-    metavar="GLOB",
-    help="Add a row counting executables whose path matches GLOB "
-    "(e.g. '/usr/lib/jvm/*/bin/*'; * stays within one directory); repeatable.",
-)
-@click.option(
-    "--vulnerabilities/--no-vulnerabilities",
-    default=True,
-    show_default=True,
-    help="Count CVEs with trivy's local database (never downloaded; n/a without one).",
-)
-@click.option("--platform", help="os/arch[/variant] of multi-platform images (default: host).")
-@_registry_options
-def compare(
-    images: tuple[str, ...],
-    as_json: bool,
-    html_file: Path | None,
-    top: int,
-    patterns: tuple[str, ...],
-    vulnerabilities: bool,
-    platform: str | None,
-    tls_verify: bool,
-    credentials: Credentials | None,
-) -> None:
-    """Set two or more IMAGES side by side: sizes, packages, executables, attack surface.
-
-    Ratios and the lists of executables one image has and another lacks are against the
-    first image. Each IMAGE is named as for `distill inspect`.
-    """
-    import json
-
-    from rich.console import Console
-
-    from distill.analyze.compare import compare_references
-    from distill.analyze.render import render_compare
-    from distill.fsutil import output_file
-    from distill.transports import input_paths
-
-    if html_file is not None:
-        output_file(html_file, inputs=input_paths(images))  # before reading any image
-    with log.complete_step(f"Comparing {len(images)} images"):
-        comparison = compare_references(
-            images,
-            access=_access(tls_verify, credentials, platform),
-            top=top,
-            patterns=patterns,
-            vulnerabilities=vulnerabilities,
-        )
-    if html_file is not None:
-        from distill.analyze.report import write_html
-
-        write_html(comparison, html_file)
-        log.info(f"[green]wrote[/] {html_file}")
-    if as_json:
-        click.echo(json.dumps(comparison.to_json(), indent=2))
-    else:
-        render_compare(comparison, Console())
-
-
 class _Terminated(BaseException):
     """SIGTERM (a CI job cancelled, `timeout`): unwinds like Ctrl-C, so temporary files and
     half-written outputs are removed on the way out instead of left behind."""
@@ -576,11 +505,13 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _add_commands() -> None:
+    from distill.cli.compare import compare
     from distill.cli.db import db
     from distill.cli.package import package
     from distill.cli.rebase import rebase
     from distill.cli.scan import scan
 
+    cli.add_command(compare)
     cli.add_command(rebase)
     cli.add_command(package)
     cli.add_command(db)

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from distill import log
-from distill.cli.options import _access, _image_argument, _registry_options
+from distill.cli.options import F, _access, _image_argument, _registry_options
 from distill.log import human
 
 if TYPE_CHECKING:
@@ -70,9 +70,12 @@ def app_options_of_spec(spec: Spec) -> AppOptions:
 
 
 def show_result(result: PackageResult) -> None:
+    prepared = result.prepared
+    if log.is_quiet():
+        _warn_stale(prepared)
+        return
     from rich.table import Table
 
-    prepared = result.prepared
     table = Table(
         title=f"{prepared.options.path} · {prepared.kind} on {prepared.base.name} · "
         f"{prepared.base.arch}",
@@ -121,9 +124,14 @@ def _show_plan(prepared: Prepared, entrypoint: tuple[str, ...], cmd: tuple[str, 
         )
     for note in plan_notes(prepared):
         log.info(f"  [dim]{note}[/]")
+    _warn_stale(prepared)
+
+
+def _warn_stale(prepared: Prepared) -> None:
     if prepared.stale:
         log.warn(
-            f"{prepared.lock_file or 'the lock'} is stale; refresh it with "
+            f"{prepared.lock_file or 'the lock'} is stale ({'; '.join(prepared.stale)}); "
+            "refresh it with "
             f"`distill lock {prepared.options.path}`"
         )
 
@@ -164,16 +172,49 @@ def is_app_path(text: str) -> bool:
     return path.is_dir() or (path.is_file() and path.suffix not in (".yaml", ".yml"))
 
 
+_KINDS = click.Choice(["python", "node", "java", "elf"])
+
+
+def app_lock_options(func: F) -> F:
+    """``distill lock``'s options for an app PATH: the base and kind it is packaged with."""
+    func = click.option("--jlink", is_flag=True, help="App PATH, Java: lock for --jlink.")(func)
+    func = click.option("--kind", type=_KINDS, help="App PATH: its kind. Default: detected.")(func)
+    func = click.option(
+        "--base",
+        callback=_image_argument,
+        help="App PATH: the base it is packaged on (as for `distill package`).",
+    )(func)
+    return func
+
+
 def lock_if_app(
-    spec: str, output: Path | None, suite: str | None, archs: tuple[str, ...], ctx: Path | None
+    spec: str,
+    output: Path | None,
+    suite: str | None,
+    archs: tuple[str, ...],
+    ctx: Path | None,
+    *,
+    base: str | None = None,
+    kind: str | None = None,
+    jlink: bool = False,
 ) -> bool:
     """``distill lock`` of an app (a PATH, or a spec with ``app:``); False: not an app."""
     arch = archs[0] if archs else None
     if is_app_path(spec):
-        from distill.package.plan import AppOptions
+        from distill.package.plan import AppKind, AppOptions
 
-        lock_app_command(AppOptions(Path(spec)), output, suite=suite, arch=arch)
+        options = AppOptions(
+            Path(spec), kind=AppKind(kind) if kind else None, base=base, jlink=jlink
+        )
+        lock_app_command(options, output, suite=suite, arch=arch)
         return True
+    if base or kind or jlink:
+        from distill.errors import DistillError
+
+        raise DistillError(
+            "--base, --kind and --jlink are for an app PATH; a spec's `app:` says these itself",
+            hint="leave them out, or give the app's directory",
+        )
     from dataclasses import replace
 
     from distill.build.spec import load_spec
@@ -181,9 +222,8 @@ def lock_if_app(
     loaded = load_spec(spec, suite=suite, archs=archs, context=ctx)
     if loaded.app is None:
         return False
-    base = replace(loaded, app=None)
     lock_app_command(app_options_of_spec(loaded), output or Path("distill.lock"), suite=suite,
-                     arch=arch, base_spec=base)  # fmt: skip
+                     arch=arch, base_spec=replace(loaded, app=None))  # fmt: skip
     return True
 
 
@@ -207,7 +247,7 @@ def lock_if_app(
 )
 @click.option(
     "--kind",
-    type=click.Choice(["python", "node", "java", "elf"]),
+    type=_KINDS,
     help="Default: detected from PATH.",
 )
 @click.option("--suite", help="Debian suite of a preset base: trixie (default) or bookworm.")
@@ -313,8 +353,7 @@ def build_app(
         access=access,
         compression=Compression(compression),
         base_spec=replace(spec, app=None),
-        use_lock=lock_file is not None,  # as `distill build`: resolved now without --lock
-        lock_path=lock_file,
+        lock_path=lock_file,  # else the app's own, PATH/distill.lock, when there is one
         inputs=[spec.source],
     )
     show_result(result)

@@ -12,16 +12,15 @@ with no addon for the image is refused too, unless it is an optional dependency.
 
 from __future__ import annotations
 
-import importlib
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Protocol, cast
 
 from distill.bounded import one_line
 from distill.errors import DistillError
 from distill.image.fsentry import EntryKind, FsEntry
+from distill.package.libraries import ElfInfo, needed_libraries, resolve_libraries
 from distill.package.plan import BaseFacts, PlanContext
 
 ELF_MAGIC = b"\x7fELF"
@@ -36,17 +35,6 @@ NODE_ABI = {18: 108, 20: 115, 22: 127, 24: 137}
 _ABI_SYMBOL = re.compile(rb"node_register_module_v([0-9]{2,4})\x00")
 _MAX_HEADER = 64
 APPLICATION = "the application"  # the owner of addons among the app's own files
-
-
-class _ElfInfo(Protocol):
-    interp: str | None
-    needed: tuple[str, ...]
-
-
-class _Resolution(Protocol):
-    packages: tuple[str, ...]
-    found: Mapping[str, str]
-    missing: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,13 +94,7 @@ def _what(header: bytes) -> str:
     return f"an ELF file for {_MACHINE_NAMES.get(machine, f'machine {machine}')}"
 
 
-def _libraries_module() -> object:
-    # package.libraries (ELF DT_NEEDED → Debian packages) is written alongside this module;
-    # imported when first needed so that a tree without it still plans addon-free apps.
-    return importlib.import_module("distill.package.libraries")
-
-
-def _is_musl(info: _ElfInfo) -> bool:
+def _is_musl(info: ElfInfo) -> bool:
     return "musl" in (info.interp or "") or any(n.startswith("libc.musl") for n in info.needed)
 
 
@@ -146,18 +128,18 @@ def check_addons(
     for their libraries, and notes for the user."""
     usable: dict[str, list[Addon]] = {}
     rejected: dict[str, tuple[Addon, str]] = {}
-    libs: object = None
+    needs: dict[str, ElfInfo] = {}
     for addon in addons:
         header = _header(addon.staged)
         if _MACHINES.get(_machine(header) or -1) != base.arch:
             rejected.setdefault(addon.owner, (addon, _what(header)))
             continue
-        libs = libs or _libraries_module()
-        info = cast(_ElfInfo, libs.needed_libraries(addon.staged))  # type: ignore[attr-defined]
+        info = needed_libraries(addon.staged, f"/{addon.image_path}")
         if _is_musl(info):
             rejected.setdefault(addon.owner, (addon, "built for musl libc"))
             continue
         usable.setdefault(addon.owner, []).append(addon)
+        needs[addon.image_path] = info
     for owner, (addon, what) in sorted(rejected.items()):
         if owner not in usable:
             raise DistillError(
@@ -182,15 +164,15 @@ def check_addons(
             raise error
     if not chosen:
         return AddonCheck((), ())
-    return _resolve(chosen, base, app_entries, ctx, libs)
+    return _resolve(chosen, needs, base, app_entries, ctx)
 
 
 def _resolve(
     addons: Sequence[Addon],
+    needs: dict[str, ElfInfo],
     base: BaseFacts,
     app_entries: Sequence[FsEntry],
     ctx: PlanContext,
-    libs: object,
 ) -> AddonCheck:
     if base.suite is None:
         raise DistillError(
@@ -206,30 +188,32 @@ def _resolve(
         files=base.files | frozenset(e.path for e in app_entries),
         symlinks={**base.symlinks, **links},
     )
-    resolution = cast(
-        _Resolution,
-        libs.resolve_libraries(  # type: ignore[attr-defined]
-            [(f"/{a.image_path}", a.staged) for a in addons],
-            image,
-            cache=ctx.cache,
-            access=ctx.access,
-            suite=base.suite,
-            arch=base.arch,
-        ),
+    resolution = resolve_libraries(
+        [(f"/{a.image_path}", a.staged) for a in addons],
+        image,
+        cache=ctx.cache,
+        access=ctx.access,
+        suite=base.suite,
+        arch=base.arch,
+        strict=False,
     )
     if resolution.missing:
+        soname = resolution.missing[0]
+        addon = next(a for a in addons if soname in needs[a.image_path].needed)
+        others = f" (and {', '.join(resolution.missing[1:])})" if resolution.missing[1:] else ""
         raise DistillError(
-            f"native addons need {', '.join(one_line(m, 100) for m in resolution.missing)}, "
-            "which neither the image nor any Debian package provides",
+            f"{addon.owner}: the native addon /{addon.image_path} needs {one_line(soname, 200)}"
+            f"{one_line(others, 300)}, which neither the image nor any Debian package of "
+            f"{base.suite}/{base.arch} ships",
             hint="ship the library with the app (next to the addon, found through RUNPATH "
-            "$ORIGIN) or link the addon statically against it",
+            "$ORIGIN), or link the addon statically against it",
         )
     notes = [f"native addon /{a.image_path} ({a.owner})" for a in addons]
     if resolution.packages:
-        needs = ", ".join(
+        added = ", ".join(
             f"{soname} ({package})"
             for soname, package in sorted(resolution.found.items())
             if package in resolution.packages
         )
-        notes.append(f"Debian packages added for native addons: {needs}")
+        notes.append(f"Debian packages added for native addons: {added}")
     return AddonCheck(tuple(resolution.packages), tuple(notes))

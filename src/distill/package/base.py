@@ -10,12 +10,17 @@ distill installs from the npm registry.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from collections.abc import Mapping
 
 from distill.analyze.catalog import PackageType, catalog_view, want
 from distill.analyze.fsview import FsView, NodeKind, analyse_fsview
+from distill.bounded import parse_json
 from distill.build.pipeline import release_version
+from distill.cache import BlobCache
+from distill.errors import DistillError
 from distill.image.model import Image
 from distill.image.partial import ImageReader
 from distill.image.platform import Platform
@@ -27,13 +32,68 @@ _ARCHS = {"amd64": "amd64", "arm64": "arm64", "arm": "armhf", "386": "i386", "pp
 NODE_NAMES = ("nodejs", "node")  # Debian's package, distill's npm-registry component
 
 
-def base_facts(image: Image, name: str) -> BaseFacts:
-    """The facts of ``image`` (``name`` is for messages)."""
+FACTS_NAMESPACE = "base-facts"
+FACTS_VERSION = 1  # bump when what BaseFacts holds, or how it is read, changes
+
+
+def base_facts(image: Image, name: str, cache: BlobCache | None = None) -> BaseFacts:
+    """The facts of ``image`` (``name`` is for messages). With ``cache``, remembered by the
+    image's config digest: the config names every layer's content (its diff_ids), so the
+    same digest is the same filesystem, and a warm rebuild does not read the base again."""
+    key = hashlib.sha256(f"{FACTS_VERSION}:{image.config_descriptor.digest}".encode()).hexdigest()
+    if cache is not None:
+        remembered = cache.get_derived(FACTS_NAMESPACE, key)
+        if remembered is not None:
+            facts = _from_json(remembered)
+            if facts is not None:
+                return facts
     source = ImageReader(image, name=name)
     try:
-        return analyse_fsview(source, want, lambda view: _facts(view, image))
+        facts = analyse_fsview(source, want, lambda view: _facts(view, image))
     finally:
         source.close()
+    if cache is not None:
+        cache.put_derived(FACTS_NAMESPACE, key, _to_json(facts))
+    return facts
+
+
+def _to_json(facts: BaseFacts) -> bytes:
+    data = {
+        "arch": facts.arch,
+        "suite": facts.suite,
+        "files": sorted(facts.files),
+        "symlinks": dict(sorted(facts.symlinks.items())),
+        "packages": dict(sorted(facts.packages.items())),
+        "python": facts.python,
+        "glibc": facts.glibc,
+        "node": facts.node,
+        "java": facts.java,
+    }
+    return json.dumps(data, separators=(",", ":")).encode()
+
+
+def _from_json(raw: bytes) -> BaseFacts | None:
+    """Facts written by ``_to_json``; None when the entry is not that (then they are read
+    from the image again)."""
+    try:
+        data = parse_json(raw, "remembered base facts")
+        optional = {k: data[k] for k in ("suite", "python", "glibc", "node", "java")}
+        if not all(v is None or isinstance(v, str) for v in optional.values()):
+            return None
+        files, links, debs = data["files"], data["symlinks"], data["packages"]
+        if not (isinstance(files, list) and all(isinstance(f, str) for f in files)):
+            return None
+        for mapping in (links, debs):
+            if not isinstance(mapping, dict) or not all(
+                isinstance(v, str) for v in mapping.values()
+            ):
+                return None
+        if not isinstance(data["arch"], str):
+            return None
+        return BaseFacts(arch=data["arch"], files=frozenset(files), symlinks=links, packages=debs,
+                         **optional)  # fmt: skip
+    except (DistillError, KeyError, TypeError):
+        return None
 
 
 def _facts(view: FsView, image: Image) -> BaseFacts:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from distill import __version__, log
 from distill.build.layers import cached_layer
-from distill.build.spec import NONROOT_USER, host_arch
+from distill.build.spec import NONROOT_USER, Spec, host_arch
 from distill.build.unpack import staging_dir
 from distill.cache import BlobCache
 from distill.context import Access
@@ -35,6 +35,7 @@ from distill.mutate.rebase import BASE_DIGEST, BASE_NAME
 from distill.package.applock import app_lock_path, read_app_lock, same_packages, with_lang_packages
 from distill.package.base import base_facts
 from distill.package.baseimage import (
+    APP_LEVEL,
     Base,
     BaseKind,
     build_spec_base,
@@ -149,7 +150,7 @@ def prepare(
     use_lock: bool = True,
     lock_path: Path | None = None,
     planner: Planner | None = None,
-    base_spec: object = None,
+    base_spec: Spec | None = None,
 ) -> Prepared:
     """Plan ``options``'s app on its base. ``use_lock``: read ``PATH/distill.lock`` (not
     when locking anew). ``base_spec``: a ``Spec`` to build as the base (a spec's ``app:``)
@@ -165,9 +166,12 @@ def prepare(
     ref = _base_ref(options, kind)
     base = _base(ref, base_spec, lock, suite or (lock.suite if lock else None), arch, access,
                  cache, stack, options.offline)  # fmt: skip
-    ctx = PlanContext(cache, access, staging_dir(cache), base.source_date_epoch, locked)
+    # Locking anew (``use_lock`` off): the planner resolves the app's dependencies afresh.
+    ctx = PlanContext(
+        cache, access, staging_dir(cache), base.source_date_epoch, locked, relock=not use_lock
+    )
     with log.complete_step(f"Reading {base.name}"):
-        facts = base_facts(base.image, base.name)
+        facts = base_facts(base.image, base.name, cache)
     chosen = planner or planner_for(kind)
     with log.complete_step(f"Planning the {kind} app {options.path}"):
         plan = chosen.plan(options, facts, ctx)
@@ -199,7 +203,7 @@ def prepare(
 
 def _base(
     ref: str,
-    base_spec: object,
+    base_spec: Spec | None,
     lock: Lock | None,
     suite: str | None,
     arch: str,
@@ -208,9 +212,7 @@ def _base(
     stack: ExitStack,
     offline: bool,
 ) -> Base:
-    from distill.build.spec import Spec
-
-    if isinstance(base_spec, Spec):
+    if base_spec is not None:
         with log.complete_step(f"Building the base {base_spec.name} ({arch})"):
             return build_spec_base(
                 base_spec, base_spec.name, BaseKind.SPEC, lock, arch, cache, offline=offline
@@ -226,9 +228,9 @@ def _base(
 def _rebuild(base: Base, needed: Sequence[str], lock: Lock | None, cache: BlobCache) -> Base:
     assert base.spec is not None  # a preset's or spec's base
     spec = base.spec
-    below = [level for level in spec.levels if level.name != "app packages"]
+    below = [level for level in spec.levels if level.name != APP_LEVEL]
     plain = replace(spec, levels=tuple(below))
-    have = tuple(p for level in spec.levels if level.name == "app packages" for p in level.packages)
+    have = tuple(p for level in spec.levels if level.name == APP_LEVEL for p in level.packages)
     plain = replace(plain, packages=tuple(p for p in spec.packages if p not in have))
     return build_spec_base(
         plain, base.name, base.kind, lock, base.arch, cache, extra=(*have, *needed)
@@ -238,9 +240,7 @@ def _rebuild(base: Base, needed: Sequence[str], lock: Lock | None, cache: BlobCa
 def _added(base: Base) -> tuple[str, ...]:
     if base.spec is None:
         return ()
-    return tuple(
-        p for level in base.spec.levels if level.name == "app packages" for p in level.packages
-    )
+    return tuple(p for level in base.spec.levels if level.name == APP_LEVEL for p in level.packages)
 
 
 # --- layers and config -----------------------------------------------------------------------
@@ -294,10 +294,10 @@ def app_config(
         )
     ports = tuple(dict.fromkeys((*config.ports, *(f"{p}/tcp" for p in options.ports))))
     annotations = {}
-    if base.recorded is not None:
+    if base.recorded:
         annotations[BASE_NAME] = base.name
-        if base.recorded.manifest.digest is not None:
-            annotations[BASE_DIGEST] = base.recorded.digest
+        if base.recorded_digest is not None:
+            annotations[BASE_DIGEST] = base.recorded_digest
     spec = ImageConfigSpec(
         entrypoint=entrypoint or None,
         cmd=cmd or None,
@@ -365,7 +365,7 @@ def package_app(
     cache: BlobCache | None = None,
     compression: Compression = Compression.GZIP,
     planner: Planner | None = None,
-    base_spec: object = None,
+    base_spec: Spec | None = None,
     use_lock: bool = True,
     lock_path: Path | None = None,
     inputs: Sequence[Path | str] = (),
@@ -397,7 +397,7 @@ def lock_app(
     access: Access | None = None,
     cache: BlobCache | None = None,
     planner: Planner | None = None,
-    base_spec: object = None,
+    base_spec: Spec | None = None,
 ) -> tuple[Lock, Prepared]:
     """The app's lock, made anew: its base's Debian lock (with the packages the app needs)
     and the language packages the planner installed."""
@@ -411,10 +411,8 @@ def lock_app(
 
 
 def plan_notes(prepared: Prepared) -> list[str]:
-    """What the user is told besides the layers: inferred, added, stale."""
+    """What the user is told besides the layers: what was inferred, found and added."""
     notes = list(prepared.plan.notes)
     if prepared.added:
         notes.append(f"Debian packages added to the base: {', '.join(prepared.added)}")
-    for why in prepared.stale:
-        notes.append(f"the lock is stale: {why}")
     return notes

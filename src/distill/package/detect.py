@@ -7,6 +7,7 @@ jars for Java, and the ELF magic for a compiled program. ``--kind`` overrides th
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from distill.errors import DistillError
@@ -17,7 +18,7 @@ ELF_MAGIC = b"\x7fELF"
 # magic matters: which kind of planner reads the file.
 PYTHON_MARKERS = ("pyproject.toml", "requirements.txt", "setup.py")
 NODE_MARKERS = ("package.json",)
-MAX_JARS_LISTED = 10_000  # files looked at in a directory, at most
+MAX_FILES_LOOKED_AT = 10_000  # in a directory, at most
 
 DEFAULT_BASES = {
     AppKind.PYTHON: "python3:nonroot",
@@ -40,7 +41,7 @@ def _is_elf(path: Path) -> bool:
 
 def _has_jars(folder: Path) -> bool:
     for count, child in enumerate(folder.iterdir()):
-        if count >= MAX_JARS_LISTED:
+        if count >= MAX_FILES_LOOKED_AT:
             break
         if child.suffix == ".jar" and child.is_file():
             return True
@@ -75,6 +76,11 @@ def detect_kind(path: Path, kind: AppKind | str | None = None) -> AppKind:
             "cannot tell what kind of app it is",
             hint=KINDS_HINT,
         )
+    if not path.is_file():  # a FIFO or a device: nothing to package, and opening may block
+        raise DistillError(
+            f"{path} is not a regular file or a directory",
+            hint="give the app's project directory, jar, wheel or binary",
+        )
     if path.suffix == ".whl" or path.name in PYTHON_MARKERS:
         return AppKind.PYTHON
     if path.name in NODE_MARKERS:
@@ -106,15 +112,20 @@ def default_base(kind: AppKind, path: Path) -> str:
 
 def _elf_files(path: Path) -> list[Path]:
     """The ELF files of an app: ``path`` itself, or those in its directory tree (the first
-    ``MAX_JARS_LISTED`` files looked at)."""
+    ``MAX_FILES_LOOKED_AT`` files looked at)."""
     if not path.is_dir():
-        return [path] if _is_elf(path) else []
-    found = []
-    for count, child in enumerate(sorted(path.rglob("*"))):
-        if count >= MAX_JARS_LISTED:
-            break
-        if child.is_file() and not child.is_symlink() and _is_elf(child):
-            found.append(child)
+        return [path] if path.is_file() and _is_elf(path) else []
+    found: list[Path] = []
+    seen = 0
+    for folder, dirs, names in os.walk(path):  # symlinked directories are not followed
+        dirs.sort()
+        for name in sorted(names):
+            seen += 1
+            if seen > MAX_FILES_LOOKED_AT:
+                return found
+            child = Path(folder, name)
+            if child.is_file() and not child.is_symlink() and _is_elf(child):
+                found.append(child)
     return found
 
 

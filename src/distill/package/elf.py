@@ -66,6 +66,9 @@ def app_entries(path: Path, staging: Path) -> list[FsEntry]:
         context=real if real.is_dir() else real.parent,
         dest=APP_DIR,
         into=not real.is_dir(),
+        # A lone program is what runs: executable whatever its mode here. A directory's
+        # files keep theirs (0755 when executable here, else 0644).
+        mode=None if real.is_dir() else 0o755,
         origin=str(path),
     )
     return file_entries([spec], Accounts(), staging)
@@ -175,6 +178,8 @@ def _dynamic(
             # The driver plans again on cc; the libraries then come with the base.
             notes.append(f"needs {', '.join(missing_cc)} (the C++/GCC runtime): on {CC_BASE}")
             return CC_BASE, (), notes
+        if not missing_cc:
+            notes.append(f"needs {', '.join(cc_needs)} (the C++/GCC runtime): in the base")
     if base.suite is None:
         raise DistillError(
             f"{name} has no VERSION_CODENAME in its os-release: cannot tell which Debian "
@@ -188,6 +193,7 @@ def _dynamic(
         access=ctx.access,
         suite=base.suite,
         arch=base.arch,
+        offline=options.offline,
     )
     if resolution.notes:
         notes += [f"found in Debian: {n}" for n in resolution.notes]

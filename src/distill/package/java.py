@@ -22,6 +22,8 @@ read, even if the input changes meanwhile.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import posixpath
 import re
@@ -276,9 +278,17 @@ def maven_packages(jar: Path, where: str) -> list[LangPackage]:
 
 
 def _java_path(base: BaseFacts) -> str:
-    for candidate in ("usr/bin/java", *sorted(p for p in base.files if _is_jvm_java(p))):
-        if candidate in base.files or candidate in base.symlinks:
-            return f"/{candidate}"
+    """``/usr/bin/java``, else Debian's ``/usr/lib/jvm/*/bin/java``, else the shortest
+    ``…/bin/java`` (an image with a JDK of its own in /opt)."""
+    if "usr/bin/java" in base.files or "usr/bin/java" in base.symlinks:
+        return "/usr/bin/java"
+    found = sorted(
+        (not _is_jvm_java(p), p.count("/"), p)
+        for p in base.files
+        if p.endswith("/bin/java") and p.count("/") <= 6
+    )
+    if found:
+        return f"/{found[0][2]}"
     raise DistillError(
         "the base image has no java",
         hint="use a Java base (--base java21:nonroot), or --jlink to ship a runtime of its own",
@@ -366,11 +376,11 @@ class JavaPlanner:
             java = _java_path(base) if options.entrypoint is None else "java"
         plan = _spring_boot(app, java, ctx) if app.layered else _plain(app, jars, root, java, ctx)
         if options.jlink:
-            plan = _with_jlink(plan, base, ctx)
+            plan = _with_jlink(plan, base, ctx, offline=options.offline)
         return plan
 
 
-def _with_jlink(plan: AppPlan, base: BaseFacts, ctx: PlanContext) -> AppPlan:
+def _with_jlink(plan: AppPlan, base: BaseFacts, ctx: PlanContext, *, offline: bool) -> AppPlan:
     """The plan on a jlink'ed runtime made for exactly the files it ships."""
     import shutil
 
@@ -378,6 +388,13 @@ def _with_jlink(plan: AppPlan, base: BaseFacts, ctx: PlanContext) -> AppPlan:
     from distill.package.jlink import jlink_runtime
 
     tree = tempfiles.make_dir(ctx.staging, "jdeps")
+    identity = sorted(
+        (e.path, e.content.name if isinstance(e.content, Path) else "")
+        for layer in plan.layers
+        for e in layer.entries
+        if e.kind == EntryKind.FILE
+    )
+    app_key = hashlib.sha256(json.dumps(identity).encode()).hexdigest()
     try:
         for layer in plan.layers:
             for entry in layer.entries:
@@ -387,7 +404,7 @@ def _with_jlink(plan: AppPlan, base: BaseFacts, ctx: PlanContext) -> AppPlan:
                 elif isinstance(entry.content, Path):
                     target.parent.mkdir(parents=True, exist_ok=True)
                     target.symlink_to(entry.content)
-        runtime = jlink_runtime(tree / APP_DIR.lstrip("/"), base, ctx)
+        runtime = jlink_runtime(tree / APP_DIR.lstrip("/"), app_key, base, ctx, offline=offline)
     finally:
         shutil.rmtree(tree, ignore_errors=True)
     return runtime.apply(plan)

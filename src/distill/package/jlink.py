@@ -23,6 +23,7 @@ the package's. Its copyright file goes with it.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -30,10 +31,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from distill import tempfiles
+from distill import log, tempfiles
 from distill.bounded import one_line
 from distill.build.spec import host_arch
 from distill.build.unpack import fetch_debs, unpack_all
+from distill.cache import is_sha256
 from distill.debian.archive import load_indices, pockets_for
 from distill.debian.deb import DebControl
 from distill.debian.lock import ArchLock, Lock, LockedPackage, resolve_spec
@@ -55,6 +57,9 @@ RUNTIME_LAYER = "java runtime (jlink)"
 ALWAYS_MODULES = ("jdk.crypto.ec",)
 JDK_FORMAT = 1  # bump when the unpacked tree's layout changes
 TOOL_TIMEOUT = 600
+JLINK_OPTIONS = ("--strip-debug", "--no-man-pages", "--no-header-files", "--compress=zip-6")
+JDEPS_NAMESPACE = "jdeps"
+JLINK_NAMESPACE = "jlink"
 TRIPLETS = {
     "amd64": ("x86_64-linux-gnu", "ld-linux-x86-64.so.2"),
     "arm64": ("aarch64-linux-gnu", "ld-linux-aarch64.so.1"),
@@ -88,6 +93,7 @@ class Jdk:
     controls: dict[str, str]  # package → its control stanza
     copyright: dict[str, Path]  # package → its staged copyright file
     version: str
+    key: str  # sha256 over the closure's .deb digests
 
     def run(self, tool: str, args: Sequence[str]) -> str:
         triplet, loader = TRIPLETS[self.arch]
@@ -110,7 +116,7 @@ class Jdk:
             lines = (done.stderr or done.stdout).strip().splitlines()
             raise DistillError(
                 f"{tool} from {JDK_PACKAGE} failed: {one_line(lines[-1] if lines else '', 300)}",
-                hint="run with --debug for the whole output",
+                hint=f"the JDK is unpacked in {self.root}; run {tool} there for its whole output",
             )
         return done.stdout
 
@@ -179,7 +185,7 @@ def load_jdk(arch: str, ctx: PlanContext) -> Jdk:
     }
     version = next(p.version for p in packages if p.name == JDK_PACKAGE)
     controls = {name: u.control.control for name, u in unpacked.items()}
-    return Jdk(root, homes[0], arch, owners, controls, copyright, version)
+    return Jdk(root, homes[0], arch, owners, controls, copyright, version, key)
 
 
 def _materialise(root: Path, entries: Sequence[FsEntry]) -> None:
@@ -187,7 +193,9 @@ def _materialise(root: Path, entries: Sequence[FsEntry]) -> None:
     root.parent.mkdir(parents=True, exist_ok=True)
     work = tempfiles.make_dir(root.parent, "jdk")
     try:
-        for entry in sorted(entries, key=lambda e: e.path):
+        # Hard links last: their targets may sort after them.
+        ordered = sorted(entries, key=lambda e: (e.kind == EntryKind.HARDLINK, e.path))
+        for entry in ordered:
             target = work / entry.path
             if entry.kind == EntryKind.DIR:
                 target.mkdir(parents=True, exist_ok=True)
@@ -209,10 +217,12 @@ def _materialise(root: Path, entries: Sequence[FsEntry]) -> None:
                 target.write_bytes(entry.read_bytes())
                 target.chmod(entry.mode & 0o755)
         (work / ".complete").write_text("")
-        if root.exists():  # another run finished first
-            shutil.rmtree(work)
-            return
-        work.rename(root)
+        try:
+            work.rename(root)
+        except OSError:
+            if not (root / ".complete").is_file():
+                raise
+            shutil.rmtree(work)  # another run finished first
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
@@ -261,15 +271,82 @@ def _link(jdk: Jdk, modules: Sequence[str], ctx: PlanContext) -> Path:
             str(jdk.home / "jmods"),
             "--add-modules",
             ",".join(modules),
-            "--strip-debug",
-            "--no-man-pages",
-            "--no-header-files",
-            "--compress=zip-6",
+            *JLINK_OPTIONS,
             "--output",
             str(out),
         ],
     )
     return out
+
+
+def _derived_key(*parts: object) -> str:
+    return hashlib.sha256(json.dumps([JDK_FORMAT, *parts]).encode()).hexdigest()
+
+
+def _modules(jdk: Jdk, app_root: Path, app_key: str, ctx: PlanContext) -> list[str]:
+    """jdeps' answer, remembered per JDK and app contents (``app_key``)."""
+    key = _derived_key(jdk.key, app_key, ALWAYS_MODULES)
+    cached = ctx.cache.get_derived(JDEPS_NAMESPACE, key)
+    if cached is not None:
+        try:
+            found = json.loads(cached)
+            if isinstance(found, list) and all(isinstance(m, str) for m in found):
+                return found
+        except ValueError:
+            pass
+    with log.complete_step("Finding the modules the app needs (jdeps)"):
+        modules = sorted({*app_modules(jdk, app_root), *ALWAYS_MODULES})
+    ctx.cache.put_derived(JDEPS_NAMESPACE, key, json.dumps(modules).encode())
+    return modules
+
+
+def _runtime(
+    jdk: Jdk, modules: Sequence[str], ctx: PlanContext
+) -> tuple[list[FsEntry], tuple[str, ...]]:
+    """The runtime's entries (staged) and the packages of the libraries it loads, linked
+    once per JDK and module list: a warm run reads a record instead of running jlink."""
+    key = _derived_key(jdk.key, list(modules), JLINK_OPTIONS)
+    cached = ctx.cache.get_derived(JLINK_NAMESPACE, key)
+    found = _from_record(cached, ctx.staging) if cached is not None else None
+    if found is not None:
+        return found
+    with log.complete_step(f"Linking a runtime of {', '.join(modules)} (jlink)"):
+        out = _link(jdk, modules, ctx)
+    try:
+        files = runtime_entries(out, ctx)
+        packages = _needed_packages(jdk, out)
+    finally:
+        shutil.rmtree(out.parent, ignore_errors=True)
+    record = {
+        "entries": [
+            [e.path, str(e.kind), e.mode, e.size, e.linkname,
+             e.content.name if isinstance(e.content, Path) else None]
+            for e in files
+        ],
+        "packages": list(packages),
+    }  # fmt: skip
+    ctx.cache.put_derived(JLINK_NAMESPACE, key, json.dumps(record).encode())
+    return files, packages
+
+
+def _from_record(data: bytes, staging: Path) -> tuple[list[FsEntry], tuple[str, ...]] | None:
+    """A remembered runtime, or None when the record is unreadable or a staged file is gone."""
+    try:
+        record = json.loads(data)
+        entries = []
+        for path, kind, mode, size, linkname, sha in record["entries"]:
+            content = None
+            if sha is not None:
+                if not is_sha256(sha):
+                    return None
+                content = staging / sha[:2] / sha
+                if not content.is_file():
+                    return None
+            entries.append(FsEntry(path, EntryKind(kind), mode, 0, 0, size, linkname, content))
+        packages = tuple(str(p) for p in record["packages"])
+    except (ValueError, KeyError, TypeError):
+        return None
+    return entries, packages
 
 
 def runtime_entries(out: Path, ctx: PlanContext) -> list[FsEntry]:
@@ -309,17 +386,20 @@ def _needed_packages(jdk: Jdk, out: Path) -> tuple[str, ...]:
     return tuple(sorted(needed))
 
 
-def jlink_runtime(app_root: Path, base: BaseFacts, ctx: PlanContext) -> JlinkRuntime:
+def jlink_runtime(
+    app_root: Path, app_key: str, base: BaseFacts, ctx: PlanContext, *, offline: bool = False
+) -> JlinkRuntime:
     """A jlink'ed runtime for the app staged at ``app_root`` (its files as the image has
-    them under /app)."""
-    jdk = load_jdk(base.arch, ctx)
-    modules = sorted({*app_modules(jdk, app_root), *ALWAYS_MODULES})
-    out = _link(jdk, modules, ctx)
-    try:
-        files = runtime_entries(out, ctx)
-        packages = _needed_packages(jdk, out)
-    finally:
-        shutil.rmtree(out.parent, ignore_errors=True)
+    them under /app; ``app_key`` a digest of their paths and contents)."""
+    if offline:
+        raise DistillError(
+            "--jlink resolves Debian's JDK from the archive, which --offline rules out",
+            hint="package without --offline once; the unpacked JDK is cached for later runs",
+        )
+    with log.complete_step(f"Unpacking {JDK_PACKAGE} from {JDK_SUITE} for jdeps and jlink"):
+        jdk = load_jdk(base.arch, ctx)
+    modules = _modules(jdk, app_root, app_key, ctx)
+    files, packages = _runtime(jdk, modules, ctx)
     sbom = status_entries([_control(jdk)])
     doc = jdk.copyright.get(JDK_PACKAGE)
     if doc is not None:

@@ -28,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from elftools.common.exceptions import ELFError
 from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.segments import InterpSegment
@@ -69,6 +68,8 @@ ARCHES: Mapping[str, ArchInfo] = {
     "riscv64": ArchInfo(64, "EM_RISCV", True, "riscv64-linux-gnu", "riscv64"),
 }
 ELF_MAGIC = b"\x7fELF"
+_EF_ARM_ABI_FLOAT_HARD = 0x400
+_MAX_DYNAMIC_TAGS = 1 << 16  # real programs have tens; a damaged table claims millions
 _DEB_FILES_FORMAT = "1"  # bump when how a .deb's file list is stored changes
 # Libraries that only the C++/GCC runtime packages ship: a binary needing them wants the
 # `cc` base rather than `base`.
@@ -86,6 +87,7 @@ class ElfInfo:
     runpath: tuple[str, ...]  # DT_RUNPATH entries, unexpanded
     rpath: tuple[str, ...]  # DT_RPATH entries (ignored by the loader when RUNPATH is set)
     soname: str | None = None
+    flags: int = 0  # e_flags: on 32-bit ARM, the float ABI tells armhf from armel
 
     @property
     def static(self) -> bool:
@@ -95,25 +97,18 @@ class ElfInfo:
     @property
     def arch(self) -> str | None:
         """The Debian architecture this runs on, if it is one distill knows."""
-        for name, info in ARCHES.items():
-            if (info.elf_class, info.machine, info.little_endian) == (
-                self.elf_class,
-                self.machine,
-                self.little_endian,
-            ) and (name not in ("armel",)):
-                return name
-        return None
+        matches = [
+            name
+            for name, info in ARCHES.items()
+            if (info.elf_class, info.machine, info.little_endian)
+            == (self.elf_class, self.machine, self.little_endian)
+        ]
+        if len(matches) > 1:  # armhf and armel: the same machine, another float ABI
+            return "armhf" if self.flags & _EF_ARM_ABI_FLOAT_HARD else "armel"
+        return matches[0] if matches else None
 
     def describe(self) -> str:
         return f"ELF{self.elf_class} {self.machine.removeprefix('EM_')}"
-
-
-def is_elf(path: Path) -> bool:
-    try:
-        with path.open("rb") as fh:
-            return fh.read(4) == ELF_MAGIC
-    except OSError:
-        return False
 
 
 def needed_libraries(elf: Path | bytes, name: str | None = None) -> ElfInfo:
@@ -151,7 +146,9 @@ def _read_elf(fh: BinaryIO, label: str) -> ElfInfo:
         for section in elf.iter_sections():
             if not isinstance(section, DynamicSection):
                 continue
-            for tag in section.iter_tags():
+            for count, tag in enumerate(section.iter_tags()):
+                if count >= _MAX_DYNAMIC_TAGS:
+                    raise ValueError(f"more than {_MAX_DYNAMIC_TAGS} dynamic tags")
                 kind = tag.entry.d_tag
                 if kind == "DT_NEEDED":
                     needed.append(_tag_text(tag, "needed"))
@@ -171,9 +168,13 @@ def _read_elf(fh: BinaryIO, label: str) -> ElfInfo:
             runpath=tuple(runpath),
             rpath=tuple(rpath),
             soname=soname,
+            flags=int(elf["e_flags"]),
         )
-    except (ELFError, ValueError, KeyError, AttributeError, UnicodeDecodeError) as exc:
-        # pyelftools raises a mix of its own and plain errors on damaged headers.
+    except (OSError, DistillError):
+        raise
+    except Exception as exc:
+        # pyelftools raises all kinds of errors on damaged headers (its own, struct's,
+        # OverflowError on absurd offsets, found by fuzzing): reading them is pure parsing.
         raise DistillError(
             f"{label} is a damaged ELF file: {str(exc)[:200]}",
             hint="rebuild it; distill reads its headers to find the libraries it needs",
@@ -404,10 +405,12 @@ def resolve_libraries(
     arch: str,
     index: LibraryIndex | None = None,
     strict: bool = True,
+    offline: bool = False,
 ) -> LibraryResolution:
     """Every library ``binaries`` (path in the image, staged file) need, found in the image
     or mapped to the Debian packages that ship it. With ``strict`` a library no package
-    ships raises DistillError naming it; otherwise it is listed in ``missing``."""
+    ships raises DistillError naming it; otherwise it is listed in ``missing``. ``offline``:
+    a library the image lacks is an error (looking it up needs the archive's indices)."""
     del access  # the Debian archive is reached through the machine's mirrors, not a registry
     if arch not in ARCHES:
         raise DistillError(f"unknown architecture {arch!r}", hint=f"use one of {sorted(ARCHES)}")
@@ -439,6 +442,14 @@ def resolve_libraries(
                 present.setdefault(soname, hit)
             elif soname not in wanted:
                 wanted[soname] = dirs_for
+    if wanted and offline and index is None:
+        first = sorted(wanted)[0]
+        raise DistillError(
+            f"{first} is not in the image, and finding the Debian package that ships it "
+            "needs the archive (--offline)",
+            hint="run `distill lock PATH` once with the network: the lock then holds the "
+            "packages, and offline builds use it",
+        )
     found: dict[str, str] = {}
     notes: list[str] = []
     missing: list[str] = []

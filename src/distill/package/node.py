@@ -43,14 +43,19 @@ APPLICATION_LAYER = "application"
 _APP = APP_DIR.strip("/")
 # Node options that take the next word as their value: `node -r dotenv/config server.js`.
 _VALUED = {"-r", "--require", "--import", "--loader", "--experimental-loader", "--env-file"}
-_SHELL = set("|&;<>()$`*?[]{}=~")
+_SHELL = set("|&;<>()$`*?[]{}~")
 
 
 class NodePlanner:
     def plan(self, options: AppOptions, base: BaseFacts, ctx: PlanContext) -> AppPlan:
         root = options.path
+        if root.name == "package.json" and root.is_file():
+            root = root.parent  # PATH may name the project's package.json
         if not root.is_dir():
-            raise DistillError(f"{root}: a Node project is a directory with package.json")
+            raise DistillError(
+                f"{root}: a Node project is a directory with package.json",
+                hint="give the project's directory",
+            )
         project = npm.read_project(root)
         node = node_binary(base)
         work = npm.staging_dir(ctx.staging)
@@ -152,12 +157,13 @@ def infer_entrypoint(
     from ``main``, else npm's own defaults (``server.js`` for start, ``index.js`` for main)."""
     scripts = manifest.get("scripts")
     start = scripts.get("start") if isinstance(scripts, dict) else None
+    main = manifest.get("main")
+    main = main if isinstance(main, str) else None
     if isinstance(start, str):
-        command = _node_command(start, files)
+        command = _node_command(start, files, main)
         if command is not None:
             return [node, *command], "package.json scripts.start"
-    main = manifest.get("main")
-    candidates = [(main, "package.json main")] if isinstance(main, str) and main else []
+    candidates = [(main, "package.json main")] if main else []
     candidates += [("server.js", "server.js, npm start's default")]
     candidates += [("index.js", "index.js, the default main")]
     for name, why in candidates:
@@ -171,7 +177,7 @@ def infer_entrypoint(
     )
 
 
-def _node_command(script: str, files: Collection[str]) -> list[str] | None:
+def _node_command(script: str, files: Collection[str], main: str | None) -> list[str] | None:
     """The node arguments of a start script ``node [OPTIONS] FILE [ARGS]``, FILE made an
     image path; None for anything else (a shell pipeline, another program)."""
     try:
@@ -189,7 +195,11 @@ def _node_command(script: str, files: Collection[str]) -> list[str] | None:
             options.append(rest.pop(0))
     if not rest:
         return None
-    found = _module_file(rest[0], files)
+    target = posixpath.normpath(rest[0])
+    # `node .` runs the project's package: its main, else index.js.
+    found = (
+        _module_file(main or "index.js", files) if target == "." else _module_file(target, files)
+    )
     return None if found is None else [*options, f"/{found}", *rest[1:]]
 
 

@@ -55,7 +55,6 @@ class Pinned:
     name: str
     version: str
     hashes: tuple[str, ...] = ()
-    marker: str = ""
 
     def line(self, *, hashes: bool = True) -> str:
         # No marker: distill evaluated it for the image; pip would for its own Python.
@@ -127,6 +126,7 @@ _NO_MATCH = re.compile(
     r"(?:No matching distribution found for|Could not find a version that satisfies the "
     r"requirement) (\S+)"
 )
+_HASH_MISMATCH = re.compile(r"^\s+(\S+==\S+) from \S*/([^/\s]+\.whl)", re.MULTILINE)
 _NO_DIST_LIST = re.compile(
     r"no matching distributions available for your environment:\s*\n((?:\s+\S+\s*\n?)+)"
 )
@@ -152,9 +152,14 @@ def _pip_failure(stderr: str, target: Target) -> DistillError:
             "publishes wheels for this Python and platform, or a base whose Python matches",
         )
     if "DO NOT MATCH THE HASHES" in stderr:
+        found = _HASH_MISMATCH.search(stderr)
+        which = f"{one_line(found.group(1), 100)} " if found else ""
+        got = f" (the index's is {one_line(found.group(2), 200)})" if found else ""
         return DistillError(
-            "the package index has no wheel with the hashes the lock records",
-            hint="the lock may name wheels for another Python; re-lock (`distill lock PATH`)",
+            f"no wheel of {which}with the hashes the lock gives fits the image's Python "
+            f"({target.describe()}){got}",
+            hint="the lock was made for another Python or platform: re-lock for this base "
+            "(`distill lock PATH`, or pip-compile --generate-hashes under its Python)",
         )
     errors = [ln.removeprefix("ERROR: ") for ln in stderr.splitlines() if ln.startswith("ERROR")]
     detail = errors[-1] if errors else (stderr.strip().splitlines() or ["no output"])[-1]

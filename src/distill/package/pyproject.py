@@ -44,6 +44,8 @@ class Project:
 
 
 def read_project(root: Path, target: Target) -> Project:
+    if root.is_file() and root.suffix == ".whl":
+        return Project(root.parent, wheels=(root,))
     if not root.is_dir():
         raise DistillError(f"{root} is not a directory")
     pyproject = root / PYPROJECT
@@ -169,7 +171,7 @@ def read_requirements(
         if version is None:
             loose.append((number, spec))
             continue
-        pinned.append(Pinned(req.name, version, hashes, str(req.marker or "")))
+        pinned.append(Pinned(req.name, version, hashes))
     if not pinned:
         return None, tuple(options)
     if loose:

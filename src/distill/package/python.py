@@ -24,12 +24,12 @@ from __future__ import annotations
 import os
 import stat
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
-from distill import tempfiles
 from distill.bounded import one_line
 from distill.cache import sha256_file
 from distill.errors import DistillError
@@ -62,13 +62,12 @@ from distill.package.wheels import (
     applies,
     check_compatible,
     check_complete,
-    install_wheel,
     parse_requirement,
     read_wheel,
-    staged_entries,
     target_for,
     walk_requirements,
 )
+from distill.package.wheelstage import installed_entries, union
 
 DEPENDENCIES_LAYER = "python dependencies"
 APPLICATION_LAYER = "application"
@@ -93,6 +92,7 @@ SKIP_NAMES = frozenset(
         "dist",
         "build",
         ".DS_Store",
+        "distill.lock",  # the lock is about the image, not a file of the app's
     }
 )
 SKIP_SUFFIXES = (".pyc", ".pyo", ".egg-info")
@@ -108,30 +108,32 @@ class PythonPlanner:
         target = target_for(base)
         project = read_project(options.path, target)
         notes = [f"python: {target.describe()}; binary wheels for {target.wanted} or older"]
-        if ctx.relock:
-            wheels = _fresh_wheels(project, target, ctx)
-            notes.append(f"lock: resolved afresh ({len(wheels)} packages)")
-        else:
-            wheels = _locked_wheels(project, target, ctx, options.offline, notes)
+        wheels, label = _chosen_wheels(project, target, ctx, options.offline, notes)
         infos = {canonicalize_name(info.name): info for info, _, _ in wheels}
-        check_complete(_roots(project, infos), infos, target, _lock_label(project, ctx))
+        check_complete(_roots(project, infos), infos, target, label)
         app_keys = _app_wheels(project, infos, target)
         scheme = Scheme(target.python)
-        work = tempfiles.make_dir(ctx.staging, "python")
-        deps_root, app_root = work / "deps", work / "app"
-        deps_root.mkdir()
-        app_root.mkdir()
-        for info, path, (_, filename) in sorted(wheels, key=lambda w: canonicalize_name(w[0].name)):
-            root = app_root if canonicalize_name(info.name) in app_keys else deps_root
-            install_wheel(path, filename, info, root, scheme)
+        deps: dict[str, list[FsEntry]] = {}
+        own: dict[str, list[FsEntry]] = {}
+        for info, path, (sha, filename) in sorted(
+            wheels, key=lambda w: canonicalize_name(w[0].name)
+        ):
+            layer = own if canonicalize_name(info.name) in app_keys else deps
+            layer[info.name] = installed_entries(
+                path, filename, sha, info, scheme, ctx.cache, ctx.staging
+            )
+        if project.scripts:
+            own[f"{PYPROJECT} [project.scripts]"] = _project_scripts(project, scheme)
+        if not project.wheels:
+            own[APP_PTH] = _app_pth(project, scheme)
+            own[f"{project.root.name}/"] = project_entries(project.root)
+        union({**deps, **own})  # nothing installed twice, across the two layers either
+        layers = [
+            AppLayer(DEPENDENCIES_LAYER, tuple(union(deps))),
+            AppLayer(APPLICATION_LAYER, tuple(union(own))),
+        ]
         entrypoint, how = _entrypoint(options, project, [infos[k] for k in sorted(app_keys)])
         notes.append(f"entrypoint: {' '.join(entrypoint)} ({how})")
-        if project.scripts:
-            _write_project_scripts(project, app_root / scheme.scripts)
-        app_entries = staged_entries(app_root)
-        if not project.wheels:
-            app_entries = _merge(app_entries, _app_pth(project, scheme, app_root))
-            app_entries = _merge(app_entries, project_entries(project.root))
         compiled = sorted(i.name for i, _, _ in wheels if i.compiled)
         if wheels:
             notes.append(
@@ -139,8 +141,6 @@ class PythonPlanner:
                 + (f" ({len(compiled)} compiled: {', '.join(compiled)})" if compiled else "")
                 + "; not byte-compiled"
             )
-        layers = [AppLayer(DEPENDENCIES_LAYER, tuple(staged_entries(deps_root)))]
-        layers.append(AppLayer(APPLICATION_LAYER, tuple(app_entries)))
         return AppPlan(
             kind=AppKind.PYTHON,
             layers=tuple(layers),
@@ -235,63 +235,92 @@ def _lang_package(info: WheelInfo, sha: str, filename: str) -> LangPackage:
     return LangPackage("pypi", info.name, info.version, f"sha256:{sha}", filename)
 
 
-def _lock_label(project: Project, ctx: PlanContext) -> str:
-    if ctx.relock:
-        return "the resolved set"
-    if ctx.locked is not None:
-        return "distill's lock"
-    if project.requirements is not None:
-        return REQUIREMENTS
-    return "the wheels given"
-
-
-def _locked_wheels(
+def _chosen_wheels(
     project: Project, target: Target, ctx: PlanContext, offline: bool, notes: list[str]
-) -> list[Wheel]:
+) -> tuple[list[Wheel], str]:
+    """The wheels to install and what they are called in messages. distill's lock wins
+    while it fits the project; a stale one (requirements.txt pins something else, or the
+    pyproject needs what it lacks) is resolved afresh as the driver does for .debs, and
+    said, unless --offline."""
     if project.wheels:
         notes.append(f"wheels: {len(project.wheels)} files in {project.root.name}/")
-        return [_local_wheel(p, target) for p in project.wheels]
-    pins = _pins(project, ctx)
-    notes.append(f"lock: {_lock_label(project, ctx)} ({len(pins)} packages)")
-    refs = resolve_pinned(pins, target, ctx.cache, pip_options=project.pip_options, offline=offline)
-    _check_refs(pins, refs)
-    return _fetched(refs, ctx, offline=offline)
-
-
-def _pins(project: Project, ctx: PlanContext) -> list[Pinned]:
-    if ctx.locked is not None:
+        return [_local_wheel(p, target) for p in project.wheels], "the wheels given"
+    if not ctx.relock and ctx.locked is not None:
         pins = [
             Pinned(p.name, p.version, (p.digest.removeprefix("sha256:"),))
             for p in ctx.locked
             if p.ecosystem == "pypi"
         ]
-        _check_lock_fresh(project, pins)
-        return pins
+        why = _stale(project, pins)
+        if why is None:
+            wheels = _wheels_of(pins, project, target, ctx, offline)
+            infos = {canonicalize_name(i.name): i for i, _, _ in wheels}
+            _, unmet = walk_requirements(_roots(project, infos), infos, target)
+            if not unmet:
+                notes.append(f"lock: distill's lock ({len(pins)} packages)")
+                return wheels, "distill's lock"
+            why = f"{unmet[0].who} requires {unmet[0].requirement}"
+        if offline:
+            raise DistillError(
+                f"distill's lock is stale: {why}", hint="refresh it: `distill lock PATH`"
+            )
+        notes.append(f"distill's lock is stale ({why}): resolved afresh")
+        ctx = replace(ctx, relock=True)
+    if ctx.relock:
+        wheels = _fresh_wheels(project, target, ctx)
+        notes.append(f"lock: resolved afresh ({len(wheels)} packages)")
+        return wheels, "the resolved set"
+    pins = _pins(project)
+    notes.append(f"lock: {REQUIREMENTS} ({len(pins)} packages)")
+    return _wheels_of(pins, project, target, ctx, offline), REQUIREMENTS
+
+
+def _wheels_of(
+    pins: Sequence[Pinned], project: Project, target: Target, ctx: PlanContext, offline: bool
+) -> list[Wheel]:
+    refs = resolve_pinned(pins, target, ctx.cache, pip_options=project.pip_options, offline=offline)
+    _check_refs(pins, refs)
+    return _fetched(refs, ctx, offline=offline)
+
+
+# Lock files of other tools: distill reads none of them, but says how to export one.
+FOREIGN_LOCKS = {
+    "uv.lock": "uv export --format requirements-txt -o requirements.txt",
+    "poetry.lock": "poetry export -f requirements.txt -o requirements.txt",
+    "pdm.lock": "pdm export -o requirements.txt",
+    "Pipfile.lock": "pipenv requirements --hash > requirements.txt",
+}
+
+
+def _pins(project: Project) -> list[Pinned]:
     if project.requirements is not None:
         return list(project.requirements)
-    if project.dependencies:
+    foreign = [name for name in FOREIGN_LOCKS if (project.root / name).is_file()]
+    if project.dependencies or foreign:
+        why = (
+            f"only {foreign[0]}, which distill does not read (it reads a pinned {REQUIREMENTS})"
+            if foreign
+            else f"{PYPROJECT} lists dependencies but nothing pins them"
+        )
+        export = f"export it: {FOREIGN_LOCKS[foreign[0]]}; or " if foreign else ""
         raise DistillError(
-            f"{project.root.name}: no lockfile: {PYPROJECT} lists dependencies but nothing "
-            "pins them",
-            hint=f"write a pinned {REQUIREMENTS} with hashes (pip-compile "
+            f"{project.root.name}: no lockfile: {why}",
+            hint=f"{export}write a pinned {REQUIREMENTS} with hashes (pip-compile "
             "--generate-hashes, uv pip compile --generate-hashes) or run `distill lock "
             f"{project.root}`",
         )
     return []
 
 
-def _check_lock_fresh(project: Project, pins: Sequence[Pinned]) -> None:
+def _stale(project: Project, pins: Sequence[Pinned]) -> str | None:
     # distill's lock was made from requirements.txt when there is one: a pin changed since
     # means the lock is stale, not that the user wants the old version.
     locked = {canonicalize_name(p.name): p.version for p in pins}
     for pin in project.requirements or ():
         have = locked.get(canonicalize_name(pin.name))
         if have != pin.version:
-            raise DistillError(
-                f"{REQUIREMENTS} pins {pin.name}=={pin.version} but distill's lock has "
-                f"{pin.name} {have or '(none)'}",
-                hint="refresh the lock: `distill lock PATH`",
-            )
+            return f"{REQUIREMENTS} pins {pin.name}=={pin.version}, the lock has {have or 'none'}"
+    return None
 
 
 def _check_refs(pins: Sequence[Pinned], refs: Sequence[WheelRef]) -> None:
@@ -344,7 +373,8 @@ def _app_wheels(
     for info in infos.values():
         for text in info.requires:
             req = parse_requirement(text, info.name)
-            if applies(req, target, ("*",)):
+            # Needed under some extra still makes it a dependency, not the app.
+            if applies(req, target) or (req.marker is not None and "extra" in str(req.marker)):
                 required.add(canonicalize_name(req.name))
     return {k for k in infos if k not in required}
 
@@ -395,21 +425,22 @@ def _main_module(project: Project) -> str | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
-def _write_project_scripts(project: Project, bin_dir: Path) -> None:
+def _project_scripts(project: Project, scheme: Scheme) -> list[FsEntry]:
     from installer.scripts import Script
 
-    bin_dir.mkdir(parents=True, exist_ok=True)
+    entries = [FsEntry(p, EntryKind.DIR, 0o755) for p in _parent_dirs(f"{scheme.scripts}/x")]
     for name, spec in project.scripts.items():
         module, _, attr = spec.partition(":")
         if not module.strip() or "/" in name or name in ("", ".", ".."):
             raise DistillError(f"{PYPROJECT}: [project.scripts] {one_line(name, 100)} is invalid")
         attr = attr.split("[", 1)[0].strip()  # extras in an entry point are ignored
         _, data = Script(name, module.strip(), attr, "console").generate(INTERPRETER, "posix")
-        (bin_dir / name).write_bytes(data)
-        (bin_dir / name).chmod(0o755)
+        path = f"{scheme.scripts}/{name}"
+        entries.append(FsEntry(path, EntryKind.FILE, 0o755, size=len(data), content=data))
+    return entries
 
 
-def _app_pth(project: Project, scheme: Scheme, app_root: Path) -> list[FsEntry]:
+def _app_pth(project: Project, scheme: Scheme) -> list[FsEntry]:
     # /app on sys.path from anywhere: the project's console scripts (run from /usr/local/bin)
     # and `python3 -m` import it like an installed package, without building it.
     paths = [APP_DIR] + ([f"{APP_DIR}/src"] if (project.root / "src").is_dir() else [])
@@ -458,10 +489,3 @@ def project_entries(root: Path) -> list[FsEntry]:
 
 def _skipped(name: str) -> bool:
     return name in SKIP_NAMES or name.endswith(SKIP_SUFFIXES)
-
-
-def _merge(first: Sequence[FsEntry], second: Sequence[FsEntry]) -> list[FsEntry]:
-    merged = {e.path: e for e in first}
-    for entry in second:
-        merged.setdefault(entry.path, entry)
-    return [merged[k] for k in sorted(merged)]

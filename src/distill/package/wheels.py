@@ -60,6 +60,7 @@ MAX_WHEEL_MEMBERS = 100_000
 MAX_WHEEL_UNPACKED = 2 << 30
 MAX_METADATA_BYTES = 4 << 20
 
+WHEEL_HINT = "the file is damaged or not a wheel; rebuild or re-download it"
 LOCK_HINT = (
     "pin every dependency with hashes (pip-compile --generate-hashes, uv pip compile "
     "--generate-hashes) or run `distill lock PATH`"
@@ -186,7 +187,8 @@ def parse_wheel_name(filename: str) -> WheelName:
         name, version, _build, tags = parse_wheel_filename(filename)
     except InvalidWheelFilename as exc:
         raise DistillError(
-            f"{one_line(filename, 200)} is not a wheel's file name: {one_line(str(exc), 200)}"
+            f"{one_line(filename, 200)} is not a wheel's file name: {one_line(str(exc), 200)}",
+            hint="a wheel is named NAME-VERSION-PYTHON-ABI-PLATFORM.whl",
         ) from exc
     return WheelName(name, str(version), tags)
 
@@ -231,16 +233,22 @@ def read_wheel(path: Path, filename: str) -> WheelInfo:
         with zipfile.ZipFile(path) as zf:
             members = zf.infolist()
             if len(members) > MAX_WHEEL_MEMBERS:
-                raise DistillError(f"{label} has {len(members)} files, more than distill reads")
+                raise DistillError(
+                    f"{label} has {len(members)} files, more than distill reads", hint=WHEEL_HINT
+                )
             if sum(m.file_size for m in members) > MAX_WHEEL_UNPACKED:
-                raise DistillError(f"{label} unpacks to more than {MAX_WHEEL_UNPACKED >> 30} GiB")
+                raise DistillError(
+                    f"{label} unpacks to more than {MAX_WHEEL_UNPACKED >> 30} GiB", hint=WHEEL_HINT
+                )
             dist_info = {
                 m.filename.split("/", 1)[0]
                 for m in members
                 if m.filename.split("/", 1)[0].endswith(".dist-info")
             }
             if len(dist_info) != 1:
-                raise DistillError(f"{label} has {len(dist_info)} .dist-info directories, not 1")
+                raise DistillError(
+                    f"{label} has {len(dist_info)} .dist-info directories, not 1", hint=WHEEL_HINT
+                )
             info_dir = dist_info.pop()
             metadata = _member_text(zf, f"{info_dir}/METADATA", label)
             wheel = _member_text(zf, f"{info_dir}/WHEEL", label)
@@ -251,13 +259,16 @@ def read_wheel(path: Path, filename: str) -> WheelInfo:
                 else ""
             )
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise DistillError(f"{label} is not a readable wheel: {one_line(str(exc), 200)}") from exc
+        raise DistillError(
+            f"{label} is not a readable wheel: {one_line(str(exc), 200)}", hint=WHEEL_HINT
+        ) from exc
     headers = HeaderParser().parsestr(metadata)
     name, version = (headers.get("Name") or "").strip(), (headers.get("Version") or "").strip()
     if canonicalize_name(name) != expected.name or not _same_version(version, expected.version):
         raise DistillError(
             f"{label}: its METADATA names {one_line(name, 100)} {one_line(version, 100)}, "
-            "not the project and version of its file name"
+            "not the project and version of its file name",
+            hint=WHEEL_HINT,
         )
     purelib = HeaderParser().parsestr(wheel).get("Root-Is-Purelib", "").strip().lower()
     return WheelInfo(
@@ -282,9 +293,11 @@ def _member_text(zf: zipfile.ZipFile, member: str, label: str) -> str:
     try:
         info = zf.getinfo(member)
     except KeyError:
-        raise DistillError(f"{label} has no {member}") from None
+        raise DistillError(f"{label} has no {member}", hint=WHEEL_HINT) from None
     if info.file_size > MAX_METADATA_BYTES:
-        raise DistillError(f"{label}: {member} is larger than {MAX_METADATA_BYTES >> 20} MiB")
+        raise DistillError(
+            f"{label}: {member} is larger than {MAX_METADATA_BYTES >> 20} MiB", hint=WHEEL_HINT
+        )
     with zf.open(info) as fh:
         return fh.read(MAX_METADATA_BYTES + 1).decode("utf-8", "replace")
 
@@ -340,7 +353,9 @@ def walk_requirements(
     """Follow the roots through the installed wheels' Requires-Dist (markers evaluated for
     ``target``, extras followed): what is reached, and every requirement not met."""
     extras: dict[NormalizedName, set[str]] = {}
-    queue: list[tuple[Requirement, str]] = list(roots)
+    # A root with a marker (a pyproject dependency for older Pythons) counts only if it
+    # applies to the image, like every Requires-Dist below it.
+    queue = [(req, who) for req, who in roots if applies(req, target)]
     reached: set[NormalizedName] = set()
     unmet: list[Unmet] = []
     while queue:

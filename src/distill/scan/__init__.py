@@ -1,6 +1,8 @@
-"""Vulnerability scanning behind one small interface (:class:`~distill.scan.findings.Scanner`).
+"""Vulnerability data and reports; reads no images.
 
-``findings`` holds what a scan reports; ``trivy`` is today's one implementation (trivy's
-own offline database, run as a subprocess). A scanner of distill's own can take its place
-by implementing ``Scanner``; nothing above this package names trivy.
+``findings`` holds what ``compare`` counts and the :class:`~distill.scan.findings.Scanner`
+protocol (``trivy`` is the subprocess implementation; distill's own is
+``distill.audit.scanner``). ``model`` is what distill's scanner works with: advisories,
+image packages, findings; ``db`` stores advisories, ``changelog`` derives them from the
+mirror, ``match`` makes findings; ``result`` is one scan, ``report``/``sarif``/``vex`` write it.
 """

@@ -49,16 +49,18 @@ CREATE TABLE debian (
     source TEXT NOT NULL, release TEXT NOT NULL, package TEXT NOT NULL,
     vuln_id TEXT NOT NULL, status TEXT NOT NULL, fixed_version TEXT,
     urgency TEXT NOT NULL, nodsa INTEGER NOT NULL, nodsa_reason TEXT NOT NULL);
-CREATE INDEX debian_by_package ON debian (release, package);
-CREATE INDEX debian_by_source ON debian (source);
 CREATE TABLE releases (release TEXT PRIMARY KEY, count INTEGER NOT NULL);
 CREATE TABLE osv (
     source TEXT NOT NULL, ecosystem TEXT NOT NULL, name TEXT NOT NULL,
     vuln_id TEXT NOT NULL, aliases TEXT NOT NULL, summary TEXT NOT NULL,
     severity TEXT NOT NULL, affected TEXT NOT NULL);
-CREATE INDEX osv_by_package ON osv (ecosystem, name);
-CREATE INDEX osv_by_source ON osv (source);
 """
+# Made after the rows are in: one sort instead of a B-tree insert per row.
+_INDEXES = (
+    "CREATE INDEX debian_by_package ON debian (release, package)",
+    "CREATE INDEX osv_by_package ON osv (ecosystem, name)",
+)
+_COPIED = ("sources", "issues", "debian", "osv")
 
 
 class SourceKind(StrEnum):
@@ -97,6 +99,7 @@ class Import:
     url: str = ""
     etag: str = ""
     last_modified: str = ""
+    label: str = ""  # how errors name the file (default: its path)
 
 
 def default_db_path() -> Path:
@@ -329,7 +332,13 @@ def import_sources(
     with atomic_path(path) as tmp:
         conn = sqlite3.connect(tmp, isolation_level=None)
         try:
-            _start(conn, path)
+            # A temporary file: if distill dies it is thrown away, so durability buys nothing.
+            conn.executescript(
+                "PRAGMA journal_mode = OFF; PRAGMA synchronous = OFF; PRAGMA cache_size = -32768;"
+            )
+            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            _keep_old(conn, path, {item.name for item in imports})
             conn.execute("BEGIN")
             for item in imports:
                 count = _import_one(conn, item)
@@ -345,7 +354,8 @@ def import_sources(
                         count,
                     ),
                 )
-            conn.execute("DELETE FROM releases")
+            for statement in _INDEXES:
+                conn.execute(statement)
             conn.execute(
                 "INSERT INTO releases SELECT release, count(*) FROM debian GROUP BY release"
             )
@@ -368,57 +378,53 @@ def import_sources(
         return db.status()
 
 
-def _start(conn: sqlite3.Connection, path: Path) -> None:
-    """The temporary DB begins as a copy of the current one when that has our schema;
-    otherwise (none, or another schema) it begins empty."""
-    # A temporary file: if distill dies, it is thrown away, so durability buys nothing.
-    conn.execute("PRAGMA journal_mode = OFF")
-    conn.execute("PRAGMA synchronous = OFF")
-    old = None
-    if path.exists():
-        with contextlib.suppress(DistillError):
-            old = VulnDB.open(path)
-    if old is not None:
-        with old:
-            old._conn.backup(conn)
-        conn.execute("PRAGMA journal_mode = OFF")
+def _keep_old(conn: sqlite3.Connection, path: Path, replaced: set[str]) -> None:
+    """Copy the current DB's rows of the sources not being replaced (and its metadata).
+    A DB of another schema (or none) contributes nothing: it is rebuilt from the imports."""
+    if not path.exists():
         return
-    conn.executescript(_SCHEMA)
-    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    try:
+        old = VulnDB.open(path)
+    except DistillError:
+        return
+    if old is None:
+        return
+    old.close()
+    conn.execute("ATTACH DATABASE ? AS old", (str(path),))
+    try:
+        conn.execute("BEGIN")
+        conn.execute("INSERT INTO meta SELECT * FROM old.meta")
+        marks = ",".join("?" * len(replaced))
+        for table in _COPIED:
+            column = "name" if table == "sources" else "source"
+            conn.execute(
+                f"INSERT INTO {table} SELECT * FROM old.{table} WHERE {column} NOT IN ({marks})",
+                tuple(replaced),
+            )
+        conn.execute("COMMIT")
+    finally:
+        conn.execute("DETACH DATABASE old")
 
 
 def _import_one(conn: sqlite3.Connection, item: Import) -> int:
-    for table in ("debian", "osv", "issues"):
-        conn.execute(f"DELETE FROM {table} WHERE source = ?", (item.name,))
     if item.kind is SourceKind.TRACKER:
         return _import_tracker(conn, item)
     return _import_osv(conn, item)
 
 
 def _import_tracker(conn: sqlite3.Connection, item: Import) -> int:
-    where = shown(item.path)
+    where = item.label or shown(item.path)
     count = 0
     rows: list[tuple[Any, ...]] = []
     issues: dict[str, str] = {}
     try:
         with _open_text(item.path) as fh:
             for source, entries in tracker.iter_tracker(fh, where):
-                for advisory, description in tracker.advisories(source, entries, where):
-                    rows.append(
-                        (
-                            item.name,
-                            advisory.release,
-                            source,
-                            advisory.vuln_id,
-                            advisory.status,
-                            advisory.fixed_version,
-                            advisory.urgency,
-                            int(advisory.nodsa),
-                            advisory.nodsa_reason,
-                        )
-                    )
+                for row, description in tracker.rows(source, entries, where):
+                    vuln_id, release, *rest = row
+                    rows.append((item.name, release, source, vuln_id, *rest))
                     if description:
-                        issues.setdefault(advisory.vuln_id, description)
+                        issues.setdefault(vuln_id, description)
                 if len(rows) >= _BATCH:
                     count += _flush(conn, rows, issues, item.name)
             count += _flush(conn, rows, issues, item.name)

@@ -9,6 +9,7 @@ docs/scan.md.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 
 from distill.debian.version import compare_versions
@@ -26,6 +27,7 @@ _SEVERITY = {
 _RANK = {Origin.TRACKER: 0, Origin.OSV: 1, Origin.CHANGELOG: 2}
 
 
+@functools.lru_cache(maxsize=256)
 def severity_of(urgency: str) -> str:
     """The tracker's urgency as a severity. The tracker marks an urgency it took from
     elsewhere with "*" or "**"; the word is what counts. Anything else ("not yet assigned",
@@ -98,26 +100,50 @@ def match_debian(
 
 
 def _decide(package: ImagePackage, installed: str, group: list[DebianAdvisory]) -> Finding | None:
+    if len(group) == 1:  # the usual case: one source speaks of the issue
+        only = group[0]
+        status = status_of(only, installed)
+        return (
+            None if status is None else _finding(package, only, status, severity_of(only.urgency))
+        )
     known = [a for a in group if a.origin is not Origin.CHANGELOG]
     settled = [a for a in known if a.status != "undetermined"]
     ranked = sorted(settled or group, key=lambda a: _RANK.get(a.origin, 9))
-    severities = [severity_of(a.urgency) for a in known]
-    fallback = next((s for s in severities if s != "UNKNOWN"), "UNKNOWN")
+    fallback = next(
+        (s for s in map(severity_of, (a.urgency for a in known)) if s != "UNKNOWN"), "UNKNOWN"
+    )
     for advisory in ranked:
         status = status_of(advisory, installed)
         if status is None:
             continue
         severity = severity_of(advisory.urgency)
-        description = advisory.description.strip() or next(
-            (a.description.strip() for a in known if a.description.strip()), ""
+        description = advisory.description or next(
+            (a.description for a in known if a.description), ""
         )
-        return Finding(
-            vuln_id=advisory.vuln_id,
-            package=package,
-            status=status,
-            severity=fallback if severity == "UNKNOWN" else severity,
-            origin=advisory.origin,
-            fixed_version=advisory.fixed_version if status is Status.FIXED else None,
-            title=description.splitlines()[0][:200] if description else "",
+        return _finding(
+            package,
+            advisory,
+            status,
+            fallback if severity == "UNKNOWN" else severity,
+            description,
         )
     return None
+
+
+def _finding(
+    package: ImagePackage,
+    advisory: DebianAdvisory,
+    status: Status,
+    severity: str,
+    description: str | None = None,
+) -> Finding:
+    text = (advisory.description if description is None else description).strip()
+    return Finding(
+        vuln_id=advisory.vuln_id,
+        package=package,
+        status=status,
+        severity=severity,
+        origin=advisory.origin,
+        fixed_version=advisory.fixed_version if status is Status.FIXED else None,
+        title=text.splitlines()[0][:200] if text else "",
+    )

@@ -25,7 +25,27 @@ from distill.scan.versions import KEYS
 ECOSYSTEMS = {"PyPI": "pypi", "npm": "npm", "Maven": "maven"}
 MAX_RECORD = 16 << 20  # one advisory; real ones are a few KB
 MAX_FILES = 2_000_000
-OSV_FIELDS = frozenset({"id", "modified", "schema_version", "affected", "aliases", "summary"})
+MAX_FILE = 512 << 20  # one JSON file holding a list of advisories
+# OSV's top-level fields: a JSON object starting with one of these is OSV, not the tracker.
+OSV_FIELDS = frozenset(
+    [
+        "id",
+        "modified",
+        "published",
+        "withdrawn",
+        "schema_version",
+        "aliases",
+        "upstream",
+        "related",
+        "summary",
+        "details",
+        "severity",
+        "affected",
+        "references",
+        "credits",
+        "database_specific",
+    ]
+)
 _HINT = "this is not an OSV advisory, or it is damaged; get it again from its source"
 _SEVERITY_WORDS = {"LOW": "LOW", "MODERATE": "MEDIUM", "MEDIUM": "MEDIUM", "HIGH": "HIGH"}
 _SEVERITY_WORDS["CRITICAL"] = "CRITICAL"
@@ -71,7 +91,7 @@ def iter_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise DistillError(f"{path} is not a readable zip: {exc}", hint=_HINT) from None
     else:
-        yield from _records(read_regular_file(path, 1 << 30, str(path)), str(path))
+        yield from _records(read_regular_file(path, MAX_FILE, str(path)), str(path))
 
 
 def _records(data: bytes, where: str) -> Iterator[tuple[str, dict[str, Any]]]:

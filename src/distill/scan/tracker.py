@@ -2,7 +2,7 @@
 
 The file is ``{source_package: {issue_id: {description?, scope?, debianbug?, releases:
 {codename: {status, repositories, fixed_version?, urgency, nodsa?, nodsa_reason?}}}}}`` and
-is over 60 MB: decoding it whole would cost a gigabyte of Python objects. Here the top-level
+is over 60 MB: decoding it whole costs over 300 MB of Python objects. Here the top-level
 object is walked with ``json.JSONDecoder.raw_decode``, one member at a time, from a text
 buffer refilled in chunks, so memory follows the largest source package (the kernel's),
 not the file.
@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import codecs
 import json
+import re
 from collections.abc import Iterator
 from typing import IO, Any
 
-from distill.bounded import DAMAGED_HINT, one_line
-from distill.debian.version import parse_version
+from distill.bounded import one_line
 from distill.errors import DistillError
 from distill.scan.model import DebianAdvisory, Origin
 
@@ -36,22 +36,23 @@ _HINT = "this is not the Debian security tracker's JSON, or it is damaged; get i
 class _Reader:
     """A text buffer over a binary stream that the parser consumes from the front."""
 
-    def __init__(self, fh: IO[bytes], where: str) -> None:
+    def __init__(self, fh: IO[bytes], where: str, chunk: int) -> None:
         self._fh = fh
+        self.chunk = chunk
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self.where = where
         self.buf = ""
         self.pos = 0
         self.eof = False
 
-    def more(self, want: int = CHUNK) -> bool:
+    def more(self, want: int = 0) -> bool:
         """Read ``want`` more bytes into the buffer; False at the end of the stream."""
         if self.eof:
             return False
         if self.pos:
             self.buf = self.buf[self.pos :]
             self.pos = 0
-        data = self._fh.read(want)
+        data = self._fh.read(want or self.chunk)
         try:
             self.buf += self._decoder.decode(data, final=not data)
         except UnicodeDecodeError as exc:
@@ -88,7 +89,7 @@ class _Reader:
 
     def value(self, decoder: json.JSONDecoder) -> Any:
         """The next JSON value, reading more until it is complete (or the file ends)."""
-        want = CHUNK
+        want = self.chunk
         while True:
             self.skip_ws()
             try:
@@ -101,7 +102,8 @@ class _Reader:
                     ) from None
                 if not self.more(want):
                     raise DistillError(
-                        f"{self.where} is malformed or truncated: {exc.msg}",
+                        f"{self.where} is truncated or malformed "
+                        f"({exc.msg.removesuffix(' starting at').lower()})",
                         hint=_HINT,
                     ) from None
                 want = min(want * 2, MAX_MEMBER)
@@ -117,9 +119,11 @@ class _Reader:
             return value
 
 
-def iter_tracker(fh: IO[bytes], where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+def iter_tracker(
+    fh: IO[bytes], where: str, *, chunk: int = CHUNK
+) -> Iterator[tuple[str, dict[str, Any]]]:
     """``(source_package, {issue_id: issue})`` for each member of the top-level object."""
-    reader = _Reader(fh, where)
+    reader = _Reader(fh, where, chunk)
     decoder = json.JSONDecoder()
     reader.expect("{")
     if reader.skip_ws() == "}":
@@ -142,60 +146,119 @@ def iter_tracker(fh: IO[bytes], where: str) -> Iterator[tuple[str, dict[str, Any
         raise DistillError(f"{where} has data after its closing brace", hint=_HINT)
 
 
-def advisories(
-    source: str, issues: dict[str, Any], where: str
-) -> Iterator[tuple[DebianAdvisory, str]]:
-    """The advisories of one source package, each with its issue's description (which the
-    advisory itself leaves empty: the DB stores it once per issue, not once per release)."""
+# One (issue, release) entry as the DB stores it:
+# (vuln_id, release, status, fixed_version, urgency, nodsa, nodsa_reason).
+Row = tuple[str, str, str, str | None, str, int, str]
+
+# What dpkg could parse: [epoch:]upstream[-revision] from its characters. The full parse
+# (distill.debian.version) costs too much for a few hundred thousand entries; the matcher
+# does it, and this keeps out what it would refuse.
+_UPSTREAM = re.compile(r"[A-Za-z0-9.+~:-]+")
+_REVISION = re.compile(r"[A-Za-z0-9.+~]+")
+
+
+def rows(source: str, issues: dict[str, Any], where: str) -> Iterator[tuple[Row, str]]:
+    """The entries of one source package, each with its issue's description (stored once
+    per issue, not once per release)."""
     for vuln_id, issue in issues.items():
-        at = f"{where}: {one_line(source, 80)} {one_line(vuln_id, 80)}"
         if not isinstance(issue, dict):
-            raise DistillError(f"{at} is not an object", hint=_HINT)
-        description = _text(issue.get("description", ""), at, "description")
+            raise _bad(where, source, vuln_id, "", "is not an object")
+        description = issue.get("description", "")
+        if not isinstance(description, str):
+            raise _bad(where, source, vuln_id, "", "description is not a string")
         releases = issue.get("releases", {})
         # The tracker writes an issue that touches no release as "releases": [].
         if releases == []:
             continue
         if not isinstance(releases, dict):
-            raise DistillError(f"{at}: releases is not an object", hint=_HINT)
+            raise _bad(where, source, vuln_id, "", "releases is not an object")
         for release, entry in releases.items():
-            where_entry = f"{at} {one_line(release, 40)}"
-            yield _advisory(vuln_id, source, release, entry, where_entry), description
+            yield (
+                _row(vuln_id, release, entry) or _raise(where, source, vuln_id, release, entry),
+                (description),
+            )
 
 
-def _advisory(vuln_id: str, source: str, release: str, entry: Any, at: str) -> DebianAdvisory:
+def _row(vuln_id: str, release: str, entry: Any) -> Row | None:
+    """The entry as a row, None when it is not the tracker's shape (the caller words it)."""
     if not isinstance(entry, dict):
-        raise DistillError(f"{at} is not an object", hint=_HINT)
+        return None
+    status = entry.get("status")
+    fixed = entry.get("fixed_version")
+    urgency = entry.get("urgency", DEFAULT_URGENCY)
+    nodsa = entry.get("nodsa", False)
+    reason = entry.get("nodsa_reason", "")
+    if (
+        status not in STATUSES
+        or not (fixed is None or (isinstance(fixed, str) and _version_ok(fixed)))
+        or not isinstance(urgency, str)
+        or not isinstance(nodsa, str | bool)
+        or not isinstance(reason, str)
+        or not isinstance(entry.get("repositories", {}), dict)
+    ):
+        return None
+    # The tracker gives nodsa as a note (possibly ""): its presence is what counts.
+    return (
+        vuln_id,
+        release,
+        status,
+        fixed,
+        urgency or DEFAULT_URGENCY,
+        int(nodsa is not False),
+        reason,
+    )
+
+
+def _version_ok(version: str) -> bool:
+    if version == "0":
+        return True
+    if len(version) > 200:
+        return False
+    epoch, colon, rest = version.partition(":")
+    if colon and not (epoch.isascii() and epoch.isdigit() and rest):
+        return False
+    upstream, hyphen, revision = (rest if colon else version).rpartition("-")
+    if not hyphen:
+        upstream, revision = revision, ""
+    elif not revision or not _REVISION.fullmatch(revision):
+        return False
+    return bool(upstream) and _UPSTREAM.fullmatch(upstream) is not None
+
+
+def _raise(where: str, source: str, vuln_id: str, release: str, entry: Any) -> Row:
+    if not isinstance(entry, dict):
+        raise _bad(where, source, vuln_id, release, "is not an object")
     status = entry.get("status")
     if status not in STATUSES:
-        shown = one_line(str(status), 40)
-        raise DistillError(f"{at}: unknown status {shown!r}", hint=_HINT)
+        raise _bad(where, source, vuln_id, release, f"unknown status {one_line(str(status), 40)!r}")
     fixed = entry.get("fixed_version")
     if fixed is not None:
-        fixed = _text(fixed, at, "fixed_version")
-        if fixed != "0":
-            parse_version(fixed)  # a version dpkg could not compare is damage
-    repositories = entry.get("repositories", {})
-    if not isinstance(repositories, dict):
-        raise DistillError(f"{at}: repositories is not an object", hint=_HINT)
-    nodsa = entry.get("nodsa", False)
-    if not isinstance(nodsa, str | bool):
-        raise DistillError(f"{at}: nodsa is neither text nor a flag", hint=_HINT)
+        if not isinstance(fixed, str):
+            raise _bad(where, source, vuln_id, release, "fixed_version is not a string")
+        if not _version_ok(fixed):
+            shown = one_line(fixed, 60)
+            raise _bad(where, source, vuln_id, release, f"fixed_version {shown!r} is no version")
+    raise _bad(
+        where, source, vuln_id, release, "is not a tracker entry (a field has the wrong type)"
+    )
+
+
+def _bad(where: str, source: str, vuln_id: str, release: str, what: str) -> DistillError:
+    at = f"{one_line(source, 80)} {one_line(vuln_id, 80)} {one_line(release, 40)}".rstrip()
+    return DistillError(f"{where}: {at}: {what}", hint=_HINT)
+
+
+def advisory(source: str, row: Row, description: str = "") -> DebianAdvisory:
+    vuln_id, release, status, fixed, urgency, nodsa, reason = row
     return DebianAdvisory(
         vuln_id=vuln_id,
         source_package=source,
         release=release,
         status=status,
         fixed_version=fixed,
-        urgency=_text(entry.get("urgency", DEFAULT_URGENCY), at, "urgency") or DEFAULT_URGENCY,
-        # The tracker gives nodsa as a note (possibly ""): its presence is what counts.
-        nodsa=nodsa is not False,
-        nodsa_reason=_text(entry.get("nodsa_reason", ""), at, "nodsa_reason"),
+        urgency=urgency,
+        nodsa=bool(nodsa),
+        nodsa_reason=reason,
+        description=description,
         origin=Origin.TRACKER,
     )
-
-
-def _text(value: Any, at: str, field: str) -> str:
-    if not isinstance(value, str):
-        raise DistillError(f"{at}: {field} is not a string", hint=DAMAGED_HINT)
-    return value

@@ -95,7 +95,8 @@ def update_tracker(db_path: Path, url: str, *, limits: Limits | None = None) -> 
             ) from None
         finally:
             session.close()
-        item = Import(body, SourceKind.TRACKER, TRACKER_SOURCE, url, etag, modified)
+        label = f"the tracker's JSON from {host}"
+        item = Import(body, SourceKind.TRACKER, TRACKER_SOURCE, url, etag, modified, label)
         status = import_sources(db_path, [item], tracker_url=url)
     return UpdateResult(url, True, status)
 
@@ -122,7 +123,17 @@ def _save(resp: requests.Response, body: Path, deadline: Deadline, url: str) -> 
     encoded = "Content-Encoding" in resp.headers
     got = 0
     with open(body, "wb") as fh:
-        while chunk := read_some(resp, CHUNK_SIZE, deadline, decode=True):
+        while True:
+            try:
+                chunk = read_some(resp, CHUNK_SIZE, deadline, decode=True)
+            except NETWORK_ERRORS:
+                raise DistillError(
+                    f"the tracker's JSON was cut short: the connection broke after {got} bytes"
+                    + (f" of {declared}" if declared is not None else ""),
+                    hint="try again (the old DB is kept)",
+                ) from None
+            if not chunk:
+                break
             got += len(chunk)
             if got > MAX_BODY:
                 raise DistillError(
