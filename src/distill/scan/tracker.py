@@ -29,7 +29,9 @@ DEFAULT_URGENCY = "not yet assigned"
 CHUNK = 1 << 20
 # The kernel's entry is the largest, a few MB; a member past this is not the tracker's.
 MAX_MEMBER = 64 << 20
-_WHITESPACE = " \t\n\r"
+# The whole file is ~70 MB; past this (a gigabyte of blanks, a gzip bomb) it is not.
+MAX_TRACKER = 1 << 30
+_NOT_BLANK = re.compile(r"[^ \t\n\r]")
 _HINT = "this is not the Debian security tracker's JSON, or it is damaged; get it again"
 
 
@@ -44,6 +46,7 @@ class _Reader:
         self.buf = ""
         self.pos = 0
         self.eof = False
+        self.total = 0  # bytes read from the stream
 
     def more(self, want: int = 0) -> bool:
         """Read ``want`` more bytes into the buffer; False at the end of the stream."""
@@ -53,6 +56,13 @@ class _Reader:
             self.buf = self.buf[self.pos :]
             self.pos = 0
         data = self._fh.read(want or self.chunk)
+        self.total += len(data)
+        if self.total > MAX_TRACKER:
+            raise DistillError(
+                f"{self.where} is larger than {MAX_TRACKER >> 20} MiB; the tracker's JSON is "
+                "far smaller",
+                hint=_HINT,
+            )
         try:
             self.buf += self._decoder.decode(data, final=not data)
         except UnicodeDecodeError as exc:
@@ -66,12 +76,12 @@ class _Reader:
     def skip_ws(self) -> str:
         """The next non-blank character ("" at the end)."""
         while True:
-            buf, pos = self.buf, self.pos
-            while pos < len(buf) and buf[pos] in _WHITESPACE:
-                pos += 1
-            self.pos = pos
-            if pos < len(buf):
-                return buf[pos]
+            # A regex, not a loop over characters: a gigabyte of blanks costs a second.
+            found = _NOT_BLANK.search(self.buf, self.pos)
+            if found is not None:
+                self.pos = found.start()
+                return self.buf[self.pos]
+            self.pos = len(self.buf)
             if not self.more():
                 return ""
 
@@ -189,7 +199,8 @@ def _row(vuln_id: str, release: str, entry: Any) -> Row | None:
     nodsa = entry.get("nodsa", False)
     reason = entry.get("nodsa_reason", "")
     if (
-        status not in STATUSES
+        type(status) is not str  # a list or an object is not hashable
+        or status not in STATUSES
         or not (fixed is None or (isinstance(fixed, str) and _version_ok(fixed)))
         or not isinstance(urgency, str)
         or not isinstance(nodsa, str | bool)
@@ -229,7 +240,7 @@ def _raise(where: str, source: str, vuln_id: str, release: str, entry: Any) -> R
     if not isinstance(entry, dict):
         raise _bad(where, source, vuln_id, release, "is not an object")
     status = entry.get("status")
-    if status not in STATUSES:
+    if not isinstance(status, str) or status not in STATUSES:
         raise _bad(where, source, vuln_id, release, f"unknown status {one_line(str(status), 40)!r}")
     fixed = entry.get("fixed_version")
     if fixed is not None:
