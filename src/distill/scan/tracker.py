@@ -38,9 +38,18 @@ _HINT = "this is not the Debian security tracker's JSON, or it is damaged; get i
 class _Reader:
     """A text buffer over a binary stream that the parser consumes from the front."""
 
-    def __init__(self, fh: IO[bytes], where: str, chunk: int) -> None:
+    def __init__(
+        self,
+        fh: IO[bytes],
+        where: str,
+        chunk: int,
+        max_member: int = MAX_MEMBER,
+        hint: str = _HINT,
+    ) -> None:
         self._fh = fh
+        self.hint = hint
         self.chunk = chunk
+        self.max_member = max_member
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self.where = where
         self.buf = ""
@@ -61,13 +70,13 @@ class _Reader:
             raise DistillError(
                 f"{self.where} is larger than {MAX_TRACKER >> 20} MiB; the tracker's JSON is "
                 "far smaller",
-                hint=_HINT,
+                hint=self.hint,
             )
         try:
             self.buf += self._decoder.decode(data, final=not data)
         except UnicodeDecodeError as exc:
             raise DistillError(
-                f"{self.where} is not UTF-8 text: {exc.reason}", hint=_HINT
+                f"{self.where} is not UTF-8 text: {exc.reason}", hint=self.hint
             ) from None
         if not data:
             self.eof = True
@@ -92,7 +101,7 @@ class _Reader:
             raise DistillError(
                 f"{self.where} is malformed: expected {' or '.join(map(repr, chars))}, "
                 f"found {shown}",
-                hint=_HINT,
+                hint=self.hint,
             )
         self.pos += 1
         return found
@@ -105,21 +114,21 @@ class _Reader:
             try:
                 value, end = decoder.raw_decode(self.buf, self.pos)
             except json.JSONDecodeError as exc:
-                if len(self.buf) - self.pos > MAX_MEMBER:
+                if len(self.buf) - self.pos > self.max_member:
                     raise DistillError(
-                        f"{self.where}: one entry is larger than {MAX_MEMBER >> 20} MB",
-                        hint=_HINT,
+                        f"{self.where}: one entry is larger than {self.max_member >> 20} MB",
+                        hint=self.hint,
                     ) from None
                 if not self.more(want):
                     raise DistillError(
                         f"{self.where} is truncated or malformed "
                         f"({exc.msg.removesuffix(' starting at').lower()})",
-                        hint=_HINT,
+                        hint=self.hint,
                     ) from None
-                want = min(want * 2, MAX_MEMBER)
+                want = min(want * 2, self.max_member)
                 continue
             except RecursionError:
-                raise DistillError(f"{self.where} is nested too deeply", hint=_HINT) from None
+                raise DistillError(f"{self.where} is nested too deeply", hint=self.hint) from None
             # A number or literal cut by the buffer's end would parse short: make sure the
             # value ends before the buffer does, or the stream is over.
             if end >= len(self.buf) and not self.eof:
@@ -154,6 +163,23 @@ def iter_tracker(
                 break
     if reader.skip_ws():
         raise DistillError(f"{where} has data after its closing brace", hint=_HINT)
+
+
+def iter_array(fh: IO[bytes], where: str, *, max_member: int, hint: str) -> Iterator[Any]:
+    """The elements of a JSON array, one at a time, each at most ``max_member`` bytes: a
+    long list of documents (OSV advisories) costs what its largest element does."""
+    reader = _Reader(fh, where, CHUNK, max_member, hint)
+    decoder = json.JSONDecoder()
+    reader.expect("[")
+    if reader.skip_ws() == "]":
+        reader.pos += 1
+    else:
+        while True:
+            yield reader.value(decoder)
+            if reader.expect(",]") == "]":
+                break
+    if reader.skip_ws():
+        raise DistillError(f"{where} has data after its closing bracket", hint=hint)
 
 
 # One (issue, release) entry as the DB stores it:
