@@ -351,6 +351,9 @@ MALFORMED = [
     b'{"pkg": {}} trailing',
     b'{"pkg": {}, }',
     b"\xff\xfe{}",
+    b'{"pkg": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",  # nested past any stack
+    b'{"pkg": {"CVE-1": {"releases": {"bookworm": {"status": "open", "urgency": "low", '
+    b'"nodsa": 3}}}}}',
 ]
 
 
@@ -414,3 +417,10 @@ def test_import_version_check_agrees_with_dpkg_parse(version: str) -> None:
     except DistillError:
         parses = False
     assert tracker._version_ok(version) is parses
+
+
+@pytest.mark.parametrize("status", ["resolved", "open"])
+def test_fixed_version_zero_means_never_affected_even_below_zero(status: str) -> None:
+    # dpkg orders "0~git1-1" before "0": only the rule, not the comparison, keeps it out.
+    assert compare_versions("0~git1-1", "0") < 0
+    assert status_of(advisory(status=status, fixed_version="0"), "0~git1-1") is None

@@ -49,8 +49,9 @@ def status(db: str | None) -> None:
         click.echo(f"tracker:  {st.tracker_url}")
     for source in st.sources:
         extra = f"  {source.url}" if source.url else ""
+        kind = "" if source.name == source.kind else f" ({source.kind})"
         click.echo(
-            f"source:   {source.name} ({source.kind}): {source.count} entries, "
+            f"source:   {source.name}{kind}: {source.count} entries, "
             f"imported {_age(source.imported_at)}{extra}"
         )
     if st.releases:
