@@ -134,6 +134,10 @@ class VulnDB:
         """The DB at ``path``, None if there is none; another schema is an error."""
         if not path.exists():
             return None
+        if not path.is_file():  # SQLite would block forever opening a fifo
+            raise DistillError(
+                f"the vulnerability DB {shown(path)} is not a regular file", hint=_REBUILD_HINT
+            )
         try:
             conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -290,6 +294,8 @@ def detect_kind(path: Path) -> SourceKind:
     tracker (its top-level keys are source package names)."""
     if path.is_dir():
         return SourceKind.OSV
+    if not path.is_file():  # a fifo would block the read below
+        raise DistillError(f"{shown(path)} is neither a file nor a directory")
     try:
         with _open_text(path) as fh:
             head = fh.read(4096)
