@@ -50,18 +50,27 @@ def report(name: str, outcome: Outcome) -> None:
 
 
 def all_blob_bytes(layout: Path) -> bytes:
-    return b"".join(p.read_bytes() for p in sorted((layout / "blobs").rglob("*")) if p.is_file())
+    """Every blob of the layout, layers uncompressed (so a marker in a file shows)."""
+    import gzip
+
+    out = []
+    for path in sorted((layout / "blobs").rglob("*")):
+        if path.is_file():
+            data = path.read_bytes()
+            out.append(gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data)
+    return b"".join(out)
 
 
-def layer_paths(layout: Path) -> dict[str, str]:
-    """Every path in the image's layers → its link target ('' for a file or directory)."""
+def layer_paths(layout: Path, skip: int = 0) -> dict[str, str]:
+    """Every path in the image's layers (after the first ``skip``: the base's) → its link
+    target ('' for a file or directory)."""
     import tarfile
 
     index = json.loads((layout / "index.json").read_text())
     blobs = layout / "blobs" / "sha256"
     manifest = json.loads((blobs / index["manifests"][0]["digest"][7:]).read_text())
     found: dict[str, str] = {}
-    for layer in manifest["layers"]:
+    for layer in manifest["layers"][skip:]:
         with tarfile.open(blobs / layer["digest"][7:]) as tar:
             for member in tar:
                 found[member.name] = member.linkname
@@ -292,7 +301,7 @@ def test_a_layers_idx_naming_paths_outside_boot_inf(sandbox: Path, base: str, en
     report(f"package, layers.idx entry {entry}", outcome)
     assert_bounded(outcome)
     if outcome.returncode == 0:
-        for path in layer_paths(sandbox / "out"):
+        for path in layer_paths(sandbox / "out", skip=1):  # the fake base has one layer
             assert path.startswith("app/") or path in ("app",), path
     else:
         assert_clean_error(outcome)
@@ -425,3 +434,101 @@ def test_an_elf_needing_10k_unknown_libraries_gets_a_one_line_error(
     report("package, ELF with 10k unknown DT_NEEDED", outcome)
     line = assert_clean_error(outcome, "libhostile0.so.1", "more")
     assert len(line) < 2000, line
+
+
+def test_symlinks_out_of_a_node_project_stay_links(
+    sandbox: Path, tmp_path: Path, base: str
+) -> None:
+    secret = outside_secret(tmp_path)
+    project = node_project(sandbox)
+    lock = {"name": "app", "version": "1.0.0", "lockfileVersion": 3, "requires": True,
+            "packages": {"": {"name": "app", "version": "1.0.0"}}}  # fmt: skip
+    (project / "package-lock.json").write_text(json.dumps(lock))
+    (project / "secret.js").symlink_to(secret)
+    (project / "evil.node").symlink_to(secret)
+    (project / "up").symlink_to("../..")
+    (project / "shadow").symlink_to("/etc/shadow")
+    outcome = package(sandbox, project, base)
+    report("package node, symlinks out of the project", outcome)
+    assert_bounded(outcome)
+    if outcome.returncode == 0:
+        layout = sandbox / "out"
+        assert SECRET not in all_blob_bytes(layout)
+        paths = layer_paths(layout)
+        for name in ("app/secret.js", "app/evil.node", "app/up", "app/shadow"):
+            assert paths.get(name), f"{name} is not a symlink in the image: {paths.get(name)!r}"
+    else:
+        assert_clean_error(outcome)
+
+
+@pytest.mark.parametrize("kind", ["python", "elf", "node"])
+def test_a_fifo_in_the_project_does_not_hang(sandbox: Path, base: str, kind: str) -> None:
+    if kind == "node":
+        project = node_project(sandbox)
+        os.mkfifo(project / "package-lock.json")
+    elif kind == "python":
+        project = sandbox / "proj"
+        project.mkdir()
+        (project / "pyproject.toml").write_text('[project]\nname = "app"\nversion = "1.0"\n')
+        (project / "main.py").write_text("print(1)\n")
+        os.mkfifo(project / "requirements.txt")
+    else:
+        project = elf_project(sandbox, elf_file(interp=None))
+        os.mkfifo(project / "pipe")
+    outcome = run_distill(
+        ["package", str(project), "--base", base, "-o", f"oci:{sandbox / 'out'}"],
+        cwd=sandbox,
+        timeout=20,
+    )
+    report(f"package {kind}, a fifo in the project", outcome)
+    assert_bounded(outcome)
+    if outcome.returncode != 0:
+        assert_clean_error(outcome)
+
+
+@pytest.mark.parametrize(
+    ("kind", "name"),
+    [
+        ("python", "requirements.txt"),
+        ("python", "pyproject.toml"),
+        ("python", "app-1.0-py3-none-any.whl"),
+        ("node", "package.json"),
+        ("node", "package-lock.json"),
+        ("java", "lib.jar"),
+    ],
+)
+def test_a_project_file_symlinked_from_outside_is_never_read(
+    sandbox: Path, tmp_path: Path, base: str, kind: str, name: str
+) -> None:
+    # The file the planner reads first is a link out of the project: its bytes (here a
+    # marker; /etc/shadow in an attack) must appear neither in the image nor in a message.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / name
+    if name.endswith(".whl"):
+        write_zip(secret, wheel_members(files={"app/s.py": SECRET}))
+    elif name.endswith(".jar"):
+        write_zip(secret, jar_members(extra={"s": SECRET}))
+    elif name == "pyproject.toml":
+        secret.write_bytes(b'[project]\nname = "' + SECRET + b'"\nversion = "1"\n')
+    else:
+        secret.write_bytes(SECRET + b"==1.0\n")
+    if kind == "node":
+        project = node_project(sandbox)
+        lock = {"lockfileVersion": 3, "packages": {"": {"name": "app"}}}
+        if name == "package.json":
+            (project / "package-lock.json").write_text(json.dumps(lock))
+            (project / "package.json").unlink()
+    else:
+        project = sandbox / "proj"
+        project.mkdir()
+        (project / "main.py").write_text("print(1)\n")
+    (project / name).symlink_to(secret)
+    outcome = package(sandbox, project, base, "--kind", kind)
+    report(f"package {kind}, {name} linked from outside", outcome)
+    assert_bounded(outcome)
+    assert SECRET.decode() not in outcome.stderr + outcome.stdout, outcome.describe()
+    if outcome.returncode == 0:
+        assert SECRET not in all_blob_bytes(sandbox / "out")
+    else:
+        assert_clean_error(outcome)
