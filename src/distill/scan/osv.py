@@ -227,21 +227,42 @@ def _roundup(value: float) -> float:
 def affects(ecosystem: str, version: str, affected: str) -> tuple[bool, str | None]:
     """Whether ``version`` is affected per one row's ranges and versions, and the version
     that fixes it (the ``fixed`` event closing the range it falls in), if any."""
-    data = json.loads(affected)
+    ranges, listed = _stored(affected)
     key = KEYS[ecosystem]
     mine = key(version)
-    listed = data.get("versions") or []
     if version in listed or (mine is not None and any(_same(key, v, mine) for v in listed)):
-        return True, _fix_for(data.get("ranges") or [], key, mine)
+        return True, _fix_for(ranges, key, mine)
     if mine is None:
         return False, None
-    for rng in data.get("ranges") or []:
+    for rng in ranges:
         if not isinstance(rng, dict) or rng.get("type") not in ("ECOSYSTEM", "SEMVER"):
             continue  # GIT ranges name commits, which an installed package does not have
-        hit, fixed = _in_range(rng.get("events") or [], key, mine)
+        hit, fixed = _in_range(_events(rng), key, mine)
         if hit:
             return True, fixed
     return False, None
+
+
+def _stored(affected: str) -> tuple[list[Any], list[Any]]:
+    """The ranges and versions of one row as ``rows`` stored them; ValueError for anything
+    else (the DB file was damaged or edited), which the DB words as such."""
+    try:
+        data = json.loads(affected)
+    except RecursionError:
+        raise ValueError("its affected ranges are nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ValueError("its affected ranges are not an object")
+    ranges, versions = data.get("ranges") or [], data.get("versions") or []
+    if not isinstance(ranges, list) or not isinstance(versions, list):
+        raise ValueError("its ranges or versions are not lists")
+    return ranges, versions
+
+
+def _events(rng: dict[str, Any]) -> list[Any]:
+    events = rng.get("events") or []
+    if not isinstance(events, list):
+        raise ValueError("a range's events are not a list")
+    return events
 
 
 def _same(key: Any, listed: Any, mine: Any) -> bool:
@@ -254,7 +275,7 @@ def _fix_for(ranges: list[Any], key: Any, mine: Any) -> str | None:
         return None
     for rng in ranges:
         if isinstance(rng, dict):
-            hit, fixed = _in_range(rng.get("events") or [], key, mine)
+            hit, fixed = _in_range(_events(rng), key, mine)
             if hit:
                 return fixed
     return None
