@@ -546,3 +546,67 @@ def test_a_device_as_the_db_is_not_replaced(sandbox: Path) -> None:
     report("db import into /dev/null", outcome)
     assert_clean_error(outcome, "/dev/null")
     assert Path("/dev/null").is_char_device()
+
+
+# --- a DB of distill's schema whose rows were tampered with ----------------------------------
+
+
+def python_image(sandbox: Path, tmp: Path) -> str:
+    status = (
+        b"Package: libssl3\nSource: openssl\nStatus: install ok installed\n"
+        b"Version: 1.0-1\nArchitecture: amd64\n\n"
+    )
+    metadata = b"Metadata-Version: 2.1\nName: flask\nVersion: 1.0\n"
+    layout = image_of(
+        tmp,
+        lambda layer: (
+            layer.file("etc/os-release", BASE_OS_RELEASE)
+            .file("var/lib/dpkg/status", status)
+            .file("usr/lib/python3/dist-packages/flask-1.0.dist-info/METADATA", metadata)
+        ),
+    )
+    return f"oci:{layout.root}"
+
+
+TAMPERED = {
+    "osv-affected-deep": "UPDATE osv SET affected = '" + "[" * 100_000 + "]" * 100_000 + "'",
+    "osv-affected-not-json": "UPDATE osv SET affected = '{not json'",
+    "osv-affected-a-string": "UPDATE osv SET affected = '\"ranges\"'",
+    "osv-affected-ranges-a-number": 'UPDATE osv SET affected = \'{"ranges": 7, "versions": 3}\'',
+    "osv-affected-events-wrong": (
+        'UPDATE osv SET affected = \'{"ranges": [{"type": "ECOSYSTEM", "events": '
+        '[{"introduced": 7}, {"fixed": [1]}, 3]}], "versions": [null, 1, "1.0"]}\''
+    ),
+    "osv-severity-garbage": "UPDATE osv SET severity = x'1b5b33316d'",
+    "debian-status-garbage": "UPDATE debian SET status = 'pwned'",
+    "debian-fixed-garbage": "UPDATE debian SET fixed_version = ':::'",
+    "debian-fixed-a-number": "UPDATE debian SET fixed_version = 12",
+    "debian-nodsa-text": "UPDATE debian SET nodsa = 'yes'",
+    "debian-urgency-blob": "UPDATE debian SET urgency = x'00ff'",
+    "description-huge": "UPDATE issues SET description = printf('%.*c', 5000000, 'x')",
+    "updated-garbage": "UPDATE meta SET value = 'yesterday' WHERE key = 'updated'",
+    "sources-garbage": "UPDATE sources SET imported_at = 'never', count = 'many'",
+}
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERED))
+def test_a_tampered_db_is_a_clean_result_or_error(
+    sandbox: Path, tmp_path: Path, db: Path, case: str
+) -> None:
+    (sandbox / "osv.json").write_text(json.dumps(osv_record()))
+    imported = run_distill(["db", "import", "--db", str(db), "osv.json"], cwd=sandbox)
+    assert imported.returncode == 0, imported.describe()
+    conn = sqlite3.connect(db)
+    conn.execute(TAMPERED[case])
+    conn.commit()
+    conn.close()
+    image = python_image(sandbox, tmp_path)
+    for args in (["scan", image, "--no-changelog", "--format", "json"], ["db", "status"]):
+        outcome = run_distill([*args, "--db", str(db)], cwd=sandbox)
+        report(f"{args[0]} {args[1] if args[0] == 'db' else ''}, DB tampered: {case}", outcome)
+        assert_bounded(outcome)
+        if outcome.returncode == 1:
+            line = assert_clean_error(outcome)
+            assert len(line) < 2000, line
+        else:
+            assert outcome.returncode in (0, 2), outcome.describe()
