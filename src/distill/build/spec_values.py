@@ -26,18 +26,18 @@ CONTEXT_HINT = (
 )
 
 
-def confine(path: Path, context: Path, label: str) -> Path:
+def confine(path: Path, context: Path, label: str, *, hint: str = CONTEXT_HINT) -> Path:
     """``path`` with every symlink resolved, provided that lies inside ``context`` (a resolved
     directory). The one check for every path a spec names (``files:`` sources, ``extends:``),
     as a Dockerfile's COPY is held to its build context; ``label`` is the path as written."""
     try:
         real = path.resolve()
     except (OSError, RuntimeError, ValueError) as exc:  # a symlink loop, a NUL byte
-        raise DistillError(f"{show(label)} cannot be resolved: {exc}", hint=CONTEXT_HINT) from None
+        raise DistillError(f"{show(label)} cannot be resolved: {exc}", hint=hint) from None
     if not real.is_relative_to(context):
         leads = "" if real == Path(os.path.normpath(path)) else f" (it leads to {show(str(real))})"
         raise DistillError(
-            f"{show(label)} is outside the build context {context}{leads}", hint=CONTEXT_HINT
+            f"{show(label)} is outside the build context {context}{leads}", hint=hint
         )
     return real
 

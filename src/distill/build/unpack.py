@@ -41,7 +41,11 @@ class Unpacked:
 
 
 def staging_dir(cache: BlobCache) -> Path:
-    return cache.root / "staging"
+    """Where staged files live, on the cache's filesystem; made here, since a run that
+    unpacks no .deb (an app on an image base, on a fresh cache) stages files too."""
+    staging = cache.root / "staging"
+    staging.mkdir(parents=True, exist_ok=True)
+    return staging
 
 
 def fetch_debs(

@@ -96,6 +96,21 @@ def detect_kind(path: Path, kind: AppKind | str | None = None) -> AppKind:
     )
 
 
+PROJECT_HINT = (
+    "distill reads an app's files only from its project directory: copy the file in "
+    "instead of linking to it"
+)
+
+
+def in_project(path: Path, root: Path) -> Path:
+    """``path``, a file a planner reads from the project at ``root``, with its symlinks
+    resolved: one leading out of the project (to /etc/shadow, to ../..) is refused before it
+    is read, so its bytes reach neither the image nor an error message."""
+    from distill.build.spec_values import confine
+
+    return confine(path, root.resolve(), str(path.relative_to(root)), hint=PROJECT_HINT)
+
+
 def project_dir(path: Path) -> Path:
     """Where the app's lock lives: the project directory, or the one holding the file."""
     return path if path.is_dir() else path.parent

@@ -32,6 +32,7 @@ from elftools.elf.dynamic import DynamicSection
 from elftools.elf.elffile import ELFFile
 from elftools.elf.segments import InterpSegment
 
+from distill.bounded import one_line
 from distill.debian.archive import load_indices
 from distill.debian.contents import LibraryIndex, library_index, usr_merged
 from distill.debian.deb import iter_data
@@ -463,10 +464,13 @@ def resolve_libraries(
         notes.append(f"{soname} → {pick}")
     if missing and strict:
         first = missing[0]
-        others = f" (and {', '.join(missing[1:])})" if missing[1:] else ""
+        # A crafted binary may name thousands: the line names a few and counts the rest.
+        shown = ", ".join(one_line(m, 100) for m in missing[1:6])
+        more = f" and {len(missing) - 6} more" if len(missing) > 6 else ""
+        others = f" (and {shown}{more})" if missing[1:] else ""
         raise DistillError(
-            f"{first}{others}, needed by the app, is not in the image and no Debian package "
-            f"of {suite}/{arch} ships it",
+            f"{one_line(first, 100)}{others}, needed by the app, is not in the image and no "
+            f"Debian package of {suite}/{arch} ships it",
             hint=missing_hint(posixpath.basename(first), finder.elsewhere(first)),
         )
     return LibraryResolution(

@@ -29,6 +29,7 @@ from typing import Any
 from distill import tempfiles
 from distill.bounded import one_line, parse_json_object, read_regular_file
 from distill.errors import DistillError
+from distill.package.detect import in_project
 from distill.package.plan import LangPackage
 
 LOCKFILES = ("npm-shrinkwrap.json", "package-lock.json")  # npm's own order of preference
@@ -63,7 +64,9 @@ class Install:
 def read_project(root: Path) -> Project:
     """The project at ``root``: package.json and the lockfile npm would use, both checked."""
     try:
-        data = read_regular_file(root / "package.json", MAX_MANIFEST, "package.json")
+        data = read_regular_file(
+            in_project(root / "package.json", root), MAX_MANIFEST, "package.json"
+        )
     except FileNotFoundError:
         raise DistillError(
             f"{root}: no package.json", hint="a Node project has package.json at its top"
@@ -71,7 +74,9 @@ def read_project(root: Path) -> Project:
     manifest = parse_json_object(data, "package.json", hint="fix package.json")
     for candidate in LOCKFILES:
         try:
-            raw = read_regular_file(root / candidate, MAX_LOCKFILE, candidate, hint=_LOCK_HINT)
+            raw = read_regular_file(
+                in_project(root / candidate, root), MAX_LOCKFILE, candidate, hint=_LOCK_HINT
+            )
         except FileNotFoundError:
             continue
         lock = parse_json_object(raw, candidate, hint=_LOCK_HINT)

@@ -15,6 +15,7 @@ from packaging.utils import canonicalize_name
 
 from distill.bounded import one_line, read_regular_file
 from distill.errors import DistillError
+from distill.package.detect import in_project
 from distill.package.pypi import Pinned
 from distill.package.wheels import LOCK_HINT, Target, applies, parse_requirement
 
@@ -48,18 +49,20 @@ def read_project(root: Path, target: Target) -> Project:
         return Project(root.parent, wheels=(root,))
     if not root.is_dir():
         raise DistillError(f"{root} is not a directory")
-    pyproject = root / PYPROJECT
-    reqs = root / REQUIREMENTS
-    wheels = tuple(sorted(p for p in root.glob("*.whl") if p.is_file()))
-    if not pyproject.is_file() and not reqs.is_file():
+    pyproject = in_project(root / PYPROJECT, root)
+    reqs = in_project(root / REQUIREMENTS, root)
+    wheels = tuple(sorted(in_project(p, root) for p in root.glob("*.whl") if p.is_file()))
+    # exists(), not is_file(): a fifo or a directory in their place is refused when read,
+    # not passed over (which would package the app without its dependencies).
+    if not pyproject.exists() and not reqs.exists():
         if wheels:
             return Project(root, wheels=wheels)
         raise DistillError(
             f"{root} has no pyproject.toml, requirements.txt or wheels",
             hint="a Python app is a directory with one of them (or use --kind)",
         )
-    project = _read_pyproject(pyproject, target) if pyproject.is_file() else Project(root)
-    if reqs.is_file():
+    project = _read_pyproject(pyproject, target) if pyproject.exists() else Project(root)
+    if reqs.exists():
         pinned, options = read_requirements(reqs, target)
         project = Project(
             root,

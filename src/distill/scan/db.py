@@ -22,6 +22,7 @@ from typing import IO, Any, cast
 
 from packageurl import PackageURL
 
+from distill.bounded import one_line
 from distill.cache import cache_root
 from distill.errors import DistillError
 from distill.fsutil import atomic_path, shown
@@ -112,8 +113,24 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def _when(text: str) -> datetime:
-    return datetime.fromisoformat(text)
+def _when(text: object, path: Path) -> datetime:
+    """A time the DB recorded; anything else means the file was damaged or edited."""
+    try:
+        return datetime.fromisoformat(text)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise _damaged(path, f"{one_line(str(text), 40)!r} is not a time") from None
+
+
+def _damaged(path: Path, what: str) -> DistillError:
+    return DistillError(
+        f"the vulnerability DB {shown(path)} is damaged: {what}", hint=_REBUILD_HINT
+    )
+
+
+# What each query's rows hold, as import wrote them: a row of other types (an edited or
+# damaged file) is refused here, once, rather than failing wherever the value is used.
+_DEBIAN_ROW = (str, str, str, (str, type(None)), str, int, str, str)
+_OSV_ROW = (str, str, str, str)
 
 
 def _db_error(path: Path, exc: sqlite3.Error) -> DistillError:
@@ -134,6 +151,10 @@ class VulnDB:
         """The DB at ``path``, None if there is none; another schema is an error."""
         if not path.exists():
             return None
+        if not path.is_file():  # SQLite would block forever opening a fifo
+            raise DistillError(
+                f"the vulnerability DB {shown(path)} is not a regular file", hint=_REBUILD_HINT
+            )
         try:
             conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
             version = conn.execute("PRAGMA user_version").fetchone()[0]
@@ -166,13 +187,19 @@ class VulnDB:
         except sqlite3.Error as exc:
             raise _db_error(self.path, exc) from None
 
+    def _typed(self, rows: list[Any], kinds: tuple[Any, ...], what: str) -> list[Any]:
+        for row in rows:
+            if not all(isinstance(value, kind) for value, kind in zip(row, kinds, strict=True)):
+                raise _damaged(self.path, f"{what} of the wrong type")
+        return rows
+
     def meta(self, key: str) -> str:
         rows = self._query("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else ""
 
     def status(self) -> DBStatus:
         sources = tuple(
-            SourceInfo(name, kind, _when(at), url, etag, modified, count)
+            SourceInfo(name, kind, _when(at, self.path), url, etag, modified, count)
             for name, kind, url, etag, modified, at, count in self._query(
                 "SELECT name, kind, url, etag, last_modified, imported_at, count "
                 "FROM sources ORDER BY name"
@@ -182,7 +209,7 @@ class VulnDB:
         return DBStatus(
             path=self.path,
             schema_version=SCHEMA_VERSION,
-            updated=_when(updated) if updated else None,
+            updated=_when(updated, self.path) if updated else None,
             sources=sources,
             releases=dict(self._query("SELECT release, count FROM releases ORDER BY release")),
             tracker_url=self.meta("tracker_url"),
@@ -210,6 +237,7 @@ class VulnDB:
                 f"WHERE d.release = ? AND d.package IN ({marks})",
                 (release, *chunk),
             )
+            self._typed(rows, _DEBIAN_ROW, "a Debian advisory holds values")
             out.extend(
                 DebianAdvisory(
                     vuln_id=vuln_id,
@@ -240,8 +268,12 @@ class VulnDB:
                 "WHERE ecosystem = ? AND name = ? ORDER BY vuln_id",
                 key,
             )
+            self._typed(rows, _OSV_ROW, "an OSV advisory holds values")
             for vuln_id, severity, summary, affected in rows:
-                hit, fixed = osv.affects(key[0], package.version, affected)
+                try:
+                    hit, fixed = osv.affects(key[0], package.version, affected)
+                except ValueError as exc:
+                    raise _damaged(self.path, f"OSV {one_line(vuln_id, 80)}: {exc}") from None
                 if not hit or (vuln_id, index) in seen:
                     continue
                 seen.add((vuln_id, index))
@@ -290,6 +322,8 @@ def detect_kind(path: Path) -> SourceKind:
     tracker (its top-level keys are source package names)."""
     if path.is_dir():
         return SourceKind.OSV
+    if not path.is_file():  # a fifo would block the read below
+        raise DistillError(f"{shown(path)} is neither a file nor a directory")
     try:
         with _open_text(path) as fh:
             head = fh.read(4096)

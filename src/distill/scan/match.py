@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Sequence
 
+from distill.bounded import one_line
 from distill.debian.version import compare_versions
 from distill.errors import DistillError
 from distill.scan.model import DebianAdvisory, Finding, ImagePackage, Origin, Status
@@ -66,9 +67,10 @@ def _older(installed: str, fixed: str, advisory: DebianAdvisory) -> bool:
     try:
         return compare_versions(installed, fixed) < 0
     except DistillError as exc:
+        # The installed version is the image's say: a 5,000-digit one stays one short line.
         raise DistillError(
-            f"cannot compare {installed!r} with {advisory.vuln_id}'s fixed version for "
-            f"{advisory.source_package}: {exc.message}",
+            f"cannot compare {one_line(installed, 80)!r} with {one_line(advisory.vuln_id, 80)}'s "
+            f"fixed version for {one_line(advisory.source_package, 80)}: {exc.message}",
             hint=exc.hint,
         ) from None
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import zipfile
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from typing import Any
 
 from distill.bounded import parse_json, read_capped, read_regular_file
 from distill.errors import DistillError
+from distill.scan import tracker
 from distill.scan.versions import KEYS
 
 # OSV's ecosystem names → the ``ImagePackage.ecosystem`` they match.
@@ -91,12 +93,34 @@ def iter_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
         except (zipfile.BadZipFile, OSError, EOFError) as exc:
             raise DistillError(f"{path} is not a readable zip: {exc}", hint=_HINT) from None
     else:
-        yield from _records(read_regular_file(path, MAX_FILE, str(path)), str(path))
+        yield from _file_records(path)
+
+
+def _file_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """One advisory, or a list of them read one at a time: decoded whole, JSON costs ~15
+    times its size (a 75 MB advisory of a million ranges took 1 GB)."""
+    where = str(path)
+    if not path.is_file():  # a fifo would block the open below
+        raise DistillError(f"{where} is not a regular file", hint=_HINT)
+    with open(path, "rb") as fh:
+        head = fh.read(4096).lstrip()
+        fh.seek(0)
+        if not head.startswith(b"["):
+            yield from _records(read_regular_file(path, MAX_RECORD, where), where)
+            return
+        if os.fstat(fh.fileno()).st_size > MAX_FILE:
+            raise DistillError(f"{where} is larger than {MAX_FILE >> 20} MiB", hint=_HINT)
+        for record in tracker.iter_array(fh, where, max_member=MAX_RECORD, hint=_HINT):
+            yield from _records_of([record], where)
 
 
 def _records(data: bytes, where: str) -> Iterator[tuple[str, dict[str, Any]]]:
     value = parse_json(data, where, hint=_HINT)
-    for record in value if isinstance(value, list) else [value]:
+    yield from _records_of(value if isinstance(value, list) else [value], where)
+
+
+def _records_of(values: list[Any], where: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    for record in values:
         if not isinstance(record, dict) or not isinstance(record.get("id"), str):
             raise DistillError(f"{where} is not an OSV advisory (no id)", hint=_HINT)
         yield where, record
@@ -203,21 +227,42 @@ def _roundup(value: float) -> float:
 def affects(ecosystem: str, version: str, affected: str) -> tuple[bool, str | None]:
     """Whether ``version`` is affected per one row's ranges and versions, and the version
     that fixes it (the ``fixed`` event closing the range it falls in), if any."""
-    data = json.loads(affected)
+    ranges, listed = _stored(affected)
     key = KEYS[ecosystem]
     mine = key(version)
-    listed = data.get("versions") or []
     if version in listed or (mine is not None and any(_same(key, v, mine) for v in listed)):
-        return True, _fix_for(data.get("ranges") or [], key, mine)
+        return True, _fix_for(ranges, key, mine)
     if mine is None:
         return False, None
-    for rng in data.get("ranges") or []:
+    for rng in ranges:
         if not isinstance(rng, dict) or rng.get("type") not in ("ECOSYSTEM", "SEMVER"):
             continue  # GIT ranges name commits, which an installed package does not have
-        hit, fixed = _in_range(rng.get("events") or [], key, mine)
+        hit, fixed = _in_range(_events(rng), key, mine)
         if hit:
             return True, fixed
     return False, None
+
+
+def _stored(affected: str) -> tuple[list[Any], list[Any]]:
+    """The ranges and versions of one row as ``rows`` stored them; ValueError for anything
+    else (the DB file was damaged or edited), which the DB words as such."""
+    try:
+        data = json.loads(affected)
+    except RecursionError:
+        raise ValueError("its affected ranges are nested too deeply") from None
+    if not isinstance(data, dict):
+        raise ValueError("its affected ranges are not an object")
+    ranges, versions = data.get("ranges") or [], data.get("versions") or []
+    if not isinstance(ranges, list) or not isinstance(versions, list):
+        raise ValueError("its ranges or versions are not lists")
+    return ranges, versions
+
+
+def _events(rng: dict[str, Any]) -> list[Any]:
+    events = rng.get("events") or []
+    if not isinstance(events, list):
+        raise ValueError("a range's events are not a list")
+    return events
 
 
 def _same(key: Any, listed: Any, mine: Any) -> bool:
@@ -230,7 +275,7 @@ def _fix_for(ranges: list[Any], key: Any, mine: Any) -> str | None:
         return None
     for rng in ranges:
         if isinstance(rng, dict):
-            hit, fixed = _in_range(rng.get("events") or [], key, mine)
+            hit, fixed = _in_range(_events(rng), key, mine)
             if hit:
                 return fixed
     return None

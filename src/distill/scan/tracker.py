@@ -29,21 +29,33 @@ DEFAULT_URGENCY = "not yet assigned"
 CHUNK = 1 << 20
 # The kernel's entry is the largest, a few MB; a member past this is not the tracker's.
 MAX_MEMBER = 64 << 20
-_WHITESPACE = " \t\n\r"
+# The whole file is ~70 MB; past this (a gigabyte of blanks, a gzip bomb) it is not.
+MAX_TRACKER = 1 << 30
+_NOT_BLANK = re.compile(r"[^ \t\n\r]")
 _HINT = "this is not the Debian security tracker's JSON, or it is damaged; get it again"
 
 
 class _Reader:
     """A text buffer over a binary stream that the parser consumes from the front."""
 
-    def __init__(self, fh: IO[bytes], where: str, chunk: int) -> None:
+    def __init__(
+        self,
+        fh: IO[bytes],
+        where: str,
+        chunk: int,
+        max_member: int = MAX_MEMBER,
+        hint: str = _HINT,
+    ) -> None:
         self._fh = fh
+        self.hint = hint
         self.chunk = chunk
+        self.max_member = max_member
         self._decoder = codecs.getincrementaldecoder("utf-8")()
         self.where = where
         self.buf = ""
         self.pos = 0
         self.eof = False
+        self.total = 0  # bytes read from the stream
 
     def more(self, want: int = 0) -> bool:
         """Read ``want`` more bytes into the buffer; False at the end of the stream."""
@@ -53,11 +65,18 @@ class _Reader:
             self.buf = self.buf[self.pos :]
             self.pos = 0
         data = self._fh.read(want or self.chunk)
+        self.total += len(data)
+        if self.total > MAX_TRACKER:
+            raise DistillError(
+                f"{self.where} is larger than {MAX_TRACKER >> 20} MiB; the tracker's JSON is "
+                "far smaller",
+                hint=self.hint,
+            )
         try:
             self.buf += self._decoder.decode(data, final=not data)
         except UnicodeDecodeError as exc:
             raise DistillError(
-                f"{self.where} is not UTF-8 text: {exc.reason}", hint=_HINT
+                f"{self.where} is not UTF-8 text: {exc.reason}", hint=self.hint
             ) from None
         if not data:
             self.eof = True
@@ -66,12 +85,12 @@ class _Reader:
     def skip_ws(self) -> str:
         """The next non-blank character ("" at the end)."""
         while True:
-            buf, pos = self.buf, self.pos
-            while pos < len(buf) and buf[pos] in _WHITESPACE:
-                pos += 1
-            self.pos = pos
-            if pos < len(buf):
-                return buf[pos]
+            # A regex, not a loop over characters: a gigabyte of blanks costs a second.
+            found = _NOT_BLANK.search(self.buf, self.pos)
+            if found is not None:
+                self.pos = found.start()
+                return self.buf[self.pos]
+            self.pos = len(self.buf)
             if not self.more():
                 return ""
 
@@ -82,7 +101,7 @@ class _Reader:
             raise DistillError(
                 f"{self.where} is malformed: expected {' or '.join(map(repr, chars))}, "
                 f"found {shown}",
-                hint=_HINT,
+                hint=self.hint,
             )
         self.pos += 1
         return found
@@ -95,21 +114,21 @@ class _Reader:
             try:
                 value, end = decoder.raw_decode(self.buf, self.pos)
             except json.JSONDecodeError as exc:
-                if len(self.buf) - self.pos > MAX_MEMBER:
+                if len(self.buf) - self.pos > self.max_member:
                     raise DistillError(
-                        f"{self.where}: one entry is larger than {MAX_MEMBER >> 20} MB",
-                        hint=_HINT,
+                        f"{self.where}: one entry is larger than {self.max_member >> 20} MB",
+                        hint=self.hint,
                     ) from None
                 if not self.more(want):
                     raise DistillError(
                         f"{self.where} is truncated or malformed "
                         f"({exc.msg.removesuffix(' starting at').lower()})",
-                        hint=_HINT,
+                        hint=self.hint,
                     ) from None
-                want = min(want * 2, MAX_MEMBER)
+                want = min(want * 2, self.max_member)
                 continue
             except RecursionError:
-                raise DistillError(f"{self.where} is nested too deeply", hint=_HINT) from None
+                raise DistillError(f"{self.where} is nested too deeply", hint=self.hint) from None
             # A number or literal cut by the buffer's end would parse short: make sure the
             # value ends before the buffer does, or the stream is over.
             if end >= len(self.buf) and not self.eof:
@@ -144,6 +163,23 @@ def iter_tracker(
                 break
     if reader.skip_ws():
         raise DistillError(f"{where} has data after its closing brace", hint=_HINT)
+
+
+def iter_array(fh: IO[bytes], where: str, *, max_member: int, hint: str) -> Iterator[Any]:
+    """The elements of a JSON array, one at a time, each at most ``max_member`` bytes: a
+    long list of documents (OSV advisories) costs what its largest element does."""
+    reader = _Reader(fh, where, CHUNK, max_member, hint)
+    decoder = json.JSONDecoder()
+    reader.expect("[")
+    if reader.skip_ws() == "]":
+        reader.pos += 1
+    else:
+        while True:
+            yield reader.value(decoder)
+            if reader.expect(",]") == "]":
+                break
+    if reader.skip_ws():
+        raise DistillError(f"{where} has data after its closing bracket", hint=hint)
 
 
 # One (issue, release) entry as the DB stores it:
@@ -189,7 +225,8 @@ def _row(vuln_id: str, release: str, entry: Any) -> Row | None:
     nodsa = entry.get("nodsa", False)
     reason = entry.get("nodsa_reason", "")
     if (
-        status not in STATUSES
+        type(status) is not str  # a list or an object is not hashable
+        or status not in STATUSES
         or not (fixed is None or (isinstance(fixed, str) and _version_ok(fixed)))
         or not isinstance(urgency, str)
         or not isinstance(nodsa, str | bool)
@@ -229,7 +266,7 @@ def _raise(where: str, source: str, vuln_id: str, release: str, entry: Any) -> R
     if not isinstance(entry, dict):
         raise _bad(where, source, vuln_id, release, "is not an object")
     status = entry.get("status")
-    if status not in STATUSES:
+    if not isinstance(status, str) or status not in STATUSES:
         raise _bad(where, source, vuln_id, release, f"unknown status {one_line(str(status), 40)!r}")
     fixed = entry.get("fixed_version")
     if fixed is not None:

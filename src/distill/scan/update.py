@@ -22,9 +22,11 @@ from distill.errors import DistillError
 from distill.net.deadline import Deadline, Limits, read_some, send
 from distill.net.http import CHUNK_SIZE, NETWORK_ERRORS, content_length, make_session
 from distill.scan.db import TRACKER_SOURCE, DBStatus, Import, SourceKind, VulnDB, import_sources
+from distill.scan.tracker import MAX_TRACKER
 
 URL_ENV = "DISTILL_TRACKER_URL"
-MAX_BODY = 2 << 30  # the tracker's JSON is ~70 MB (a few hundred MB uncompressed at most)
+# The tracker's JSON is ~70 MB; what the import would refuse is not worth downloading.
+MAX_BODY = MAX_TRACKER
 _NO_URL_HINT = (
     f"pass --url URL (or set {URL_ENV}) to the Debian security tracker's JSON; the URL is "
     "remembered for later updates. Offline: `distill db import FILE`"
