@@ -9,10 +9,12 @@ only looks right fails. The jlink tests fetch Debian's JDK (network).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import zipfile
@@ -399,6 +401,31 @@ def test_jlink_pins_the_jdk_in_the_lock_and_links_offline_from_it(
     # A lock that pins no JDK: offline there is no telling which JDK to link.
     with pytest.raises(DistillError, match="does not pin"):
         JavaPlanner().plan(offline, base, replace(shared_ctx, locked=()))
+
+
+@pytest.mark.network
+def test_lock_jlink_then_package_offline_gives_the_same_image(tmp_path: Path) -> None:
+    """On the command line: `distill lock APP --jlink` pins the base and the JDK, and
+    `distill package --jlink --offline` from that lock writes the image an online run does."""
+
+    def distill(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "distill", "-q", *args],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    app = plain_app(tmp_path / "src")
+    distill("lock", str(app.jar), "--jlink")
+    lock = json.loads((app.jar.parent / "distill.lock").read_text())
+    assert "openjdk-21-jdk-headless" in {
+        p["name"] for p in lock["languagePackages"] if p["ecosystem"] == "deb"
+    }
+    online = distill("package", str(app.jar), "--jlink", "-o", f"oci:{tmp_path / 'online'}")
+    offline = distill(
+        "package", str(app.jar), "--jlink", "--offline", "-o", f"oci:{tmp_path / 'offline'}"
+    )
+    assert online.split()[-1] == offline.split()[-1]
+    assert online.split()[-1].startswith("sha256:")
 
 
 def test_catalog_reads_the_packaged_layout(tmp_path: Path, ctx: PlanContext) -> None:
