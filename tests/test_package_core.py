@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -240,6 +242,28 @@ def test_output_to_archives(tmp_path: Path, base: str, transport: str) -> None:
         config = source.config
     assert config.entrypoint == ("/app/bin/server",) and config.workdir == "/app"
     assert len(config.diff_ids) == len(result.image.layers)
+
+
+@pytest.mark.parametrize("transport", ["oci-archive", "docker-archive"])
+def test_a_base_image_from_an_archive_gives_the_same_app(
+    tmp_path: Path, base: str, transport: str
+) -> None:
+    """The base read through another transport: the same filesystem (diff_ids), the same
+    app layers and config as from the oci: layout it was copied from."""
+    app = make_app(tmp_path)
+    archive = f"{transport}:{tmp_path / 'base.tar'}"
+    done = subprocess.run([sys.executable, "-m", "distill", "-q", "copy", base, archive],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    layout = package(app, f"oci:{tmp_path / 'one'}", base)
+    other = package(app, f"oci:{tmp_path / 'two'}", archive)
+    assert other.image.config.diff_ids == layout.image.config.diff_ids
+    assert [layer.blob.digest for layer in other.layers] == [
+        layer.blob.digest for layer in layout.layers
+    ]
+    assert other.image.config.entrypoint == layout.image.config.entrypoint
+    notes = oci_manifest(tmp_path / "two")["annotations"]
+    assert notes["org.opencontainers.image.base.name"] == archive
 
 
 def test_an_image_base_cannot_take_debian_packages(tmp_path: Path, base: str) -> None:
