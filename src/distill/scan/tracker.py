@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from distill.bounded import one_line
+from distill.debian.version import EPOCH_MAX
 from distill.errors import DistillError
 from distill.scan.model import DebianAdvisory, Origin
 
@@ -252,8 +253,8 @@ def _version_ok(version: str) -> bool:
     if len(version) > 200:
         return False
     epoch, colon, rest = version.partition(":")
-    if colon and not (epoch.isascii() and epoch.isdigit() and rest):
-        return False
+    if colon and not (epoch.isascii() and epoch.isdigit() and rest and int(epoch) <= EPOCH_MAX):
+        return False  # (dpkg's epoch limit: the matcher's parse would refuse it later)
     upstream, hyphen, revision = (rest if colon else version).rpartition("-")
     if not hyphen:
         upstream, revision = revision, ""
