@@ -9,7 +9,7 @@ import sys
 
 from distill.registry.reference import TRANSPORT_PREFIX
 
-HEAVY = ("requests", "urllib3", "difflib", "yaml", "platformdirs", "ctypes")
+HEAVY = ("requests", "urllib3", "difflib", "yaml", "platformdirs", "ctypes", "email.parser")
 
 
 def test_the_package_path_imports_no_network_stack() -> None:

@@ -21,12 +21,13 @@ that an image is rebuilt from the same wheels next month.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from packaging.requirements import Requirement
@@ -101,6 +102,8 @@ SKIP_NAMES = frozenset(
 SKIP_SUFFIXES = (".pyc", ".pyo", ".egg-info")
 # Run time: no bytecode written into the image's read-only tree; logs reach the runtime now.
 LAUNCHERS_NAMESPACE = "console-scripts"
+WHEEL_INFO_NAMESPACE = "wheel-info"
+LISTS = ("requires", "scripts")  # WheelInfo's tuples, lists in JSON
 PYTHON_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
 
 
@@ -344,9 +347,33 @@ def _check_refs(pins: Sequence[Pinned], refs: Sequence[WheelRef]) -> None:
 def _fetched(refs: Sequence[WheelRef], ctx: PlanContext, *, offline: bool) -> list[Wheel]:
     files = fetch_wheels(refs, ctx.cache, offline=offline)
     return [
-        (read_wheel(files[r.sha256], r.filename), files[r.sha256], (r.sha256, r.filename))
+        (
+            _wheel_info(files[r.sha256], r.sha256, r.filename, ctx.cache),
+            files[r.sha256],
+            (r.sha256, r.filename),
+        )
         for r in refs
     ]
+
+
+def _wheel_info(path: Path, sha: str, filename: str, cache: BlobCache) -> WheelInfo:
+    """``read_wheel`` of a cached wheel, remembered by the wheel's sha256: a warm run then
+    opens no wheel and imports no email parser. A damaged entry is read again."""
+    key = hashlib.sha256(json.dumps([__version__, sha, filename]).encode()).hexdigest()
+    raw = cache.get_derived(WHEEL_INFO_NAMESPACE, key)
+    try:
+        value = json.loads(raw) if raw is not None else None
+    except ValueError:
+        value = None
+    if isinstance(value, dict) and all(isinstance(value.get(k), list) for k in LISTS):
+        with contextlib.suppress(TypeError):
+            info = WheelInfo(**value)
+            text = (info.name, info.version, *info.requires, *info.scripts)
+            if all(isinstance(v, str) for v in text) and isinstance(info.compiled, bool):
+                return replace(info, requires=tuple(info.requires), scripts=tuple(info.scripts))
+    info = read_wheel(path, filename)
+    cache.put_derived(WHEEL_INFO_NAMESPACE, key, json.dumps(asdict(info)).encode())
+    return info
 
 
 def _local_wheel(path: Path, target: Target) -> Wheel:
