@@ -9,7 +9,17 @@ import sys
 
 from distill.registry.reference import TRANSPORT_PREFIX
 
-HEAVY = ("requests", "urllib3", "difflib", "yaml", "platformdirs", "ctypes", "email.parser")
+HEAVY = (
+    "requests",
+    "urllib3",
+    "difflib",
+    "yaml",
+    "platformdirs",
+    "ctypes",
+    "email.parser",
+    "packaging",
+    "installer",
+)
 
 
 def test_the_package_path_imports_no_network_stack() -> None:

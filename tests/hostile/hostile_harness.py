@@ -215,11 +215,12 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
-# A shipped preset's parsed form (build.spec_text), a console script's launcher
-# and a wheel's metadata (package.python), remembered in the cache by their inputs: data
+# A shipped preset's parsed form (build.spec_text), a console script's launcher,
+# a wheel's metadata and passed checks (package.pymemo), remembered by their inputs: data
 # distill derives from itself, not output, so a failing run may leave it.
 _REMEMBERED_PRESET = re.compile(
-    r"(?:.*/)?cache(?:/tmp|/derived(?:/(?:spec-presets|console-scripts|wheel-info)(?:/[0-9a-f]{64})?)?)?"
+    r"(?:.*/)?cache(?:/tmp|/derived(?:/(?:spec-presets|console-scripts|wheel-info|python-checked)"
+    r"(?:/[0-9a-f]{64})?)?)?"
 )
 
 

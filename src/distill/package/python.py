@@ -21,19 +21,13 @@ that an image is rebuilt from the same wheels next month.
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import os
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from packaging.requirements import Requirement
-from packaging.utils import NormalizedName, canonicalize_name
-
-from distill import __version__
 from distill.bounded import one_line
 from distill.cache import BlobCache, sha256_file
 from distill.errors import DistillError
@@ -48,6 +42,7 @@ from distill.package.plan import (
     LangPackage,
     PlanContext,
 )
+from distill.package.pymemo import checked, launcher, note_checked, wheel_info
 from distill.package.pypi import (
     Pinned,
     WheelRef,
@@ -62,8 +57,10 @@ from distill.package.wheels import (
     LOCK_HINT,
     Scheme,
     Target,
+    Unmet,
     WheelInfo,
     applies,
+    canonicalize_name,
     check_compatible,
     check_complete,
     parse_requirement,
@@ -71,6 +68,10 @@ from distill.package.wheels import (
     target_for,
     walk_requirements,
 )
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
+    from packaging.utils import NormalizedName
 from distill.package.wheelstage import installed_entries, union
 
 DEPENDENCIES_LAYER = "python dependencies"
@@ -101,9 +102,6 @@ SKIP_NAMES = frozenset(
 )
 SKIP_SUFFIXES = (".pyc", ".pyo", ".egg-info")
 # Run time: no bytecode written into the image's read-only tree; logs reach the runtime now.
-LAUNCHERS_NAMESPACE = "console-scripts"
-WHEEL_INFO_NAMESPACE = "wheel-info"
-LISTS = ("requires", "scripts")  # WheelInfo's tuples, lists in JSON
 PYTHON_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
 
 
@@ -113,11 +111,13 @@ class PythonPlanner:
 
     def plan(self, options: AppOptions, base: BaseFacts, ctx: PlanContext) -> AppPlan:
         target = target_for(base)
-        project = read_project(options.path, target)
+        project = read_project(options.path, target, ctx.cache)
         notes = [f"python: {target.describe()}; binary wheels for {target.wanted} or older"]
         wheels, label = _chosen_wheels(project, target, ctx, options.offline, notes)
         infos = {canonicalize_name(info.name): info for info, _, _ in wheels}
-        check_complete(_roots(project, infos), infos, target, label)
+        if not _known_complete(project, infos, target, ctx):
+            check_complete(_roots(project, infos), infos, target, label)
+            _note_complete(project, infos, target, ctx)
         app_keys = _app_wheels(project, infos, target)
         scheme = Scheme(target.python)
         deps: dict[str, list[FsEntry]] = {}
@@ -230,7 +230,7 @@ def _resolve_for_image(project: Project, target: Target, ctx: PlanContext) -> li
 
 
 def _without_marker(req: Requirement) -> str:
-    copy = Requirement(str(req))
+    copy = parse_requirement(str(req), "a requirement")
     copy.marker = None
     return str(copy)
 
@@ -262,8 +262,13 @@ def _chosen_wheels(
         if why is None:
             wheels = _wheels_of(pins, project, target, ctx, offline)
             infos = {canonicalize_name(i.name): i for i, _, _ in wheels}
-            _, unmet = walk_requirements(_roots(project, infos), infos, target)
+            unmet = (
+                []
+                if _known_complete(project, infos, target, ctx)
+                else _unmet(project, infos, target)
+            )
             if not unmet:
+                _note_complete(project, infos, target, ctx)
                 notes.append(f"lock: distill's lock ({len(pins)} packages)")
                 return wheels, "distill's lock"
             why = f"{unmet[0].who} requires {unmet[0].requirement}"
@@ -348,7 +353,7 @@ def _fetched(refs: Sequence[WheelRef], ctx: PlanContext, *, offline: bool) -> li
     files = fetch_wheels(refs, ctx.cache, offline=offline)
     return [
         (
-            _wheel_info(files[r.sha256], r.sha256, r.filename, ctx.cache),
+            wheel_info(files[r.sha256], r.sha256, r.filename, ctx.cache),
             files[r.sha256],
             (r.sha256, r.filename),
         )
@@ -356,29 +361,42 @@ def _fetched(refs: Sequence[WheelRef], ctx: PlanContext, *, offline: bool) -> li
     ]
 
 
-def _wheel_info(path: Path, sha: str, filename: str, cache: BlobCache) -> WheelInfo:
-    """``read_wheel`` of a cached wheel, remembered by the wheel's sha256: a warm run then
-    opens no wheel and imports no email parser. A damaged entry is read again."""
-    key = hashlib.sha256(json.dumps([__version__, sha, filename]).encode()).hexdigest()
-    raw = cache.get_derived(WHEEL_INFO_NAMESPACE, key)
-    try:
-        value = json.loads(raw) if raw is not None else None
-    except ValueError:
-        value = None
-    if isinstance(value, dict) and all(isinstance(value.get(k), list) for k in LISTS):
-        with contextlib.suppress(TypeError):
-            info = WheelInfo(**value)
-            text = (info.name, info.version, *info.requires, *info.scripts)
-            if all(isinstance(v, str) for v in text) and isinstance(info.compiled, bool):
-                return replace(info, requires=tuple(info.requires), scripts=tuple(info.scripts))
-    info = read_wheel(path, filename)
-    cache.put_derived(WHEEL_INFO_NAMESPACE, key, json.dumps(asdict(info)).encode())
-    return info
-
-
 def _local_wheel(path: Path, target: Target) -> Wheel:
     check_compatible(path.name, target)
     return read_wheel(path, path.name), path, (sha256_file(path), path.name)
+
+
+def _unmet(
+    project: Project, infos: Mapping[NormalizedName, WheelInfo], target: Target
+) -> list[Unmet]:
+    return walk_requirements(_roots(project, infos), infos, target)[1]
+
+
+def _complete_inputs(
+    project: Project, infos: Mapping[NormalizedName, WheelInfo], target: Target
+) -> object:
+    # Everything _roots and walk_requirements read: a hit means the same walk found nothing unmet.
+    wheels = sorted([i.name, i.version, list(i.requires)] for i in infos.values())
+    return [
+        list(project.dependencies),
+        wheels,
+        [target.python, target.full_version, target.machine, list(target.glibc)],
+    ]
+
+
+def _known_complete(
+    project: Project, infos: Mapping[NormalizedName, WheelInfo], target: Target, ctx: PlanContext
+) -> bool:
+    return not project.wheels and checked(
+        ctx.cache, "complete", _complete_inputs(project, infos, target)
+    )
+
+
+def _note_complete(
+    project: Project, infos: Mapping[NormalizedName, WheelInfo], target: Target, ctx: PlanContext
+) -> None:
+    if not project.wheels:
+        note_checked(ctx.cache, "complete", _complete_inputs(project, infos, target))
 
 
 def _roots(
@@ -390,7 +408,9 @@ def _roots(
     roots = [(parse_requirement(d, where), where) for d in project.dependencies]
     if not project.dependencies:
         for info in infos.values():
-            roots.append((Requirement(f"{info.name}=={info.version}"), "the lock"))
+            roots.append(
+                (parse_requirement(f"{info.name}=={info.version}", "the lock"), "the lock")
+            )
     return roots
 
 
@@ -463,30 +483,10 @@ def _project_scripts(project: Project, scheme: Scheme, cache: BlobCache) -> list
         if not module.strip() or "/" in name or name in ("", ".", ".."):
             raise DistillError(f"{PYPROJECT}: [project.scripts] {one_line(name, 100)} is invalid")
         attr = attr.split("[", 1)[0].strip()  # extras in an entry point are ignored
-        data = _launcher(name, module.strip(), attr, cache)
+        data = launcher(name, module.strip(), attr, cache)
         path = f"{scheme.scripts}/{name}"
         entries.append(FsEntry(path, EntryKind.FILE, 0o755, size=len(data), content=data))
     return entries
-
-
-def _launcher(name: str, module: str, attr: str, cache: BlobCache) -> bytes:
-    """installer's console-script launcher, remembered by its inputs: importing installer
-    (email, csv, configparser) was a tenth of a warm run that only changed app code. The
-    entry holds the script's sha256 first, so a damaged one is made again."""
-    inputs = json.dumps([__version__, name, module, attr, INTERPRETER]).encode()
-    key = hashlib.sha256(inputs).hexdigest()
-    entry = cache.get_derived(LAUNCHERS_NAMESPACE, key)
-    if entry is not None:
-        digest, _, data = entry.partition(b"\n")
-        if digest.decode("ascii", "replace") == hashlib.sha256(data).hexdigest():
-            return data
-    from installer.scripts import Script
-
-    _, data = Script(name, module, attr, "console").generate(INTERPRETER, "posix")
-    cache.put_derived(
-        LAUNCHERS_NAMESPACE, key, hashlib.sha256(data).hexdigest().encode() + b"\n" + data
-    )
-    return data
 
 
 def _app_pth(project: Project, scheme: Scheme) -> list[FsEntry]:

@@ -17,21 +17,29 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-
-from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.tags import Tag, compatible_tags, cpython_tags
-from packaging.utils import (
-    InvalidWheelFilename,
-    NormalizedName,
-    canonicalize_name,
-    parse_wheel_filename,
-)
+from typing import TYPE_CHECKING, cast
 
 from distill.bounded import one_line
 from distill.errors import DistillError
 from distill.image.fsentry import EntryKind, FsEntry
 from distill.package.plan import BaseFacts
+
+if TYPE_CHECKING:
+    from packaging.markers import Marker
+    from packaging.requirements import Requirement
+    from packaging.tags import Tag
+    from packaging.utils import NormalizedName
+
+# packaging is imported where it is used: a warm run that finds its wheels' metadata and
+# their completeness remembered (package.pymemo) never loads it (~18 ms).
+_SEPARATORS = re.compile(r"[-_.]+")
+
+
+def canonicalize_name(name: str) -> NormalizedName:
+    """The name PEP 503 normalizes ``name`` to (what packaging's function of this name
+    returns)."""
+    return cast("NormalizedName", _SEPARATORS.sub("-", name).lower())
+
 
 # Debian architecture → the machine name in wheel platform tags.
 MACHINES = {
@@ -97,6 +105,8 @@ class Target:
     @cached_property
     def tags(self) -> tuple[Tag, ...]:
         """Every tag a wheel may carry to run here, most specific first (as pip ranks them)."""
+        from packaging.tags import compatible_tags, cpython_tags
+
         version = tuple(int(p) for p in self.python.split("."))
         abi = f"cp{self.nodot}"
         specific = cpython_tags(version, abis=[abi], platforms=self.platforms)
@@ -182,6 +192,8 @@ class WheelName:
 
 
 def parse_wheel_name(filename: str) -> WheelName:
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
     try:
         name, version, _build, tags = parse_wheel_filename(filename)
     except InvalidWheelFilename as exc:
@@ -317,6 +329,8 @@ def _script_names(entry_points: str) -> Iterator[str]:
 
 
 def parse_requirement(text: str, where: str) -> Requirement:
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         return Requirement(text)
     except InvalidRequirement as exc:
@@ -329,6 +343,8 @@ def applies(req: Requirement, target: Target, extras: Iterable[str] = ()) -> boo
     """Whether ``req`` is wanted on ``target`` when the dependent was asked for ``extras``."""
     if req.marker is None:
         return True
+    from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
+
     try:
         return any(_evaluate(req.marker, target.environment(e)) for e in ("", *extras))
     except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
