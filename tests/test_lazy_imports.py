@@ -1,6 +1,8 @@
 """The network stack is imported only when something is downloaded: a warm `distill
 package` or `distill build` names its downloads but fetches none, and importing requests
-and urllib3 was a third of its run (docs/benchmarks.md)."""
+and urllib3 was a third of its run (docs/benchmarks.md). Nor do the modules of the package
+path load PyYAML, packaging, installer, the email parser or zipfile: a warm run finds what
+they would compute remembered in the cache (build.spec_text, package.pymemo)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,8 @@ HEAVY = (
     "email.parser",
     "packaging",
     "installer",
+    "zipfile",
+    "importlib.readers",
 )
 
 

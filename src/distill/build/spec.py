@@ -16,7 +16,6 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -374,7 +373,12 @@ _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
 
 @functools.cache
 def _preset_texts() -> dict[str, str]:
-    folder = resources.files("distill.build") / "presets"
+    # The package's own directory where it is one (importlib.resources would import zipfile).
+    folder: Any = Path(__file__).with_name("presets")
+    if not folder.is_dir():
+        from importlib import resources
+
+        folder = resources.files("distill.build") / "presets"
     return {
         p.name.removesuffix(".yaml"): p.read_text()
         for p in folder.iterdir()

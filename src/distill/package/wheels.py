@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -25,6 +24,8 @@ from distill.image.fsentry import EntryKind, FsEntry
 from distill.package.plan import BaseFacts
 
 if TYPE_CHECKING:
+    import zipfile
+
     from packaging.markers import Marker
     from packaging.requirements import Requirement
     from packaging.tags import Tag
@@ -238,6 +239,8 @@ class WheelInfo:
 def read_wheel(path: Path, filename: str) -> WheelInfo:
     """Read and check a wheel: a zip within the caps, one ``.dist-info`` whose METADATA names
     the same project and version as the file name, files matching its RECORD."""
+    import zipfile  # a warm run reads no wheel (package.pymemo)
+
     expected = parse_wheel_name(filename)
     label = one_line(filename, 200)
     try:
@@ -465,6 +468,8 @@ def install_wheel(path: Path, filename: str, info: WheelInfo, root: Path, scheme
     time needs its rootfs and loader. Python compiles in memory at import instead (~ms per
     module); ``PYTHONDONTWRITEBYTECODE`` keeps it from writing into the image at run time.
     """
+    import zipfile
+
     from installer import install
     from installer.destinations import SchemeDictionaryDestination
     from installer.exceptions import InstallerError
