@@ -610,3 +610,28 @@ def test_a_tampered_db_is_a_clean_result_or_error(
             assert len(line) < 2000, line
         else:
             assert outcome.returncode in (0, 2), outcome.describe()
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "image", "db", "dir"])
+def test_a_scan_report_never_replaces_what_it_must_not(
+    sandbox: Path, tmp_path: Path, db: Path, target: str
+) -> None:
+    image = scan_image(sandbox, tmp_path, dpkg_status({"libssl3": "1.0-1"}))
+    archive = sandbox / "image.tar"
+    from hostile_images import oci_archive
+
+    oci_archive(Path(image.removeprefix("oci:")), archive)
+    (sandbox / "dir").mkdir()
+    (sandbox / "dir" / "keep").write_text("keep\n")
+    out = {"/dev/null": "/dev/null", "image": str(archive), "db": str(db), "dir": "dir"}[target]
+    before = {p: p.read_bytes() for p in (archive, db)}
+    outcome = run_distill(
+        ["scan", f"oci-archive:{archive}", "--db", str(db), "--no-changelog", "-o", out],
+        cwd=sandbox,
+    )
+    report(f"scan -o {target}", outcome)
+    assert_clean_error(outcome)
+    assert db.read_bytes() == before[db]
+    assert archive.read_bytes() == before[archive]
+    assert Path("/dev/null").is_char_device()
+    assert (sandbox / "dir" / "keep").read_text() == "keep\n"

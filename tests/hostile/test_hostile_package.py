@@ -531,3 +531,19 @@ def test_a_project_file_symlinked_from_outside_is_never_read(
         assert SECRET not in all_blob_bytes(sandbox / "out")
     else:
         assert_clean_error(outcome)
+
+
+@pytest.mark.parametrize("path", ["/etc", "../../..", "/etc/shadow", "link-out"])
+def test_a_spec_app_path_out_of_the_context_is_refused(
+    sandbox: Path, tmp_path: Path, base: str, path: str
+) -> None:
+    outside_secret(tmp_path)
+    ctx = sandbox / "ctx"
+    ctx.mkdir()
+    (ctx / "link-out").symlink_to(tmp_path / "outside")
+    (ctx / "spec.yaml").write_text(f"extends: static\napp:\n  path: {path}\n")
+    outcome = run_distill(
+        ["build", str(ctx / "spec.yaml"), "-o", f"oci:{sandbox / 'out'}"], cwd=sandbox
+    )
+    report(f"build, spec app path {path}", outcome)
+    assert_clean_error(outcome, "outside")
