@@ -459,8 +459,9 @@ def _import_tracker(conn: sqlite3.Connection, item: Import) -> int:
                     rows.append((item.name, release, source, vuln_id, *rest))
                     if description:
                         issues.setdefault(vuln_id, description)
-                if len(rows) >= _BATCH:
-                    count += _flush(conn, rows, issues, item.name)
+                    # Inside the package's loop: one package may hold millions of entries.
+                    if len(rows) >= _BATCH:
+                        count += _flush(conn, rows, issues, item.name)
             count += _flush(conn, rows, issues, item.name)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DistillError(
