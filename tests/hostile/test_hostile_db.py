@@ -635,3 +635,22 @@ def test_a_scan_report_never_replaces_what_it_must_not(
     assert archive.read_bytes() == before[archive]
     assert Path("/dev/null").is_char_device()
     assert (sandbox / "dir" / "keep").read_text() == "keep\n"
+
+
+@pytest.mark.parametrize("releases", [1_100_000, 2_000_000], ids=["31MB", "57MB"])
+def test_one_huge_tracker_entry_is_bounded(sandbox: Path, db: Path, releases: int) -> None:
+    # Around the 32 MiB one source package may take: a million tiny releases or two.
+    with (sandbox / "t.json").open("w") as fh:
+        fh.write('{"openssl": {"CVE-1": {"releases": {')
+        fh.write(",".join(f'"r{i}":{{"status":"open"}}' for i in range(releases)))
+        fh.write("}}}}")
+    size = (sandbox / "t.json").stat().st_size
+    before = db.read_bytes()
+    outcome = run_distill(["db", "import", "--db", str(db), "t.json"], cwd=sandbox)
+    report(f"db import, one tracker entry of {size >> 20} MiB", outcome)
+    if size > 32 << 20:
+        assert_clean_error(outcome, "larger than 32 MB")
+        assert db.read_bytes() == before
+    else:
+        assert_bounded(outcome)
+        assert outcome.returncode == 0, outcome.describe()
