@@ -547,3 +547,38 @@ def test_a_spec_app_path_out_of_the_context_is_refused(
     )
     report(f"build, spec app path {path}", outcome)
     assert_clean_error(outcome, "outside")
+
+
+def test_a_console_script_named_to_climb_out_is_refused(sandbox: Path, base: str) -> None:
+    marker = "hostile-" + uuid.uuid4().hex
+    entry_points = f"[console_scripts]\n../../../../../../../../tmp/{marker} = app:main\n"
+    members = wheel_members(files={"app-1.0.dist-info/entry_points.txt": entry_points.encode()})
+    project = wheel_project(sandbox, members)
+    outcome = package(sandbox, project, base)
+    report("package, console script named ../../tmp/x", outcome)
+    assert_bounded(outcome)
+    assert not Path("/tmp", marker).exists()
+    assert not list(sandbox.parent.rglob(marker))
+    if outcome.returncode == 0:
+        assert not any(
+            marker in p for p in layer_paths(sandbox / "out", skip=1) if "/bin/" not in p
+        )
+    else:
+        assert_clean_error(outcome)
+
+
+@pytest.mark.network  # the loader is looked up in the archive's Contents index
+@pytest.mark.parametrize(
+    "interp",
+    ["/lib64/\x1b[2J\x1b[31mld.so\nerror: fake", "/lib64/" + "x" * 100_000, "../../../etc/ld.so"],
+    ids=["escapes", "100k", "relative"],
+)
+def test_a_hostile_pt_interp_is_shown_safely(sandbox: Path, base: str, interp: str) -> None:
+    project = elf_project(sandbox, elf_file(needed=["libc.so.6"], interp=interp))
+    outcome = package(sandbox, project, base)
+    report(f"package, PT_INTERP {interp[:20]!r}", outcome)
+    assert_bounded(outcome)
+    assert "\x1b[" not in outcome.stderr + outcome.stdout, outcome.describe()
+    assert all(len(line) < 5000 for line in outcome.stderr.splitlines()), outcome.describe()
+    if outcome.returncode != 0:
+        assert_clean_error(outcome)
