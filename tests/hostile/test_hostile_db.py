@@ -654,3 +654,60 @@ def test_one_huge_tracker_entry_is_bounded(sandbox: Path, db: Path, releases: in
     else:
         assert_bounded(outcome)
         assert outcome.returncode == 0, outcome.describe()
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("t.json", b'{"open\\ud800ssl": {"CVE-1": {"releases": {"trixie": {"status": "open"}}}}}'),
+        ("t.json", b'{"openssl": {"CVE-\\udfff": {"description": "\\ud800", "releases": []}}}'),
+        (
+            "t.json",
+            b'{"openssl": {"CVE-1": {"releases": {"trixie": {"status": "open", '
+            b'"urgency": "\\udc80", "nodsa_reason": "\\u0000"}}}}}',
+        ),
+        ("osv.json", b'{"id": "GHSA-\\ud800", "affected": []}'),
+        (
+            "osv.json",
+            b'{"id": "GHSA-1", "summary": "\\udc00", "affected": [{"package": '
+            b'{"ecosystem": "PyPI", "name": "fl\\ud800ask"}}]}',
+        ),
+    ],
+    ids=["tracker-source", "tracker-id", "tracker-urgency", "osv-id", "osv-name"],
+)
+def test_lone_surrogates_in_json_strings(sandbox: Path, db: Path, name: str, data: bytes) -> None:
+    # Valid JSON, but no UTF-8 string: SQLite cannot store it as text.
+    (sandbox / name).write_bytes(data)
+    before = db.read_bytes()
+    outcome = run_distill(["db", "import", "--db", str(db), name], cwd=sandbox)
+    report(f"db import, lone surrogate in {name}", outcome)
+    assert_bounded(outcome)
+    if outcome.returncode != 0:
+        assert_clean_error(outcome)
+        assert db.read_bytes() == before
+    else:
+        status = run_distill(["db", "status", "--db", str(db)], cwd=sandbox)
+        assert status.returncode == 0, status.describe()
+
+
+def test_a_lone_surrogate_in_an_images_package_json(
+    sandbox: Path, tmp_path: Path, db: Path
+) -> None:
+    (sandbox / "osv.json").write_text(json.dumps(osv_record()))
+    assert run_distill(["db", "import", "--db", str(db), "osv.json"], cwd=sandbox).returncode == 0
+    manifest = b'{"name": "fl\\ud800ask", "version": "1.0.0\\udc00"}'
+    layout = image_of(
+        tmp_path,
+        lambda layer: (
+            layer.file("etc/os-release", BASE_OS_RELEASE)
+            .file("var/lib/dpkg/status", dpkg_status({"libssl3": "1.0-1"}))
+            .file("app/node_modules/flask/package.json", manifest)
+        ),
+    )
+    outcome = scan(sandbox, f"oci:{layout.root}", db)
+    report("scan, a lone surrogate in an image's package.json", outcome)
+    assert_bounded(outcome)
+    if outcome.returncode == 1:
+        assert_clean_error(outcome)
+    else:
+        assert outcome.returncode in (0, 2), outcome.describe()
