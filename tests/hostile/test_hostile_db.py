@@ -281,6 +281,9 @@ def test_a_db_that_is_not_distills(sandbox: Path, kind: str) -> None:
 # --- distill db update against a server that misbehaves --------------------------------------
 
 
+SHADOW = "file:///etc/shadow"
+
+
 @functools.cache
 def gzip_bomb() -> bytes:
     """``{`` and 2 GiB of blanks, gzipped to ~2 MB: bigger than any tracker decoded."""
@@ -308,9 +311,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         assert isinstance(server, _TrackerServer)
         mode = server.mode
         try:
-            if mode == "redirect-loop":
+            if mode in ("redirect-loop", "redirect-file"):
                 self.send_response(302)
-                self.send_header("Location", self.path)
+                self.send_header("Location", self.path if mode == "redirect-loop" else SHADOW)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
             elif mode == "endless":
@@ -371,7 +374,16 @@ def tracker_server(mode: str) -> Iterator[str]:
 
 
 @pytest.mark.parametrize(
-    "mode", ["endless", "huge-declared", "trickle", "redirect-loop", "gzip-bomb", "truncated"]
+    "mode",
+    [
+        "endless",
+        "huge-declared",
+        "trickle",
+        "redirect-loop",
+        "redirect-file",
+        "gzip-bomb",
+        "truncated",
+    ],
 )
 def test_db_update_from_a_misbehaving_server_keeps_the_old_db(
     sandbox: Path, db: Path, mode: str
