@@ -9,7 +9,7 @@ import sys
 
 from distill.registry.reference import TRANSPORT_PREFIX
 
-HEAVY = ("requests", "urllib3", "difflib")
+HEAVY = ("requests", "urllib3", "difflib", "yaml", "platformdirs", "ctypes", "email.parser")
 
 
 def test_the_package_path_imports_no_network_stack() -> None:
@@ -18,6 +18,7 @@ def test_the_package_path_imports_no_network_stack() -> None:
         "import distill.cli, distill.cli.package, distill.package.core\n"
         "import distill.package.python, distill.package.pypi, distill.package.node\n"
         "import distill.build.unpack, distill.build.pipeline, distill.debian.lock\n"
+        "import distill.build.spec, distill.package.baseimage\n"
         "import distill.transports.oci, distill.transports.containers_storage\n"
         f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
     )

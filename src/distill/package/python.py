@@ -21,17 +21,21 @@ that an image is rebuilt from the same wheels next month.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import stat
 from collections.abc import Mapping, Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from packaging.requirements import Requirement
 from packaging.utils import NormalizedName, canonicalize_name
 
+from distill import __version__
 from distill.bounded import one_line
-from distill.cache import sha256_file
+from distill.cache import BlobCache, sha256_file
 from distill.errors import DistillError
 from distill.image.fsentry import EntryKind, FsEntry
 from distill.package.plan import (
@@ -97,6 +101,9 @@ SKIP_NAMES = frozenset(
 )
 SKIP_SUFFIXES = (".pyc", ".pyo", ".egg-info")
 # Run time: no bytecode written into the image's read-only tree; logs reach the runtime now.
+LAUNCHERS_NAMESPACE = "console-scripts"
+WHEEL_INFO_NAMESPACE = "wheel-info"
+LISTS = ("requires", "scripts")  # WheelInfo's tuples, lists in JSON
 PYTHON_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONUNBUFFERED": "1"}
 
 
@@ -123,7 +130,7 @@ class PythonPlanner:
                 path, filename, sha, info, scheme, ctx.cache, ctx.staging
             )
         if project.scripts:
-            own[f"{PYPROJECT} [project.scripts]"] = _project_scripts(project, scheme)
+            own[f"{PYPROJECT} [project.scripts]"] = _project_scripts(project, scheme, ctx.cache)
         if not project.wheels:
             own[APP_PTH] = _app_pth(project, scheme)
             own[f"{project.root.name}/"] = project_entries(project.root)
@@ -340,9 +347,33 @@ def _check_refs(pins: Sequence[Pinned], refs: Sequence[WheelRef]) -> None:
 def _fetched(refs: Sequence[WheelRef], ctx: PlanContext, *, offline: bool) -> list[Wheel]:
     files = fetch_wheels(refs, ctx.cache, offline=offline)
     return [
-        (read_wheel(files[r.sha256], r.filename), files[r.sha256], (r.sha256, r.filename))
+        (
+            _wheel_info(files[r.sha256], r.sha256, r.filename, ctx.cache),
+            files[r.sha256],
+            (r.sha256, r.filename),
+        )
         for r in refs
     ]
+
+
+def _wheel_info(path: Path, sha: str, filename: str, cache: BlobCache) -> WheelInfo:
+    """``read_wheel`` of a cached wheel, remembered by the wheel's sha256: a warm run then
+    opens no wheel and imports no email parser. A damaged entry is read again."""
+    key = hashlib.sha256(json.dumps([__version__, sha, filename]).encode()).hexdigest()
+    raw = cache.get_derived(WHEEL_INFO_NAMESPACE, key)
+    try:
+        value = json.loads(raw) if raw is not None else None
+    except ValueError:
+        value = None
+    if isinstance(value, dict) and all(isinstance(value.get(k), list) for k in LISTS):
+        with contextlib.suppress(TypeError):
+            info = WheelInfo(**value)
+            text = (info.name, info.version, *info.requires, *info.scripts)
+            if all(isinstance(v, str) for v in text) and isinstance(info.compiled, bool):
+                return replace(info, requires=tuple(info.requires), scripts=tuple(info.scripts))
+    info = read_wheel(path, filename)
+    cache.put_derived(WHEEL_INFO_NAMESPACE, key, json.dumps(asdict(info)).encode())
+    return info
 
 
 def _local_wheel(path: Path, target: Target) -> Wheel:
@@ -425,19 +456,37 @@ def _main_module(project: Project) -> str | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
-def _project_scripts(project: Project, scheme: Scheme) -> list[FsEntry]:
-    from installer.scripts import Script
-
+def _project_scripts(project: Project, scheme: Scheme, cache: BlobCache) -> list[FsEntry]:
     entries = [FsEntry(p, EntryKind.DIR, 0o755) for p in _parent_dirs(f"{scheme.scripts}/x")]
     for name, spec in project.scripts.items():
         module, _, attr = spec.partition(":")
         if not module.strip() or "/" in name or name in ("", ".", ".."):
             raise DistillError(f"{PYPROJECT}: [project.scripts] {one_line(name, 100)} is invalid")
         attr = attr.split("[", 1)[0].strip()  # extras in an entry point are ignored
-        _, data = Script(name, module.strip(), attr, "console").generate(INTERPRETER, "posix")
+        data = _launcher(name, module.strip(), attr, cache)
         path = f"{scheme.scripts}/{name}"
         entries.append(FsEntry(path, EntryKind.FILE, 0o755, size=len(data), content=data))
     return entries
+
+
+def _launcher(name: str, module: str, attr: str, cache: BlobCache) -> bytes:
+    """installer's console-script launcher, remembered by its inputs: importing installer
+    (email, csv, configparser) was a tenth of a warm run that only changed app code. The
+    entry holds the script's sha256 first, so a damaged one is made again."""
+    inputs = json.dumps([__version__, name, module, attr, INTERPRETER]).encode()
+    key = hashlib.sha256(inputs).hexdigest()
+    entry = cache.get_derived(LAUNCHERS_NAMESPACE, key)
+    if entry is not None:
+        digest, _, data = entry.partition(b"\n")
+        if digest.decode("ascii", "replace") == hashlib.sha256(data).hexdigest():
+            return data
+    from installer.scripts import Script
+
+    _, data = Script(name, module, attr, "console").generate(INTERPRETER, "posix")
+    cache.put_derived(
+        LAUNCHERS_NAMESPACE, key, hashlib.sha256(data).hexdigest().encode() + b"\n" + data
+    )
+    return data
 
 
 def _app_pth(project: Project, scheme: Scheme) -> list[FsEntry]:

@@ -15,7 +15,6 @@ import stat
 import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from email.parser import HeaderParser
 from functools import cached_property
 from pathlib import Path
 
@@ -262,6 +261,8 @@ def read_wheel(path: Path, filename: str) -> WheelInfo:
         raise DistillError(
             f"{label} is not a readable wheel: {one_line(str(exc), 200)}", hint=WHEEL_HINT
         ) from exc
+    from email.parser import HeaderParser  # a warm run reads no wheel (package.python)
+
     headers = HeaderParser().parsestr(metadata)
     name, version = (headers.get("Name") or "").strip(), (headers.get("Version") or "").strip()
     if canonicalize_name(name) != expected.name or not _same_version(version, expected.version):
