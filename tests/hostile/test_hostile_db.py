@@ -127,6 +127,9 @@ MISTYPED = {
     "fixed-is-a-number": tracker({"trixie": {"status": "resolved", "fixed_version": 1.2}}),
     "fixed-is-a-list": tracker({"trixie": {"status": "resolved", "fixed_version": ["1"]}}),
     "fixed-is-garbage": tracker({"trixie": {"status": "resolved", "fixed_version": "::x y::"}}),
+    "fixed-epoch-too-big": tracker(
+        {"trixie": {"status": "resolved", "fixed_version": "3000000000:1.0-1"}}
+    ),
     "urgency-is-a-list": tracker({"trixie": {"status": "open", "urgency": ["low"]}}),
     "repositories-is-a-list": tracker({"trixie": {"status": "open", "repositories": []}}),
     "nodsa-is-a-number": tracker({"trixie": {"status": "open", "nodsa": 3}}),

@@ -259,6 +259,8 @@ def _version_ok(version: str) -> bool:
     epoch, colon, rest = version.partition(":")
     if colon and not (epoch.isascii() and epoch.isdigit() and rest):
         return False
+    if colon and int(epoch) > 2**31 - 1:  # dpkg's limit: the matcher would refuse it later
+        return False
     upstream, hyphen, revision = (rest if colon else version).rpartition("-")
     if not hyphen:
         upstream, revision = revision, ""
