@@ -582,3 +582,19 @@ def test_a_hostile_pt_interp_is_shown_safely(sandbox: Path, base: str, interp: s
     assert all(len(line) < 5000 for line in outcome.stderr.splitlines()), outcome.describe()
     if outcome.returncode != 0:
         assert_clean_error(outcome)
+
+
+@pytest.mark.network  # a known suite would be looked up in the archive's Contents index
+@pytest.mark.parametrize(
+    "codename", ["../../../etc", "trixie/../../x", "hostile", "a" * 5000, "tri\\nxie"]
+)
+def test_a_base_whose_codename_is_hostile(sandbox: Path, tmp_path: Path, codename: str) -> None:
+    # The base's os-release names the suite whose Contents index maps libraries to packages.
+    os_release = f"ID=debian\nVERSION_CODENAME={codename}\n".encode()
+    layout = fake_base(tmp_path / "b", os_release=os_release)
+    project = elf_project(sandbox, elf_file(needed=["libc.so.6", "libhostile.so.1"]))
+    outcome = package(sandbox, project, f"oci:{layout.root}")
+    report(f"package, base codename {codename[:20]!r}", outcome)
+    line = assert_clean_error(outcome)
+    assert len(line) < 2000, line
+    assert not list((sandbox / "cache").rglob("etc")) if (sandbox / "cache").exists() else True
