@@ -726,3 +726,20 @@ def test_a_lone_surrogate_in_an_images_package_json(
         assert_clean_error(outcome)
     else:
         assert outcome.returncode in (0, 2), outcome.describe()
+
+
+@pytest.mark.network  # the changelog source looks the suite up on the Debian mirror
+@pytest.mark.parametrize("codename", ["../../etc", "hostile"])
+def test_an_unknown_codename_with_the_changelog_source(
+    sandbox: Path, tmp_path: Path, db: Path, codename: str
+) -> None:
+    os_release = f"ID=debian\nVERSION_CODENAME={codename}\n".encode()
+    image = scan_image(sandbox, tmp_path, dpkg_status({"libssl3": "1.0-1"}), os_release)
+    outcome = run_distill(["scan", image, "--db", str(db), "--format", "json"], cwd=sandbox)
+    report(f"scan with changelogs, codename {codename!r}", outcome)
+    assert_bounded(outcome)
+    if outcome.returncode == 1:
+        assert_clean_error(outcome)
+    else:
+        assert outcome.returncode == 2, outcome.describe()
+        assert "INCOMPLETE" in outcome.stderr, outcome.describe()
