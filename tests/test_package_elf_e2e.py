@@ -22,6 +22,7 @@ from distill.cache import BlobCache
 from distill.package.libraries import ARCHES, PackageFinder, expected_package_names
 from distill.rootfs.accounts import NONROOT
 from elf_fixtures import HOST_ARCH, compile_c, needs_gcc
+from package_checks import assert_no_tools, inspect_json
 from registry_fixtures import Registry, free_port, registry  # noqa: F401
 
 pytestmark = [pytest.mark.network, pytest.mark.container, needs_gcc]
@@ -116,7 +117,6 @@ def _host_answer(program: Path) -> str:
 
 
 def test_curl_server_packaged_pushed_pulled_and_run(tmp_path: Path, registry: Registry) -> None:
-    pytest.importorskip("distill.package.core")  # the driver of `distill package`
     program = _server(tmp_path)
     on_host = _host_answer(program)
     assert on_host.startswith("distill%20elf%2Fok uid=")  # libcurl really ran
@@ -134,11 +134,8 @@ def test_curl_server_packaged_pushed_pulled_and_run(tmp_path: Path, registry: Re
     assert finder.ships(package, f"usr/lib/{ARCHES[HOST_ARCH].triplet}/libcurl.so.4")
     assert package in expected_package_names("libcurl.so.4")
 
-    inspected = _distill("-q", "inspect", "--json", f"docker://{image}")
-    assert inspected.returncode == 0, inspected.stderr
-    surface = json.loads(inspected.stdout)["surface"]
-    assert surface["shells"] == [] and surface["package_managers"] == [], surface
-    assert not surface["runs_as_root"]
+    assert_no_tools(f"docker://{image}")  # no shell, package manager or compiler
+    assert not inspect_json(f"docker://{image}")["surface"]["runs_as_root"]
     sbom = _distill("sbom", "--format", "cyclonedx-json", f"docker://{image}")
     purls = {c.get("purl", "") for c in json.loads(sbom.stdout)["components"]}
     assert any(p.startswith(f"pkg:deb/debian/{package}@") for p in purls), purls
@@ -164,7 +161,6 @@ def test_curl_server_packaged_pushed_pulled_and_run(tmp_path: Path, registry: Re
 
 
 def test_the_same_binary_on_static_is_refused(tmp_path: Path) -> None:
-    pytest.importorskip("distill.package.core")
     program = _server(tmp_path)
     out = tmp_path / "out.tar"
     done = _distill("package", str(program), "--base", "static", "-o", f"oci-archive:{out}")
