@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -28,11 +30,11 @@ from distill.image.fsentry import EntryKind, FsEntry
 from distill.image.layer_blob import Compression
 from distill.image.partial import ImageReader
 from distill.image.platform import Platform
-from distill.package.applock import app_lock_path, read_app_lock
+from distill.package.applock import app_lock_path, lang_packages, lang_records, read_app_lock
 from distill.package.base import base_facts
 from distill.package.core import PLANNERS, PackageResult, lock_app, package_app
 from distill.package.detect import default_base, detect_kind, is_static_elf
-from distill.package.plan import AppKind, AppOptions, AppPlan, BaseFacts, PlanContext
+from distill.package.plan import AppKind, AppOptions, AppPlan, BaseFacts, LangPackage, PlanContext
 from distill.transports import opened, parse_reference
 from hostile.hostile_harness import assert_clean_error, run_distill
 from package_checks import assert_no_tools, layer_digests, oci_config, oci_manifest
@@ -242,6 +244,28 @@ def test_output_to_archives(tmp_path: Path, base: str, transport: str) -> None:
     assert len(config.diff_ids) == len(result.image.layers)
 
 
+@pytest.mark.parametrize("transport", ["oci-archive", "docker-archive"])
+def test_a_base_image_from_an_archive_gives_the_same_app(
+    tmp_path: Path, base: str, transport: str
+) -> None:
+    """The base read through another transport: the same filesystem (diff_ids), the same
+    app layers and config as from the oci: layout it was copied from."""
+    app = make_app(tmp_path)
+    archive = f"{transport}:{tmp_path / 'base.tar'}"
+    done = subprocess.run([sys.executable, "-m", "distill", "-q", "copy", base, archive],
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    layout = package(app, f"oci:{tmp_path / 'one'}", base)
+    other = package(app, f"oci:{tmp_path / 'two'}", archive)
+    assert other.image.config.diff_ids == layout.image.config.diff_ids
+    assert [layer.blob.digest for layer in other.layers] == [
+        layer.blob.digest for layer in layout.layers
+    ]
+    assert other.image.config.entrypoint == layout.image.config.entrypoint
+    notes = oci_manifest(tmp_path / "two")["annotations"]
+    assert notes["org.opencontainers.image.base.name"] == archive
+
+
 def test_an_image_base_cannot_take_debian_packages(tmp_path: Path, base: str) -> None:
     class NeedsCurl(StaticElfPlanner):
         def plan(self, options: AppOptions, facts: BaseFacts, ctx: PlanContext) -> AppPlan:
@@ -306,6 +330,21 @@ def test_a_damaged_lock_is_refused(tmp_path: Path, base: str) -> None:
     with pytest.raises(DistillError, match="digest"):
         package(app, f"oci:{tmp_path / 'out'}", base)
     assert not (tmp_path / "out").exists()
+
+
+def test_debs_a_tool_ran_from_round_trip_and_are_checked(tmp_path: Path) -> None:
+    """``--jlink``'s JDK closure is kept among the lock's packages as ``deb`` records: each
+    field read back as written; a record without what a pinned download needs is refused."""
+    deb = LangPackage("deb", "openjdk-21-jdk-headless", "21.0.9+10-1", "sha256:" + "ab" * 32,
+                      "pool/main/o/openjdk-21/x.deb", 123456, "trixie-security")  # fmt: skip
+    wheel = LangPackage("pypi", "flask", "3.1.0", "sha256:" + "cd" * 32, "flask.whl")
+    where = tmp_path / "distill.lock"
+    assert lang_packages(lang_records([deb, wheel]), where) == (deb, wheel)
+    for key, value in (("size", "0"), ("size", "1e3"), ("size", "\u00b2"), ("pocket", ""),
+                       ("source", ""), ("digest", "sha512-" + "A" * 86 + "==")):  # fmt: skip
+        record = dict(lang_records([deb])[0], **{key: value})
+        with pytest.raises(DistillError, match="not a valid distill lock"):
+            lang_packages([record], where)
 
 
 # --- the spec's app: -------------------------------------------------------------------------

@@ -9,14 +9,17 @@ only looks right fails. The jlink tests fetch Debian's JDK (network).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 import zipfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -363,6 +366,66 @@ def test_jlink_runtime_plan(tmp_path: Path, shared_ctx: PlanContext) -> None:
     assert "zlib1g" in p.debian_packages  # libzip.so needs it, and cc does not carry it
     size = sum(e.size for layer in p.layers for e in layer.entries)
     assert size < 60 << 20
+
+
+@pytest.mark.network
+def test_jlink_pins_the_jdk_in_the_lock_and_links_offline_from_it(
+    tmp_path: Path, shared_ctx: PlanContext
+) -> None:
+    app = plain_app(tmp_path / "src")
+    options, base = AppOptions(app.jar, jlink=True), cc_base("2.41")
+    first = JavaPlanner().plan(options, base, shared_ctx)
+    debs = [p for p in first.lang_packages if p.ecosystem == "deb"]
+    # Oracles: each record names a .deb whose bytes hash to its digest and have its size,
+    # and the JDK's version is the one the runtime's own dpkg stanza gives.
+    for p in debs:
+        path = shared_ctx.cache.get(p.digest.removeprefix("sha256:"))
+        assert path is not None, p
+        data = path.read_bytes()
+        assert ("sha256:" + hashlib.sha256(data).hexdigest(), len(data)) == (p.digest, p.size)
+    runtime = files_of(first.layers[0].entries)
+    stanza = runtime["var/lib/dpkg/status.d/openjdk-21-jdk-headless"].decode()
+    jdk = next(p for p in debs if p.name == "openjdk-21-jdk-headless")
+    assert f"\nVersion: {jdk.version}\n" in stanza
+    # From the lock's records and --offline: the same runtime, the same records.
+    offline = replace(options, offline=True)
+    again = JavaPlanner().plan(offline, base, replace(shared_ctx, locked=first.lang_packages))
+    assert again.lang_packages == first.lang_packages
+    assert files_of(again.layers[0].entries) == runtime
+    # The pinned closure is what is used: a pinned .deb the cache lacks is an error offline.
+    gone = tuple(
+        replace(p, digest="sha256:" + "0" * 64) if p == jdk else p for p in first.lang_packages
+    )
+    with pytest.raises(DistillError, match="not in the cache"):
+        JavaPlanner().plan(offline, base, replace(shared_ctx, locked=gone))
+    # A lock that pins no JDK: offline there is no telling which JDK to link.
+    with pytest.raises(DistillError, match="does not pin"):
+        JavaPlanner().plan(offline, base, replace(shared_ctx, locked=()))
+
+
+@pytest.mark.network
+def test_lock_jlink_then_package_offline_gives_the_same_image(tmp_path: Path) -> None:
+    """On the command line: `distill lock APP --jlink` pins the base and the JDK, and
+    `distill package --jlink --offline` from that lock writes the image an online run does."""
+
+    def distill(*args: str) -> str:
+        done = subprocess.run([sys.executable, "-m", "distill", "-q", *args],
+                              capture_output=True, text=True, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    app = plain_app(tmp_path / "src")
+    distill("lock", str(app.jar), "--jlink")
+    lock = json.loads((app.jar.parent / "distill.lock").read_text())
+    assert "openjdk-21-jdk-headless" in {
+        p["name"] for p in lock["languagePackages"] if p["ecosystem"] == "deb"
+    }
+    online = distill("package", str(app.jar), "--jlink", "-o", f"oci:{tmp_path / 'online'}")
+    offline = distill(
+        "package", str(app.jar), "--jlink", "--offline", "-o", f"oci:{tmp_path / 'offline'}"
+    )
+    assert online.split()[-1] == offline.split()[-1]
+    assert online.split()[-1].startswith("sha256:")
 
 
 def test_catalog_reads_the_packaged_layout(tmp_path: Path, ctx: PlanContext) -> None:

@@ -115,7 +115,7 @@ def _show_plan(prepared: Prepared, entrypoint: tuple[str, ...], cmd: tuple[str, 
         f"entrypoint: {json.dumps(list(entrypoint))}"
         + (f" cmd: {json.dumps(list(cmd))}" if cmd else "")
     )
-    langs = prepared.plan.lang_packages
+    langs = [p for p in prepared.plan.lang_packages if p.ecosystem != "deb"]  # not the JDK's
     if langs:
         log.info(
             f"{len(langs)} language packages: "
@@ -155,10 +155,12 @@ def lock_app_command(
     output_file(target, inputs=[options.path])
     lock, prepared = lock_app(options, suite=suite, arch=arch, base_spec=base_spec)
     langs = prepared.plan.lang_packages
+    tools = sum(p.ecosystem == "deb" for p in langs)  # --jlink's JDK closure
     log.info(
         f"{prepared.kind} app on {prepared.base.name}: "
         f"{sum(len(a.packages) for a in lock.archs.values())} Debian packages, "
-        f"{len(langs)} language packages"
+        f"{len(langs) - tools} language packages"
+        + (f", the JDK's {tools} .debs for jlink" if tools else "")
     )
     for note in prepared.plan.notes:
         log.info(f"  [dim]{note}[/]")

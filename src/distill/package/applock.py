@@ -20,7 +20,8 @@ from distill.package.detect import project_dir
 from distill.package.plan import LangPackage
 
 LOCK_NAME = "distill.lock"
-ECOSYSTEMS = ("pypi", "npm", "maven")
+ECOSYSTEMS = ("pypi", "npm", "maven", "deb")
+_SIZE = re.compile(r"[0-9]{1,15}")
 _DIGEST = re.compile(r"sha256:[0-9a-f]{64}|sha(?:256|384|512)-[A-Za-z0-9+/]+={0,2}")
 
 
@@ -38,6 +39,8 @@ def lang_records(packages: Sequence[LangPackage]) -> tuple[dict[str, str], ...]:
             "version": p.version,
             "digest": p.digest,
             **({"source": p.source} if p.source else {}),
+            **({"size": str(p.size)} if p.size else {}),
+            **({"pocket": p.pocket} if p.pocket else {}),
         }
         for p in ordered
     )
@@ -54,6 +57,15 @@ def lang_packages(records: Sequence[Mapping[str, str]], where: Path) -> tuple[La
             raise _bad(where, f"languagePackages[{i}].ecosystem is not one of {ECOSYSTEMS}")
         if not _DIGEST.fullmatch(record["digest"]):
             raise _bad(where, f"languagePackages[{i}].digest is not a sha256:… or SRI digest")
+        size = record.get("size", "0")
+        if not _SIZE.fullmatch(size):
+            raise _bad(where, f"languagePackages[{i}].size is not a number of bytes")
+        if record["ecosystem"] == "deb" and not (
+            record["digest"].startswith("sha256:") and int(size) and record.get("source")
+            and record.get("pocket")
+        ):  # fmt: skip
+            raise _bad(where, f"languagePackages[{i}] (a .deb) lacks its sha256, size, pool path "
+                       "or pocket")  # fmt: skip
         found.append(
             LangPackage(
                 record["ecosystem"],
@@ -61,6 +73,8 @@ def lang_packages(records: Sequence[Mapping[str, str]], where: Path) -> tuple[La
                 record["version"],
                 record["digest"],
                 record.get("source", ""),
+                int(size),
+                record.get("pocket", ""),
             )
         )
     return tuple(found)

@@ -1,9 +1,10 @@
 """``distill package --jlink``: a Java runtime of just the modules an app needs, on ``cc``.
 
 The tools are Debian's: ``openjdk-21-jdk-headless`` and its closure, resolved from trixie's
-verified indices, fetched as verified .debs and unpacked with distill's own archive client
-(``debian/``, ``build/unpack.py``) into a directory of the cache keyed by the closure's
-.deb digests. The host's Java, if any, is never used.
+verified indices (or exactly the closure the app's lock pins: its ``deb`` records, which
+the plan hands back for the lock), fetched as verified .debs and unpacked with distill's
+own archive client (``debian/``, ``build/unpack.py``) into a directory of the cache keyed
+by the closure's .deb digests. The host's Java, if any, is never used.
 
 trixie's JDK needs trixie's glibc, newer than a bookworm host's, so its tools are started
 through the unpacked tree's own dynamic loader (``ld-linux-* --library-path ROOT-libs:JDK-libs
@@ -40,10 +41,10 @@ from distill.cache import is_sha256
 from distill.debian.archive import load_indices, pockets_for
 from distill.debian.deb import DebControl
 from distill.debian.lock import ArchLock, Lock, LockedPackage, resolve_spec
-from distill.debian.mirror import discover_mirrors
+from distill.debian.mirror import Mirrors, discover_mirrors
 from distill.errors import DistillError
 from distill.image.fsentry import EntryKind, FsEntry
-from distill.package.plan import AppLayer, AppPlan, BaseFacts, PlanContext
+from distill.package.plan import AppLayer, AppPlan, BaseFacts, LangPackage, PlanContext
 from distill.rootfs.dpkg_status import status_entries
 from distill.rootfs.extract import KeepOptions, stage_stream
 
@@ -57,6 +58,7 @@ RUNTIME_LAYER = "java runtime (jlink)"
 # in 21) and the DNS provider ``InetAddress`` loads by name.
 ALWAYS_MODULES = ("jdk.crypto.ec",)
 JDK_FORMAT = 1  # bump when the unpacked tree's layout changes
+DEB_ECOSYSTEM = "deb"  # the JDK's .debs among the app lock's packages
 TOOL_TIMEOUT = 600
 JLINK_OPTIONS = ("--strip-debug", "--no-man-pages", "--no-header-files", "--compress=zip-6")
 JDEPS_NAMESPACE = "jdeps"
@@ -100,6 +102,7 @@ class Jdk:
     version: str
     key: str  # sha256 over the closure's .deb digests
     glibc: tuple[int, int]  # the libc6 it was built against: the runtime needs at least it
+    packages: tuple[LockedPackage, ...] = ()  # the closure's .debs
 
     def run(self, tool: str, args: Sequence[str]) -> str:
         triplet, loader = TRIPLETS[self.arch]
@@ -187,20 +190,44 @@ def _host_arch_matches(arch: str) -> None:
         )
 
 
-def load_jdk(arch: str, ctx: PlanContext) -> Jdk:
-    """The JDK's closure, resolved, fetched, verified and unpacked (once per closure)."""
+def load_jdk(
+    arch: str,
+    ctx: PlanContext,
+    pinned: tuple[LockedPackage, ...] | None = None,
+    *,
+    offline: bool = False,
+) -> Jdk:
+    """The JDK's closure, resolved (or the one ``pinned`` by the app's lock), fetched,
+    verified and unpacked (once per closure). ``offline``: only from the cache."""
     _host_arch_matches(arch)
     if arch not in TRIPLETS:
         raise DistillError(f"--jlink does not support {arch}")
-    mirrors = discover_mirrors()
     request = _Request(arch)
-    indices = load_indices(
-        JDK_SUITE, arch, mirrors, pockets=request.suite_pockets(), cache=ctx.cache
-    )
-    resolution = resolve_spec(request, arch, indices)
-    packages = tuple(LockedPackage.of(p) for p in resolution.packages)
+    if pinned is None:
+        if offline:
+            raise DistillError(
+                f"--offline: the app's lock does not pin the {JDK_PACKAGE} --jlink runs",
+                hint="lock the app online with `distill lock PATH --jlink`",
+            )
+        found = discover_mirrors()
+        indices = load_indices(
+            JDK_SUITE, arch, found, pockets=request.suite_pockets(), cache=ctx.cache
+        )
+        resolution = resolve_spec(request, arch, indices)
+        packages = tuple(LockedPackage.of(p) for p in resolution.packages)
+    else:
+        packages, found = pinned, None
+
+    def mirrors() -> Mirrors:  # asked only when a .deb is not in the cache
+        if offline:
+            raise DistillError(
+                f"--offline: the .debs of {JDK_PACKAGE} the lock pins are not in the cache",
+                hint="package once without --offline to fetch them",
+            )
+        return found or discover_mirrors()
+
     lock = Lock(JDK_SUITE, (), {arch: ArchLock(packages, ())}, request.roots, (), ())
-    debs = fetch_debs(lock, arch, ctx.cache, lambda: mirrors, jobs=ctx.access.jobs)
+    debs = fetch_debs(lock, arch, ctx.cache, mirrors, jobs=ctx.access.jobs)
     unpacked = unpack_all(packages, debs, ctx.cache, KeepOptions(), jobs=ctx.access.jobs)
     key = hashlib.sha256(
         f"{JDK_FORMAT}\n".encode() + "\n".join(sorted(p.sha256 for p in packages)).encode()
@@ -222,7 +249,52 @@ def load_jdk(arch: str, ctx: PlanContext) -> Jdk:
     version = next(p.version for p in packages if p.name == JDK_PACKAGE)
     controls = {name: u.control.control for name, u in unpacked.items()}
     libc = next((p.version for p in packages if p.name == "libc6"), "0.0")
-    return Jdk(root, homes[0], arch, owners, controls, copyright, version, key, _major_minor(libc))
+    return Jdk(root, homes[0], arch, owners, controls, copyright, version, key, _major_minor(libc),
+               packages)  # fmt: skip
+
+
+def pinned_jdk(ctx: PlanContext, arch: str) -> tuple[LockedPackage, ...] | None:
+    """The JDK closure the app's lock pins (its ``deb`` records), or None when it pins none."""
+    records = [p for p in ctx.locked or () if p.ecosystem == DEB_ECOSYSTEM]
+    if not records:
+        return None
+    pockets = pockets_for(JDK_SUITE)
+    for p in records:
+        if p.pocket not in pockets:
+            raise DistillError(
+                f"the lock pins {p.name[:100]} from {p.pocket[:100]!r}, not a pocket of "
+                f"{JDK_SUITE} ({', '.join(pockets)})",
+                hint="lock the app again: `distill lock PATH --jlink`",
+            )
+    if not any(p.name == JDK_PACKAGE for p in records):
+        raise DistillError(
+            f"the lock pins .debs for --jlink but not {JDK_PACKAGE}",
+            hint="lock the app again: `distill lock PATH --jlink`",
+        )
+    return tuple(
+        LockedPackage(
+            p.name,
+            p.version,
+            arch,
+            p.source,
+            p.digest.removeprefix("sha256:"),
+            p.size,
+            p.name,
+            p.version,
+            p.pocket,
+        )
+        for p in records
+    )
+
+
+def jdk_records(jdk: Jdk) -> tuple[LangPackage, ...]:
+    """The JDK closure as the app's lock records it, so a rebuild links the same JDK."""
+    return tuple(
+        LangPackage(
+            DEB_ECOSYSTEM, p.name, p.version, f"sha256:{p.sha256}", p.filename, p.size, p.pocket
+        )
+        for p in jdk.packages
+    )
 
 
 def _major_minor(version: str) -> tuple[int, int]:
@@ -289,11 +361,13 @@ class JlinkRuntime:
     layer: AppLayer
     debian_packages: tuple[str, ...]
     notes: tuple[str, ...]
+    jdk: tuple[LangPackage, ...] = ()  # the .debs the runtime was linked from, for the lock
 
     def apply(self, plan: AppPlan) -> AppPlan:
         return replace(
             plan,
             layers=(self.layer, *plan.layers),
+            lang_packages=(*plan.lang_packages, *self.jdk),
             base=RUNTIME_BASE,
             debian_packages=tuple(dict.fromkeys((*plan.debian_packages, *self.debian_packages))),
             env={**plan.env, "JAVA_HOME": f"/{JAVA_HOME}"},
@@ -446,13 +520,9 @@ def jlink_runtime(
 ) -> JlinkRuntime:
     """A jlink'ed runtime for the app staged at ``app_root`` (its files as the image has
     them under /app; ``app_key`` a digest of their paths and contents)."""
-    if offline:
-        raise DistillError(
-            "--jlink resolves Debian's JDK from the archive, which --offline rules out",
-            hint="package without --offline once; the unpacked JDK is cached for later runs",
-        )
+    pinned = pinned_jdk(ctx, base.arch)
     with log.complete_step(f"Unpacking {JDK_PACKAGE} from {JDK_SUITE} for jdeps and jlink"):
-        jdk = load_jdk(base.arch, ctx)
+        jdk = load_jdk(base.arch, ctx, pinned, offline=offline)
     _check_glibc(jdk, base)
     modules = _modules(jdk, app_root, app_key, ctx)
     files, packages = _runtime(jdk, modules, ctx)
@@ -471,7 +541,7 @@ def jlink_runtime(
         f"jlink runtime at /{JAVA_HOME} from {JDK_PACKAGE} {jdk.version}: {', '.join(modules)}",
         *((f"added for the runtime: {', '.join(packages)}",) if packages else ()),
     )
-    return JlinkRuntime(JLINK_JAVA, layer, packages, notes)
+    return JlinkRuntime(JLINK_JAVA, layer, packages, notes, jdk_records(jdk))
 
 
 def _control(jdk: Jdk) -> DebControl:

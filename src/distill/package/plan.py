@@ -53,11 +53,14 @@ class LangPackage:
     """One language dependency exactly as installed: what the lock records, so that a
     rebuild next month installs the same files, and what the SBOM names (its purl)."""
 
-    ecosystem: str  # "pypi" | "npm" | "maven"
+    ecosystem: str  # "pypi" | "npm" | "maven" | "deb" (a .deb a tool ran from: --jlink's JDK)
     name: str
     version: str
-    digest: str  # "sha256:<hex>" (wheels, jars) or an npm integrity ("sha512-<base64>")
-    source: str = ""  # where it came from: the wheel's file name, the tarball URL path
+    digest: str  # "sha256:<hex>" (wheels, jars, .debs) or an npm integrity ("sha512-<base64>")
+    source: str = ""  # where it came from: the wheel's file name, the tarball URL path, the
+    # .deb's pool path
+    size: int = 0  # "deb": the .deb's size (a pinned download is checked against it)
+    pocket: str = ""  # "deb": the archive pocket it is fetched from
 
 
 @dataclass(frozen=True, slots=True)
