@@ -43,7 +43,7 @@ test-fast: setup
 
 # Everything, slow tests included. pytest exits 5 when it collected nothing: that fails too.
 test: setup system-deps lint typecheck
-	$(PYTEST) -q -n 2 --dist loadfile -p no:cacheprovider
+	$(PYTEST) -q -n 2 --dist loadfile -p no:cacheprovider --durations=25
 
 # Hypothesis on every parser of untrusted input (tests/fuzz): FUZZ_EXAMPLES per target.
 # `make test` runs the same targets with 300 examples each.

@@ -125,6 +125,7 @@ def test_an_unlisted_contents_file_cannot_smuggle_a_package(
 
 
 @pytest.mark.network
+@pytest.mark.may_skip_in_ci
 def test_a_listed_contents_file_is_verified_and_fetched_by_hash(
     local_mirror: tuple[str, Path], private_cache: Path
 ) -> None:

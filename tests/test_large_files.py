@@ -287,3 +287,17 @@ def test_cli_exits_on_sigterm_with_a_message(tmp_path: Path) -> None:
             _, err = proc.communicate(timeout=30)
     assert proc.returncode == 143
     assert "terminated" in err and "Traceback" not in err
+
+
+def test_main_in_process_leaves_sigterm_as_it_found_it() -> None:
+    """main() run in-process (as tests and scripts do) restores the caller's SIGTERM
+    handler: leaving SIG_IGN behind made every later child of the caller immune to TERM."""
+    import contextlib
+
+    from distill.cli import main
+
+    before = signal.getsignal(signal.SIGTERM)
+    for argv in (["presets", "--no-such-option"], ["--version"], ["presets"]):
+        with contextlib.suppress(SystemExit):
+            main(argv)
+        assert signal.getsignal(signal.SIGTERM) is before, argv

@@ -173,6 +173,7 @@ def test_base_without_node(tmp_path: Path) -> None:
     assert "has no node" in plan_error(root, base, tmp_path).message
 
 
+@pytest.mark.network  # npm ci asks the registry about the dependency the lock lacks
 @needs_npm
 def test_lockfile_out_of_sync(tmp_path: Path) -> None:
     root = write_project(tmp_path / "p", {"name": "p", "version": "1.0.0"}, {"index.js": ""})

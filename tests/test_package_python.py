@@ -601,3 +601,17 @@ def test_wheel_writing_outside_its_scheme_is_refused(tmp_path: Path) -> None:
     err = _error(wheels, _ctx(tmp_path))
     assert err.message.startswith("could not install sly 1.0:") and "outside" in err.message
     assert not any(tmp_path.rglob("evil.py"))
+
+
+def test_remembered_checks_do_not_hide_a_change(tmp_path: Path, web_index: dict[str, Path]) -> None:
+    # Remembered: the requirements parsed and were met (package.pymemo); not for others.
+    app = _project(tmp_path, "web==1.0\nspeedup==2.1\n")
+    ctx = _ctx(tmp_path)
+    assert _plan(app, ctx).lang_packages == _plan(app, ctx).lang_packages
+    assert "requires oldcompat" in _error(app, ctx, BOOKWORM).message
+    pyproject = app / "pyproject.toml"
+    pyproject.write_text(pyproject.read_text().replace('"web>=1"', '"web>=1", "absent>=1"'))
+    assert "absent" in _error(app, ctx).message
+    pyproject.write_text(pyproject.read_text().replace('"absent>=1"', '"web >>= 1"'))
+    with pytest.raises(DistillError, match="is not a requirement"):
+        _plan(app, ctx)

@@ -84,6 +84,7 @@ def test_bundle_order_and_newlines() -> None:
     assert ca_bundle_entries([]) == []
 
 
+@pytest.mark.may_skip_in_ci
 def test_bundle_matches_update_ca_certificates_on_this_machine() -> None:
     bundle = Path("/etc/ssl/certs/ca-certificates.crt")
     local = Path("/usr/local/share/ca-certificates")

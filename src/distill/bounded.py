@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from pathlib import Path
 from typing import IO, Any
@@ -58,11 +59,39 @@ def parse_json(data: bytes | str, where: str, *, hint: str = DAMAGED_HINT) -> An
             hint=hint,
         )
     try:
-        return json.loads(data)
+        value = json.loads(data)
     except RecursionError:  # pragma: no cover - the depth check comes first
         raise DistillError(f"{where} is nested too deeply", hint=hint) from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise DistillError(f"{where} is not valid JSON: {exc}", hint=hint) from None
+    # "\ud800" alone is valid JSON but no text: it fails wherever it is encoded (a purl, a
+    # DB, an SBOM). Only a document with such an escape (pairs use them too) is walked.
+    pattern = _SURROGATE_ESCAPE if isinstance(data, bytes) else _SURROGATE_ESCAPE_TEXT
+    if pattern.search(data) and _lone_surrogate(value):  # type: ignore[arg-type]
+        raise DistillError(
+            f"{where} holds a string that is not Unicode text (a lone surrogate escape)",
+            hint=hint,
+        )
+    return value
+
+
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+_SURROGATE_ESCAPE_TEXT = re.compile(r"\\u[dD][89a-fA-F]")
+
+
+def _lone_surrogate(value: Any) -> bool:
+    """Whether a string in ``value`` (at most MAX_JSON_DEPTH deep) cannot be UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if isinstance(value, dict):
+        return any(_lone_surrogate(k) or _lone_surrogate(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_lone_surrogate(v) for v in value)
+    return False
 
 
 def parse_json_object(data: bytes | str, where: str, *, hint: str = DAMAGED_HINT) -> dict[str, Any]:

@@ -46,12 +46,14 @@ def dpkg_status(packages: dict[str, str]) -> bytes:
     )
 
 
-def fake_base(tmp: Path, extra_files: Iterable[str] = ()) -> Layout:
+def fake_base(
+    tmp: Path, extra_files: Iterable[str] = (), os_release: bytes = BASE_OS_RELEASE
+) -> Layout:
     """A one-layer image with a trixie os-release, a dpkg status naming libc6, python3,
     nodejs and a JRE, and the files the planners look for (empty: nothing runs them)."""
     tmp.mkdir(parents=True, exist_ok=True)
     layer = Layer(tmp / "base.tar")
-    layer.file("etc/os-release", BASE_OS_RELEASE)
+    layer.file("etc/os-release", os_release)
     layer.file("var/lib/dpkg/status", dpkg_status(BASE_PACKAGES))
     for name in (*BASE_FILES, *extra_files):
         layer.file(name, b"", mode=0o755)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -214,7 +215,20 @@ def snapshot(root: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
+# A shipped preset's parsed form (build.spec_text), a console script's launcher,
+# a wheel's metadata and passed checks (package.pymemo), remembered by their inputs: data
+# distill derives from itself, not output, so a failing run may leave it.
+_REMEMBERED_PRESET = re.compile(
+    r"(?:.*/)?cache(?:/tmp|/derived(?:/(?:spec-presets|console-scripts|wheel-info|python-checked)"
+    r"(?:/[0-9a-f]{64})?)?)?"
+)
+
+
 def changed(
     before: Mapping[str, tuple[int, int]], after: Mapping[str, tuple[int, int]]
 ) -> set[str]:
-    return {p for p in before.keys() | after.keys() if before.get(p) != after.get(p)}
+    return {
+        p
+        for p in before.keys() | after.keys()
+        if before.get(p) != after.get(p) and not _REMEMBERED_PRESET.fullmatch(p)
+    }

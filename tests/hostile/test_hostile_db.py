@@ -127,6 +127,9 @@ MISTYPED = {
     "fixed-is-a-number": tracker({"trixie": {"status": "resolved", "fixed_version": 1.2}}),
     "fixed-is-a-list": tracker({"trixie": {"status": "resolved", "fixed_version": ["1"]}}),
     "fixed-is-garbage": tracker({"trixie": {"status": "resolved", "fixed_version": "::x y::"}}),
+    "fixed-epoch-too-big": tracker(
+        {"trixie": {"status": "resolved", "fixed_version": "3000000000:1.0-1"}}
+    ),
     "urgency-is-a-list": tracker({"trixie": {"status": "open", "urgency": ["low"]}}),
     "repositories-is-a-list": tracker({"trixie": {"status": "open", "repositories": []}}),
     "nodsa-is-a-number": tracker({"trixie": {"status": "open", "nodsa": 3}}),
@@ -281,6 +284,9 @@ def test_a_db_that_is_not_distills(sandbox: Path, kind: str) -> None:
 # --- distill db update against a server that misbehaves --------------------------------------
 
 
+SHADOW = "file:///etc/shadow"
+
+
 @functools.cache
 def gzip_bomb() -> bytes:
     """``{`` and 2 GiB of blanks, gzipped to ~2 MB: bigger than any tracker decoded."""
@@ -308,9 +314,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         assert isinstance(server, _TrackerServer)
         mode = server.mode
         try:
-            if mode == "redirect-loop":
+            if mode in ("redirect-loop", "redirect-file"):
                 self.send_response(302)
-                self.send_header("Location", self.path)
+                self.send_header("Location", self.path if mode == "redirect-loop" else SHADOW)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
             elif mode == "endless":
@@ -371,7 +377,16 @@ def tracker_server(mode: str) -> Iterator[str]:
 
 
 @pytest.mark.parametrize(
-    "mode", ["endless", "huge-declared", "trickle", "redirect-loop", "gzip-bomb", "truncated"]
+    "mode",
+    [
+        "endless",
+        "huge-declared",
+        "trickle",
+        "redirect-loop",
+        "redirect-file",
+        "gzip-bomb",
+        "truncated",
+    ],
 )
 def test_db_update_from_a_misbehaving_server_keeps_the_old_db(
     sandbox: Path, db: Path, mode: str
@@ -610,3 +625,121 @@ def test_a_tampered_db_is_a_clean_result_or_error(
             assert len(line) < 2000, line
         else:
             assert outcome.returncode in (0, 2), outcome.describe()
+
+
+@pytest.mark.parametrize("target", ["/dev/null", "image", "db", "dir"])
+def test_a_scan_report_never_replaces_what_it_must_not(
+    sandbox: Path, tmp_path: Path, db: Path, target: str
+) -> None:
+    image = scan_image(sandbox, tmp_path, dpkg_status({"libssl3": "1.0-1"}))
+    archive = sandbox / "image.tar"
+    from hostile_images import oci_archive
+
+    oci_archive(Path(image.removeprefix("oci:")), archive)
+    (sandbox / "dir").mkdir()
+    (sandbox / "dir" / "keep").write_text("keep\n")
+    out = {"/dev/null": "/dev/null", "image": str(archive), "db": str(db), "dir": "dir"}[target]
+    before = {p: p.read_bytes() for p in (archive, db)}
+    outcome = run_distill(
+        ["scan", f"oci-archive:{archive}", "--db", str(db), "--no-changelog", "-o", out],
+        cwd=sandbox,
+    )
+    report(f"scan -o {target}", outcome)
+    assert_clean_error(outcome)
+    assert db.read_bytes() == before[db]
+    assert archive.read_bytes() == before[archive]
+    assert Path("/dev/null").is_char_device()
+    assert (sandbox / "dir" / "keep").read_text() == "keep\n"
+
+
+@pytest.mark.parametrize("releases", [700_000, 2_000_000], ids=["19MB", "57MB"])
+def test_one_huge_tracker_entry_is_bounded(sandbox: Path, db: Path, releases: int) -> None:
+    # Around the 32 MiB one source package may take: a million tiny releases or two.
+    with (sandbox / "t.json").open("w") as fh:
+        fh.write('{"openssl": {"CVE-1": {"releases": {')
+        fh.write(",".join(f'"r{i}":{{"status":"open"}}' for i in range(releases)))
+        fh.write("}}}}")
+    size = (sandbox / "t.json").stat().st_size
+    before = db.read_bytes()
+    outcome = run_distill(["db", "import", "--db", str(db), "t.json"], cwd=sandbox)
+    report(f"db import, one tracker entry of {size >> 20} MiB", outcome)
+    if size > 32 << 20:
+        assert_clean_error(outcome, "larger than 32 MB")
+        assert db.read_bytes() == before
+    else:
+        assert_bounded(outcome)
+        assert outcome.returncode == 0, outcome.describe()
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("t.json", b'{"open\\ud800ssl": {"CVE-1": {"releases": {"trixie": {"status": "open"}}}}}'),
+        ("t.json", b'{"openssl": {"CVE-\\udfff": {"description": "\\ud800", "releases": []}}}'),
+        (
+            "t.json",
+            b'{"openssl": {"CVE-1": {"releases": {"trixie": {"status": "open", '
+            b'"urgency": "\\udc80", "nodsa_reason": "\\u0000"}}}}}',
+        ),
+        ("osv.json", b'{"id": "GHSA-\\ud800", "affected": []}'),
+        (
+            "osv.json",
+            b'{"id": "GHSA-1", "summary": "\\udc00", "affected": [{"package": '
+            b'{"ecosystem": "PyPI", "name": "fl\\ud800ask"}}]}',
+        ),
+    ],
+    ids=["tracker-source", "tracker-id", "tracker-urgency", "osv-id", "osv-name"],
+)
+def test_lone_surrogates_in_json_strings(sandbox: Path, db: Path, name: str, data: bytes) -> None:
+    # Valid JSON, but no UTF-8 string: SQLite cannot store it as text.
+    (sandbox / name).write_bytes(data)
+    before = db.read_bytes()
+    outcome = run_distill(["db", "import", "--db", str(db), name], cwd=sandbox)
+    report(f"db import, lone surrogate in {name}", outcome)
+    assert_bounded(outcome)
+    if outcome.returncode != 0:
+        assert_clean_error(outcome)
+        assert db.read_bytes() == before
+    else:
+        status = run_distill(["db", "status", "--db", str(db)], cwd=sandbox)
+        assert status.returncode == 0, status.describe()
+
+
+def test_a_lone_surrogate_in_an_images_package_json(
+    sandbox: Path, tmp_path: Path, db: Path
+) -> None:
+    (sandbox / "osv.json").write_text(json.dumps(osv_record()))
+    assert run_distill(["db", "import", "--db", str(db), "osv.json"], cwd=sandbox).returncode == 0
+    manifest = b'{"name": "fl\\ud800ask", "version": "1.0.0\\udc00"}'
+    layout = image_of(
+        tmp_path,
+        lambda layer: (
+            layer.file("etc/os-release", BASE_OS_RELEASE)
+            .file("var/lib/dpkg/status", dpkg_status({"libssl3": "1.0-1"}))
+            .file("app/node_modules/flask/package.json", manifest)
+        ),
+    )
+    outcome = scan(sandbox, f"oci:{layout.root}", db)
+    report("scan, a lone surrogate in an image's package.json", outcome)
+    assert_bounded(outcome)
+    if outcome.returncode == 1:
+        assert_clean_error(outcome)
+    else:
+        assert outcome.returncode in (0, 2), outcome.describe()
+
+
+@pytest.mark.network  # the changelog source looks the suite up on the Debian mirror
+@pytest.mark.parametrize("codename", ["../../etc", "hostile"])
+def test_an_unknown_codename_with_the_changelog_source(
+    sandbox: Path, tmp_path: Path, db: Path, codename: str
+) -> None:
+    os_release = f"ID=debian\nVERSION_CODENAME={codename}\n".encode()
+    image = scan_image(sandbox, tmp_path, dpkg_status({"libssl3": "1.0-1"}), os_release)
+    outcome = run_distill(["scan", image, "--db", str(db), "--format", "json"], cwd=sandbox)
+    report(f"scan with changelogs, codename {codename!r}", outcome)
+    assert_bounded(outcome)
+    if outcome.returncode == 1:
+        assert_clean_error(outcome)
+    else:
+        assert outcome.returncode == 2, outcome.describe()
+        assert "INCOMPLETE" in outcome.stderr, outcome.describe()

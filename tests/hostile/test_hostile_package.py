@@ -531,3 +531,70 @@ def test_a_project_file_symlinked_from_outside_is_never_read(
         assert SECRET not in all_blob_bytes(sandbox / "out")
     else:
         assert_clean_error(outcome)
+
+
+@pytest.mark.parametrize("path", ["/etc", "../../..", "/etc/shadow", "link-out"])
+def test_a_spec_app_path_out_of_the_context_is_refused(
+    sandbox: Path, tmp_path: Path, base: str, path: str
+) -> None:
+    outside_secret(tmp_path)
+    ctx = sandbox / "ctx"
+    ctx.mkdir()
+    (ctx / "link-out").symlink_to(tmp_path / "outside")
+    (ctx / "spec.yaml").write_text(f"extends: static\napp:\n  path: {path}\n")
+    outcome = run_distill(
+        ["build", str(ctx / "spec.yaml"), "-o", f"oci:{sandbox / 'out'}"], cwd=sandbox
+    )
+    report(f"build, spec app path {path}", outcome)
+    assert_clean_error(outcome, "outside")
+
+
+def test_a_console_script_named_to_climb_out_is_refused(sandbox: Path, base: str) -> None:
+    marker = "hostile-" + uuid.uuid4().hex
+    entry_points = f"[console_scripts]\n../../../../../../../../tmp/{marker} = app:main\n"
+    members = wheel_members(files={"app-1.0.dist-info/entry_points.txt": entry_points.encode()})
+    project = wheel_project(sandbox, members)
+    outcome = package(sandbox, project, base)
+    report("package, console script named ../../tmp/x", outcome)
+    assert_bounded(outcome)
+    assert not Path("/tmp", marker).exists()
+    assert not list(sandbox.parent.rglob(marker))
+    if outcome.returncode == 0:
+        assert not any(
+            marker in p for p in layer_paths(sandbox / "out", skip=1) if "/bin/" not in p
+        )
+    else:
+        assert_clean_error(outcome)
+
+
+@pytest.mark.network  # the loader is looked up in the archive's Contents index
+@pytest.mark.parametrize(
+    "interp",
+    ["/lib64/\x1b[2J\x1b[31mld.so\nerror: fake", "/lib64/" + "x" * 100_000, "../../../etc/ld.so"],
+    ids=["escapes", "100k", "relative"],
+)
+def test_a_hostile_pt_interp_is_shown_safely(sandbox: Path, base: str, interp: str) -> None:
+    project = elf_project(sandbox, elf_file(needed=["libc.so.6"], interp=interp))
+    outcome = package(sandbox, project, base)
+    report(f"package, PT_INTERP {interp[:20]!r}", outcome)
+    assert_bounded(outcome)
+    assert "\x1b[" not in outcome.stderr + outcome.stdout, outcome.describe()
+    assert all(len(line) < 5000 for line in outcome.stderr.splitlines()), outcome.describe()
+    if outcome.returncode != 0:
+        assert_clean_error(outcome)
+
+
+@pytest.mark.network  # a known suite would be looked up in the archive's Contents index
+@pytest.mark.parametrize(
+    "codename", ["../../../etc", "trixie/../../x", "hostile", "a" * 5000, "tri\\nxie"]
+)
+def test_a_base_whose_codename_is_hostile(sandbox: Path, tmp_path: Path, codename: str) -> None:
+    # The base's os-release names the suite whose Contents index maps libraries to packages.
+    os_release = f"ID=debian\nVERSION_CODENAME={codename}\n".encode()
+    layout = fake_base(tmp_path / "b", os_release=os_release)
+    project = elf_project(sandbox, elf_file(needed=["libc.so.6", "libhostile.so.1"]))
+    outcome = package(sandbox, project, f"oci:{layout.root}")
+    report(f"package, base codename {codename[:20]!r}", outcome)
+    line = assert_clean_error(outcome)
+    assert len(line) < 2000, line
+    assert not list((sandbox / "cache").rglob("etc")) if (sandbox / "cache").exists() else True

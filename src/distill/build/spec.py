@@ -10,19 +10,17 @@ distroless tags do: ``nonroot``, ``debug`` and ``debug-nonroot``.
 
 from __future__ import annotations
 
+import functools
 import os
-import platform
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from distill.build.spec_app import APP_EXAMPLE, APP_HELP, AppSpec, parse_app
+from distill.build.spec_text import Document, read_spec_text, remember, remembered
 from distill.build.spec_values import Accounts as Accounts
 from distill.build.spec_values import FileSpec as FileSpec
 from distill.build.spec_values import PathSpec as PathSpec
@@ -46,7 +44,7 @@ from distill.build.spec_values import (
     parse_workdir,
     show,
 )
-from distill.build.spec_yaml import NOT_A_SPEC_HINT, load_yaml, read_spec_text
+from distill.cache import BlobCache
 from distill.errors import DistillError
 from distill.rootfs.prune import Keep
 
@@ -68,7 +66,7 @@ def pockets_of(suite: str) -> tuple[str, ...]:
 
 
 def host_arch() -> str:
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()
     if machine not in ARCHS:
         raise DistillError(
             f"unsupported host architecture {machine!r}", hint="pass --arch amd64 or --arch arm64"
@@ -337,32 +335,28 @@ FIELDS: dict[str, Field] = {
 MAX_EXTENDS = 32  # specs in one `extends` chain
 
 
-def _where(node: yaml.MappingNode, source: str, here: Path, context: Path) -> Where:
-    lines: dict[str, int] = {}
-    items: dict[str, list[int]] = {}
-    for key, value in node.value:
-        if isinstance(key.value, str):
-            lines[key.value] = key.start_mark.line + 1
-            if isinstance(value, yaml.SequenceNode):
-                items[key.value] = [v.start_mark.line + 1 for v in value.value]
-    return Where(source, lines, items, here, context)
+def _document(text: str, source: str, preset: bool) -> Document:
+    if not preset:
+        from distill.build.spec_yaml import load_yaml
+
+        return load_yaml(text, source)
+    cache = BlobCache()
+    document = remembered(text, cache)
+    if document is None:
+        from distill.build.spec_yaml import load_yaml
+
+        document = load_yaml(text, source)
+        remember(text, document, cache)
+    return document
 
 
 def _parse_mapping(
-    text: str, source: str, here: Path, context: Path
+    text: str, source: str, here: Path, context: Path, *, preset: bool = False
 ) -> tuple[dict[str, Any], Where]:
-    node, data = load_yaml(text, source)
-    where = _where(node, source, here, context)
+    document = _document(text, source, preset)
+    where = Where(source, document.lines, document.items, here, context)
     parsed: dict[str, Any] = {}
-    for key, value in data.items():
-        if not isinstance(key, str):
-            # Only the line: a file that is not a spec must not be quoted back.
-            line = next(
-                (k.start_mark.line + 1 for k, _ in node.value if k.tag != _STR_TAG),
-                None,
-            )
-            at = f"{source}:{line}" if line else source
-            raise DistillError(f"{at}: a key is not a string", hint=NOT_A_SPEC_HINT)
+    for key, value in document.data.items():
         if key not in FIELDS:
             import difflib  # only for a wrong key: kept off the import of every run
 
@@ -375,17 +369,27 @@ def _parse_mapping(
 
 
 _KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,63}")
-_STR_TAG = "tag:yaml.org,2002:str"
 
 
-def presets() -> dict[str, str]:
-    """Preset name → YAML text, from the package data."""
-    folder = resources.files("distill.build") / "presets"
+@functools.cache
+def _preset_texts() -> dict[str, str]:
+    # The package's own directory where it is one (importlib.resources would import zipfile).
+    folder: Any = Path(__file__).with_name("presets")
+    if not folder.is_dir():
+        from importlib import resources
+
+        folder = resources.files("distill.build") / "presets"
     return {
         p.name.removesuffix(".yaml"): p.read_text()
         for p in folder.iterdir()
         if p.name.endswith(".yaml")
     }
+
+
+def presets() -> dict[str, str]:
+    """Preset name → YAML text, from the package data (read once per process: resolving
+    a preset's ``extends:`` chain asks for them at every step)."""
+    return dict(_preset_texts())
 
 
 # --- merging ---------------------------------------------------------------------------------
@@ -523,7 +527,9 @@ def _resolve(ref: str, seen: tuple[str, ...], here: Path | None, context: Path) 
 
 def _load(spec_source: _Source, seen: tuple[str, ...], context: Path) -> Spec:
     found = spec_source
-    parsed, where = _parse_mapping(found.text, found.source, found.here or context, context)
+    parsed, where = _parse_mapping(
+        found.text, found.source, found.here or context, context, preset=found.here is None
+    )
     base = Spec(name=found.name, source=found.source)
     if "extends" in parsed:
         chain = (*seen, found.key)

@@ -9,12 +9,12 @@ error quotes more of the text than a token and a line number.
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
 
-from distill.bounded import one_line, read_regular_file
+from distill.bounded import one_line
+from distill.build.spec_text import NOT_A_SPEC_HINT, Document
 from distill.errors import DistillError
 
 
@@ -33,10 +33,9 @@ _Loader.add_implicit_resolver("tag:yaml.org,2002:int", _INT_RE, list("-+01234567
 
 # What a spec may cost to read. Real specs are a few KiB, nest a few levels and use a few
 # anchors; the caps turn a crafted file into one clean error before it costs time or memory.
-MAX_SPEC_BYTES = 1 << 20
 MAX_YAML_DEPTH = 64
 MAX_YAML_ALIASES = 256
-NOT_A_SPEC_HINT = "a spec is a YAML mapping in UTF-8; see docs/spec.md"
+_STR_TAG = "tag:yaml.org,2002:str"
 
 
 class _Bounded(_Loader):
@@ -67,8 +66,8 @@ class _Bounded(_Loader):
             self.depth -= 1
 
 
-def load_yaml(text: str, source: str) -> tuple[yaml.MappingNode, Any]:
-    """The document's node (for line numbers) and its plain data, or a one-line error that
+def load_yaml(text: str, source: str) -> Document:
+    """The document's plain data and the lines of its keys, or a one-line error that
     quotes nothing of the text but a token."""
     loader: _Bounded | None = None
     try:
@@ -102,16 +101,16 @@ def load_yaml(text: str, source: str) -> tuple[yaml.MappingNode, Any]:
             loader.dispose()
     if not isinstance(node, yaml.MappingNode) or not isinstance(data, dict):
         raise DistillError(f"{source}: a spec must be a YAML mapping (key: value)")
-    return node, data
-
-
-def read_spec_text(path: Path, source: str) -> str:
-    """A spec file's text: a regular file of at most MAX_SPEC_BYTES, in UTF-8."""
-    try:
-        data = read_regular_file(path, MAX_SPEC_BYTES, source, hint=NOT_A_SPEC_HINT)
-    except FileNotFoundError:
-        raise DistillError(f"{source}: no such file") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError:
-        raise DistillError(f"{source}: not a spec: not UTF-8 text", hint=NOT_A_SPEC_HINT) from None
+    if not all(isinstance(key, str) for key in data):
+        # Only the line: a file that is not a spec must not be quoted back.
+        line = next((k.start_mark.line + 1 for k, _ in node.value if k.tag != _STR_TAG), None)
+        at = f"{source}:{line}" if line else source
+        raise DistillError(f"{at}: a key is not a string", hint=NOT_A_SPEC_HINT)
+    lines: dict[str, int] = {}
+    items: dict[str, list[int]] = {}
+    for key, value in node.value:
+        if isinstance(key.value, str):
+            lines[key.value] = key.start_mark.line + 1
+            if isinstance(value, yaml.SequenceNode):
+                items[key.value] = [v.start_mark.line + 1 for v in value.value]
+    return Document(data, lines, items)

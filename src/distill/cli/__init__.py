@@ -467,7 +467,9 @@ def main(argv: list[str] | None = None) -> None:
     import signal
 
     debug = "--debug" in (argv if argv is not None else sys.argv[1:])
-    signal.signal(signal.SIGTERM, _terminate)
+    # Restored at the end: a caller running main() in-process (tests, scripts) must not be
+    # left ignoring SIGTERM — nor the children it starts later, which inherit SIG_IGN.
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         cli.main(args=argv, prog_name="distill", standalone_mode=False)
     except click.exceptions.Abort:
@@ -501,7 +503,10 @@ def main(argv: list[str] | None = None) -> None:
         from distill import tempfiles
 
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # on the way out already
-        tempfiles.remove_own()
+        try:
+            tempfiles.remove_own()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _add_commands() -> None:

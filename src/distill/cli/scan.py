@@ -98,13 +98,16 @@ def scan(
     """
     from distill.audit.scan import ScanOptions, audit_image
     from distill.fsutil import atomic_write_bytes, output_file
+    from distill.scan.db import default_db_path
     from distill.scan.report import ReportFormat, render, render_table
     from distill.scan.result import fails, parse_severities, select
     from distill.transports import input_paths
 
     chosen = parse_severities(severities) if severities else ()
+    # The DB is read too: a report written over it would replace the user's advisories.
+    inputs = [*input_paths([image]), db_path or default_db_path()]
     if output is not None:
-        output_file(output, inputs=input_paths([image]))  # before reading the image
+        output_file(output, inputs=inputs)  # before reading the image
     options = ScanOptions(db_path=db_path, changelog=not no_changelog, offline=offline)
     with log.complete_step(f"Scanning {image}"):
         result = audit_image(image, options, access=_access(tls_verify, credentials, platform))
@@ -124,7 +127,7 @@ def scan(
             sys.stdout.buffer.write(document)
             sys.stdout.flush()
         else:
-            atomic_write_bytes(output, document, inputs=input_paths([image]))
+            atomic_write_bytes(output, document, inputs=inputs)
             log.info(f"[green]wrote[/] {output}")
     if not result.complete:
         sys.exit(INCOMPLETE)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from distill import tempfiles
+from distill.bounded import one_line
 from distill.cache import BlobCache
 from distill.debian.binary import BinaryPackage
 from distill.debian.control import gc_paused, parse_stanza
@@ -138,6 +139,7 @@ def verify_inrelease(data: bytes, name: str, keyring: Path | None = None) -> str
 
 
 _SHA256_HEX = re.compile(r"[0-9a-f]{64}")
+_POCKET = re.compile(r"[a-z0-9][a-z0-9.+~-]{0,63}(?:/updates)?")
 
 
 def _parse_date(value: str, what: str) -> datetime:
@@ -180,6 +182,13 @@ def fetch_release(
 ) -> Release:
     from distill.net.download import fetch_bytes  # the network stack, only when used
 
+    if not _POCKET.fullmatch(pocket):
+        # It may come from an image's os-release: "../../x" would walk the mirror's tree.
+        raise DistillError(
+            f"{one_line(pocket, 80)!r} is not a Debian suite name",
+            hint="a suite is a codename such as trixie or bookworm (from the spec, or the "
+            "image's /etc/os-release)",
+        )
     url = f"{mirror}/dists/{pocket}/InRelease"
     text = verify_inrelease(fetch_bytes(url, session=session), f"{pocket}/InRelease")
     release = parse_release(text, pocket)

@@ -34,7 +34,7 @@ _END: _Segment = ((0,), 0)
 _DIGITS = re.compile(r"([0-9]+)")
 _UPSTREAM_OK = re.compile(r"[A-Za-z0-9.+~:-]+")
 _REVISION_OK = re.compile(r"[A-Za-z0-9.+~]+")
-EPOCH_MAX = 2**31 - 1  # dpkg stores the epoch in an int and refuses anything larger
+_EPOCH_MAX = 2**31 - 1  # dpkg stores the epoch in an int and refuses anything larger
 # dpkg sets no limit, but archive versions stay under 100 characters; a longer one is damage
 # or an attack, and would cost key memory (and past 4,300 digits, int() refuses a digit run).
 MAX_VERSION_LENGTH = 1000
@@ -76,7 +76,7 @@ class DebVersion:
         text = str(self)
         if len(text) > MAX_VERSION_LENGTH:
             raise _bad(text, f"it is longer than {MAX_VERSION_LENGTH} characters")
-        if not 0 <= self.epoch <= EPOCH_MAX:
+        if not 0 <= self.epoch <= _EPOCH_MAX:
             raise _bad(text, "epoch out of range")
         if not self.upstream:
             raise _bad(text, "upstream version is empty")
@@ -120,7 +120,7 @@ def parse_version(version: str) -> DebVersion:
         if not (epoch_text.isascii() and epoch_text.isdigit()):
             raise _bad(version, "epoch is not a number")
         epoch = int(epoch_text)
-        if epoch > EPOCH_MAX:
+        if epoch > _EPOCH_MAX:
             raise _bad(version, "epoch is too big")
         if not rest:
             raise _bad(version, "nothing after the epoch colon")

@@ -8,16 +8,24 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-
-from packaging.requirements import Requirement
-from packaging.specifiers import InvalidSpecifier, SpecifierSet
-from packaging.utils import canonicalize_name
+from typing import TYPE_CHECKING
 
 from distill.bounded import one_line, read_regular_file
+from distill.cache import BlobCache
 from distill.errors import DistillError
 from distill.package.detect import in_project
+from distill.package.pymemo import checked, note_checked
 from distill.package.pypi import Pinned
-from distill.package.wheels import LOCK_HINT, Target, applies, parse_requirement
+from distill.package.wheels import (
+    LOCK_HINT,
+    Target,
+    applies,
+    canonicalize_name,
+    parse_requirement,
+)
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
 
 MAX_PROJECT_FILE = 4 << 20
 REQUIREMENTS = "requirements.txt"
@@ -44,7 +52,9 @@ class Project:
         return (self.root / PYPROJECT).is_file()
 
 
-def read_project(root: Path, target: Target) -> Project:
+def read_project(root: Path, target: Target, cache: BlobCache | None = None) -> Project:
+    """The project at ``root``; with ``cache``, dependencies an earlier run parsed are not
+    parsed again (package.pymemo)."""
     if root.is_file() and root.suffix == ".whl":
         return Project(root.parent, wheels=(root,))
     if not root.is_dir():
@@ -61,7 +71,7 @@ def read_project(root: Path, target: Target) -> Project:
             f"{root} has no pyproject.toml, requirements.txt or wheels",
             hint="a Python app is a directory with one of them (or use --kind)",
         )
-    project = _read_pyproject(pyproject, target) if pyproject.exists() else Project(root)
+    project = _read_pyproject(pyproject, target, cache) if pyproject.exists() else Project(root)
     if reqs.exists():
         pinned, options = read_requirements(reqs, target)
         project = Project(
@@ -77,7 +87,7 @@ def read_project(root: Path, target: Target) -> Project:
     return project
 
 
-def _read_pyproject(path: Path, target: Target) -> Project:
+def _read_pyproject(path: Path, target: Target, cache: BlobCache | None) -> Project:
     data = read_regular_file(path, MAX_PROJECT_FILE, str(path))
     try:
         doc = tomllib.loads(data.decode("utf-8"))
@@ -92,10 +102,14 @@ def _read_pyproject(path: Path, target: Target) -> Project:
         raise DistillError(f"{path}: [project] dependencies is not a list of strings")
     if not isinstance(scripts, dict) or not all(isinstance(v, str) for v in scripts.values()):
         raise DistillError(f"{path}: [project.scripts] is not a table of strings")
-    for dep in deps:
-        parse_requirement(dep, f"{path}: dependencies")
+    if deps and not checked(cache, "requirements", deps):
+        for dep in deps:
+            parse_requirement(dep, f"{path}: dependencies")
+        note_checked(cache, "requirements", deps)
     requires = table.get("requires-python")
     if isinstance(requires, str):
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
         try:
             spec = SpecifierSet(requires)
         except InvalidSpecifier as exc:
@@ -211,4 +225,4 @@ def root_requirements(project: Project) -> list[tuple[Requirement, str]]:
     """What the project asks for directly: its pyproject dependencies (when it has a
     pyproject), with where each was written."""
     where = f"{project.root.name}/{PYPROJECT}"
-    return [(Requirement(dep), where) for dep in project.dependencies]
+    return [(parse_requirement(dep, where), where) for dep in project.dependencies]

@@ -26,12 +26,10 @@ import stat
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
-
-from packaging.requirements import Requirement
-from packaging.utils import NormalizedName, canonicalize_name
+from typing import TYPE_CHECKING
 
 from distill.bounded import one_line
-from distill.cache import sha256_file
+from distill.cache import BlobCache, sha256_file
 from distill.errors import DistillError
 from distill.image.fsentry import EntryKind, FsEntry
 from distill.package.plan import (
@@ -44,6 +42,7 @@ from distill.package.plan import (
     LangPackage,
     PlanContext,
 )
+from distill.package.pymemo import checked, launcher, note_checked, wheel_info
 from distill.package.pypi import (
     Pinned,
     WheelRef,
@@ -58,8 +57,10 @@ from distill.package.wheels import (
     LOCK_HINT,
     Scheme,
     Target,
+    Unmet,
     WheelInfo,
     applies,
+    canonicalize_name,
     check_compatible,
     check_complete,
     parse_requirement,
@@ -67,6 +68,10 @@ from distill.package.wheels import (
     target_for,
     walk_requirements,
 )
+
+if TYPE_CHECKING:
+    from packaging.requirements import Requirement
+    from packaging.utils import NormalizedName
 from distill.package.wheelstage import installed_entries, union
 
 DEPENDENCIES_LAYER = "python dependencies"
@@ -106,11 +111,13 @@ class PythonPlanner:
 
     def plan(self, options: AppOptions, base: BaseFacts, ctx: PlanContext) -> AppPlan:
         target = target_for(base)
-        project = read_project(options.path, target)
+        project = read_project(options.path, target, ctx.cache)
         notes = [f"python: {target.describe()}; binary wheels for {target.wanted} or older"]
         wheels, label = _chosen_wheels(project, target, ctx, options.offline, notes)
         infos = {canonicalize_name(info.name): info for info, _, _ in wheels}
-        check_complete(_roots(project, infos), infos, target, label)
+        if not _known_complete(project, infos, target, ctx):
+            check_complete(_roots(project, infos), infos, target, label)
+            _note_complete(project, infos, target, ctx)
         app_keys = _app_wheels(project, infos, target)
         scheme = Scheme(target.python)
         deps: dict[str, list[FsEntry]] = {}
@@ -123,7 +130,7 @@ class PythonPlanner:
                 path, filename, sha, info, scheme, ctx.cache, ctx.staging
             )
         if project.scripts:
-            own[f"{PYPROJECT} [project.scripts]"] = _project_scripts(project, scheme)
+            own[f"{PYPROJECT} [project.scripts]"] = _project_scripts(project, scheme, ctx.cache)
         if not project.wheels:
             own[APP_PTH] = _app_pth(project, scheme)
             own[f"{project.root.name}/"] = project_entries(project.root)
@@ -223,7 +230,7 @@ def _resolve_for_image(project: Project, target: Target, ctx: PlanContext) -> li
 
 
 def _without_marker(req: Requirement) -> str:
-    copy = Requirement(str(req))
+    copy = parse_requirement(str(req), "a requirement")
     copy.marker = None
     return str(copy)
 
@@ -255,8 +262,13 @@ def _chosen_wheels(
         if why is None:
             wheels = _wheels_of(pins, project, target, ctx, offline)
             infos = {canonicalize_name(i.name): i for i, _, _ in wheels}
-            _, unmet = walk_requirements(_roots(project, infos), infos, target)
+            unmet = (
+                []
+                if _known_complete(project, infos, target, ctx)
+                else _unmet(project, infos, target)
+            )
             if not unmet:
+                _note_complete(project, infos, target, ctx)
                 notes.append(f"lock: distill's lock ({len(pins)} packages)")
                 return wheels, "distill's lock"
             why = f"{unmet[0].who} requires {unmet[0].requirement}"
@@ -340,7 +352,11 @@ def _check_refs(pins: Sequence[Pinned], refs: Sequence[WheelRef]) -> None:
 def _fetched(refs: Sequence[WheelRef], ctx: PlanContext, *, offline: bool) -> list[Wheel]:
     files = fetch_wheels(refs, ctx.cache, offline=offline)
     return [
-        (read_wheel(files[r.sha256], r.filename), files[r.sha256], (r.sha256, r.filename))
+        (
+            wheel_info(files[r.sha256], r.sha256, r.filename, ctx.cache),
+            files[r.sha256],
+            (r.sha256, r.filename),
+        )
         for r in refs
     ]
 
@@ -348,6 +364,39 @@ def _fetched(refs: Sequence[WheelRef], ctx: PlanContext, *, offline: bool) -> li
 def _local_wheel(path: Path, target: Target) -> Wheel:
     check_compatible(path.name, target)
     return read_wheel(path, path.name), path, (sha256_file(path), path.name)
+
+
+def _unmet(
+    project: Project, infos: Mapping[NormalizedName, WheelInfo], target: Target
+) -> list[Unmet]:
+    return walk_requirements(_roots(project, infos), infos, target)[1]
+
+
+def _complete_inputs(
+    project: Project, infos: Mapping[NormalizedName, WheelInfo], target: Target
+) -> object:
+    # Everything _roots and walk_requirements read: a hit means the same walk found nothing unmet.
+    wheels = sorted([i.name, i.version, list(i.requires)] for i in infos.values())
+    return [
+        list(project.dependencies),
+        wheels,
+        [target.python, target.full_version, target.machine, list(target.glibc)],
+    ]
+
+
+def _known_complete(
+    project: Project, infos: Mapping[NormalizedName, WheelInfo], target: Target, ctx: PlanContext
+) -> bool:
+    return not project.wheels and checked(
+        ctx.cache, "complete", _complete_inputs(project, infos, target)
+    )
+
+
+def _note_complete(
+    project: Project, infos: Mapping[NormalizedName, WheelInfo], target: Target, ctx: PlanContext
+) -> None:
+    if not project.wheels:
+        note_checked(ctx.cache, "complete", _complete_inputs(project, infos, target))
 
 
 def _roots(
@@ -359,7 +408,9 @@ def _roots(
     roots = [(parse_requirement(d, where), where) for d in project.dependencies]
     if not project.dependencies:
         for info in infos.values():
-            roots.append((Requirement(f"{info.name}=={info.version}"), "the lock"))
+            roots.append(
+                (parse_requirement(f"{info.name}=={info.version}", "the lock"), "the lock")
+            )
     return roots
 
 
@@ -425,16 +476,14 @@ def _main_module(project: Project) -> str | None:
     return candidates[0] if len(candidates) == 1 else None
 
 
-def _project_scripts(project: Project, scheme: Scheme) -> list[FsEntry]:
-    from installer.scripts import Script
-
+def _project_scripts(project: Project, scheme: Scheme, cache: BlobCache) -> list[FsEntry]:
     entries = [FsEntry(p, EntryKind.DIR, 0o755) for p in _parent_dirs(f"{scheme.scripts}/x")]
     for name, spec in project.scripts.items():
         module, _, attr = spec.partition(":")
         if not module.strip() or "/" in name or name in ("", ".", ".."):
             raise DistillError(f"{PYPROJECT}: [project.scripts] {one_line(name, 100)} is invalid")
         attr = attr.split("[", 1)[0].strip()  # extras in an entry point are ignored
-        _, data = Script(name, module.strip(), attr, "console").generate(INTERPRETER, "posix")
+        data = launcher(name, module.strip(), attr, cache)
         path = f"{scheme.scripts}/{name}"
         entries.append(FsEntry(path, EntryKind.FILE, 0o755, size=len(data), content=data))
     return entries

@@ -12,27 +12,35 @@ from __future__ import annotations
 import os
 import re
 import stat
-import zipfile
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from email.parser import HeaderParser
 from functools import cached_property
 from pathlib import Path
-
-from packaging.markers import InvalidMarker, Marker, UndefinedComparison, UndefinedEnvironmentName
-from packaging.requirements import InvalidRequirement, Requirement
-from packaging.tags import Tag, compatible_tags, cpython_tags
-from packaging.utils import (
-    InvalidWheelFilename,
-    NormalizedName,
-    canonicalize_name,
-    parse_wheel_filename,
-)
+from typing import TYPE_CHECKING, cast
 
 from distill.bounded import one_line
 from distill.errors import DistillError
 from distill.image.fsentry import EntryKind, FsEntry
 from distill.package.plan import BaseFacts
+
+if TYPE_CHECKING:
+    import zipfile
+
+    from packaging.markers import Marker
+    from packaging.requirements import Requirement
+    from packaging.tags import Tag
+    from packaging.utils import NormalizedName
+
+# packaging is imported where it is used: a warm run that finds its wheels' metadata and
+# their completeness remembered (package.pymemo) never loads it (~18 ms).
+_SEPARATORS = re.compile(r"[-_.]+")
+
+
+def canonicalize_name(name: str) -> NormalizedName:
+    """The name PEP 503 normalizes ``name`` to (what packaging's function of this name
+    returns)."""
+    return cast("NormalizedName", _SEPARATORS.sub("-", name).lower())
+
 
 # Debian architecture → the machine name in wheel platform tags.
 MACHINES = {
@@ -98,6 +106,8 @@ class Target:
     @cached_property
     def tags(self) -> tuple[Tag, ...]:
         """Every tag a wheel may carry to run here, most specific first (as pip ranks them)."""
+        from packaging.tags import compatible_tags, cpython_tags
+
         version = tuple(int(p) for p in self.python.split("."))
         abi = f"cp{self.nodot}"
         specific = cpython_tags(version, abis=[abi], platforms=self.platforms)
@@ -183,6 +193,8 @@ class WheelName:
 
 
 def parse_wheel_name(filename: str) -> WheelName:
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
     try:
         name, version, _build, tags = parse_wheel_filename(filename)
     except InvalidWheelFilename as exc:
@@ -227,6 +239,8 @@ class WheelInfo:
 def read_wheel(path: Path, filename: str) -> WheelInfo:
     """Read and check a wheel: a zip within the caps, one ``.dist-info`` whose METADATA names
     the same project and version as the file name, files matching its RECORD."""
+    import zipfile  # a warm run reads no wheel (package.pymemo)
+
     expected = parse_wheel_name(filename)
     label = one_line(filename, 200)
     try:
@@ -262,6 +276,8 @@ def read_wheel(path: Path, filename: str) -> WheelInfo:
         raise DistillError(
             f"{label} is not a readable wheel: {one_line(str(exc), 200)}", hint=WHEEL_HINT
         ) from exc
+    from email.parser import HeaderParser  # a warm run reads no wheel (package.python)
+
     headers = HeaderParser().parsestr(metadata)
     name, version = (headers.get("Name") or "").strip(), (headers.get("Version") or "").strip()
     if canonicalize_name(name) != expected.name or not _same_version(version, expected.version):
@@ -316,6 +332,8 @@ def _script_names(entry_points: str) -> Iterator[str]:
 
 
 def parse_requirement(text: str, where: str) -> Requirement:
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         return Requirement(text)
     except InvalidRequirement as exc:
@@ -328,6 +346,8 @@ def applies(req: Requirement, target: Target, extras: Iterable[str] = ()) -> boo
     """Whether ``req`` is wanted on ``target`` when the dependent was asked for ``extras``."""
     if req.marker is None:
         return True
+    from packaging.markers import InvalidMarker, UndefinedComparison, UndefinedEnvironmentName
+
     try:
         return any(_evaluate(req.marker, target.environment(e)) for e in ("", *extras))
     except (InvalidMarker, UndefinedComparison, UndefinedEnvironmentName):
@@ -448,6 +468,8 @@ def install_wheel(path: Path, filename: str, info: WheelInfo, root: Path, scheme
     time needs its rootfs and loader. Python compiles in memory at import instead (~ms per
     module); ``PYTHONDONTWRITEBYTECODE`` keeps it from writing into the image at run time.
     """
+    import zipfile
+
     from installer import install
     from installer.destinations import SchemeDictionaryDestination
     from installer.exceptions import InstallerError

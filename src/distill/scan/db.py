@@ -441,9 +441,18 @@ def _keep_old(conn: sqlite3.Connection, path: Path, replaced: set[str]) -> None:
 
 
 def _import_one(conn: sqlite3.Connection, item: Import) -> int:
-    if item.kind is SourceKind.TRACKER:
-        return _import_tracker(conn, item)
-    return _import_osv(conn, item)
+    try:
+        if item.kind is SourceKind.TRACKER:
+            return _import_tracker(conn, item)
+        return _import_osv(conn, item)
+    except UnicodeEncodeError as exc:
+        # JSON may escape half a surrogate pair ("\ud800"): valid JSON, but no text SQLite
+        # (or anything downstream) can store.
+        raise DistillError(
+            f"{item.label or shown(item.path)} holds a string that is not Unicode text "
+            f"({exc.object[exc.start : exc.end]!r}, a lone surrogate escape)",
+            hint="the file is damaged or was made to attack a reader; get it again",
+        ) from None
 
 
 def _import_tracker(conn: sqlite3.Connection, item: Import) -> int:
@@ -459,8 +468,9 @@ def _import_tracker(conn: sqlite3.Connection, item: Import) -> int:
                     rows.append((item.name, release, source, vuln_id, *rest))
                     if description:
                         issues.setdefault(vuln_id, description)
-                if len(rows) >= _BATCH:
-                    count += _flush(conn, rows, issues, item.name)
+                    # Inside the package's loop: one package may hold millions of entries.
+                    if len(rows) >= _BATCH:
+                        count += _flush(conn, rows, issues, item.name)
             count += _flush(conn, rows, issues, item.name)
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise DistillError(

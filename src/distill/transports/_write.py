@@ -34,7 +34,6 @@ a damaged cache cannot produce an image whose digests lie.
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import io
 import os
@@ -209,6 +208,8 @@ _AT_FDCWD = -100
 
 def _exchange(a: Path, b: Path) -> bool:
     """Swap two paths atomically; False where the kernel or filesystem cannot."""
+    import ctypes  # only to replace an existing layout: kept off every run's start-up
+
     libc = ctypes.CDLL(None, use_errno=True)
     renameat2 = getattr(libc, "renameat2", None)
     if renameat2 is None:
