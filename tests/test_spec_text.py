@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from distill.build.spec import load_preset, presets
-from distill.build.spec_text import PRESETS_NAMESPACE, remembered
+from distill.build.spec_text import PRESETS_NAMESPACE, remember, remembered
 from distill.build.spec_yaml import load_yaml
 from distill.cache import BlobCache
 
@@ -18,6 +18,8 @@ from distill.cache import BlobCache
 @pytest.fixture
 def cache_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("DISTILL_CACHE_DIR", str(tmp_path / "cache"))
+    # A cache some earlier command made: remembering a preset never makes the first entry.
+    (tmp_path / "cache" / "derived").mkdir(parents=True)
     return tmp_path / "cache"
 
 
@@ -51,3 +53,13 @@ def test_a_warm_preset_load_imports_no_yaml(cache_dir: Path) -> None:
     first = subprocess.run(run, capture_output=True, text=True, check=True)
     second = subprocess.run(run, capture_output=True, text=True, check=True)
     assert (first.stdout.strip(), second.stdout.strip()) == ("True", "False")
+
+
+def test_a_preset_is_not_the_first_thing_in_a_cache(tmp_path: Path) -> None:
+    """A command refused before any work must leave no cache behind: parsing a preset into
+    a cache that does not exist yet remembers nothing (and creates nothing)."""
+    cache = BlobCache(tmp_path / "fresh")
+    text = presets()["python3"]
+    remember(text, load_yaml(text, "preset:python3"), cache)
+    assert not (tmp_path / "fresh").exists()
+    assert remembered(text, cache) is None

@@ -71,7 +71,10 @@ def remembered(text: str, cache: BlobCache) -> Document | None:
 def remember(text: str, document: Document, cache: BlobCache) -> None:
     """Keep a preset's document for the next run, when JSON gives it back exactly (a
     date or a non-string key would not survive); a cache that cannot be written is only
-    a slower next run."""
+    a slower next run. Never the first write into a cache: a command refused before any
+    work (an output it cannot write) must leave no cache directory behind."""
+    if not cache.derived_dir.is_dir():
+        return
     value = {"data": document.data, "lines": document.lines, "items": document.items}
     try:
         raw = json.dumps(value, sort_keys=True, allow_nan=False)
