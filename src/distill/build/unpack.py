@@ -21,8 +21,8 @@ from distill.cache import BlobCache, is_sha256
 from distill.debian.deb import DebControl, read_control
 from distill.debian.lock import Lock, LockedPackage, lock_downloads
 from distill.debian.mirror import Mirrors
-from distill.image.fsentry import EntryKind, FsEntry
-from distill.rootfs.extract import KeepOptions, extract_package
+from distill.image.fsentry import FsEntry
+from distill.rootfs.extract import KeepOptions, entries_from_rows, extract_package, staged_row
 
 # Bump when extract_package's output for the same .deb changes (new filters, new fields).
 UNPACK_FORMAT_VERSION = 1
@@ -83,19 +83,10 @@ def _key(pkg: LockedPackage, keep: KeepOptions) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _staged_name(entry: FsEntry) -> str | None:
-    if isinstance(entry.content, Path):
-        return entry.content.name
-    return None
-
-
 def _to_json(unpacked: Unpacked) -> bytes:
     control = unpacked.control
     record: dict[str, Any] = {
-        "entries": [
-            [e.path, str(e.kind), e.mode, e.uid, e.gid, e.size, e.linkname, _staged_name(e)]
-            for e in unpacked.entries
-        ],
+        "entries": [staged_row(e) for e in unpacked.entries],
         "skipped": list(unpacked.skipped),
         "control": {
             "control": control.control,
@@ -111,18 +102,9 @@ def _from_json(name: str, data: bytes, staging: Path) -> Unpacked | None:
     """The record, or None when it is unreadable or a staged file it names is gone."""
     try:
         record = json.loads(data)
-        entries = []
-        for path, kind, mode, uid, gid, size, linkname, sha in record["entries"]:
-            content = None
-            if sha is not None:
-                if not is_sha256(sha):
-                    return None
-                content = staging / sha[:2] / sha
-                if not content.is_file():
-                    return None
-            entries.append(
-                FsEntry(path, EntryKind(kind), mode, uid, gid, size, linkname, content, name)
-            )
+        entries = entries_from_rows(record["entries"], staging, name)
+        if entries is None:
+            return None
         c = record["control"]
         control = DebControl(c["control"], c["md5sums"], tuple(c["conffiles"]), c["scripts"])
         return Unpacked(name, tuple(entries), control, tuple(record["skipped"]), cached=True)

@@ -37,7 +37,6 @@ from distill import log, tempfiles
 from distill.bounded import one_line
 from distill.build.spec import host_arch
 from distill.build.unpack import fetch_debs, unpack_all
-from distill.cache import is_sha256
 from distill.debian.archive import load_indices, pockets_for
 from distill.debian.deb import DebControl
 from distill.debian.lock import ArchLock, Lock, LockedPackage, resolve_spec
@@ -46,7 +45,7 @@ from distill.errors import DistillError
 from distill.image.fsentry import EntryKind, FsEntry
 from distill.package.plan import AppLayer, AppPlan, BaseFacts, LangPackage, PlanContext
 from distill.rootfs.dpkg_status import status_entries
-from distill.rootfs.extract import KeepOptions, stage_stream
+from distill.rootfs.extract import KeepOptions, entries_from_rows, stage_stream, staged_row
 
 JDK_PACKAGE = "openjdk-21-jdk-headless"
 JDK_SUITE = "trixie"
@@ -447,11 +446,7 @@ def _runtime(
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
     record = {
-        "entries": [
-            [e.path, str(e.kind), e.mode, e.size, e.linkname,
-             e.content.name if isinstance(e.content, Path) else None]
-            for e in files
-        ],
+        "entries": [staged_row(e) for e in files],
         "packages": list(packages),
     }  # fmt: skip
     ctx.cache.put_derived(JLINK_NAMESPACE, key, json.dumps(record).encode())
@@ -462,16 +457,9 @@ def _from_record(data: bytes, staging: Path) -> tuple[list[FsEntry], tuple[str, 
     """A remembered runtime, or None when the record is unreadable or a staged file is gone."""
     try:
         record = json.loads(data)
-        entries = []
-        for path, kind, mode, size, linkname, sha in record["entries"]:
-            content = None
-            if sha is not None:
-                if not is_sha256(sha):
-                    return None
-                content = staging / sha[:2] / sha
-                if not content.is_file():
-                    return None
-            entries.append(FsEntry(path, EntryKind(kind), mode, 0, 0, size, linkname, content))
+        entries = entries_from_rows(record["entries"], staging)
+        if entries is None:
+            return None
         packages = tuple(str(p) for p in record["packages"])
     except (ValueError, KeyError, TypeError):
         return None

@@ -14,11 +14,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from distill import tempfiles
-from distill.cache import BlobCache, is_sha256
+from distill.cache import BlobCache
 from distill.errors import DistillError
 from distill.image.fsentry import EntryKind, FsEntry
 from distill.package.wheels import INTERPRETER, Scheme, WheelInfo, install_wheel, staged_entries
-from distill.rootfs.extract import stage_stream
+from distill.rootfs.extract import entries_from_rows, stage_stream, staged_row
 
 INSTALLED_NAMESPACE = "pypi-installed"
 _RECORD_VERSION = "1"
@@ -56,29 +56,14 @@ def installed_entries(
 
 
 def _to_json(entries: Iterable[FsEntry]) -> bytes:
-    rows = [
-        [e.path, e.kind.value, e.mode, e.size, e.linkname,
-         e.content.name if isinstance(e.content, Path) else None]
-        for e in entries
-    ]  # fmt: skip
+    rows = [staged_row(e) for e in entries]
     return json.dumps({"entries": rows}, separators=(",", ":")).encode()
 
 
 def _from_json(data: bytes, staging: Path) -> list[FsEntry] | None:
     """The recorded entries, or None when the record is unreadable or a staged file is gone."""
     try:
-        entries = []
-        for path, kind, mode, size, linkname, sha in json.loads(data)["entries"]:
-            content = None
-            if sha is not None:
-                if not is_sha256(sha):
-                    return None
-                content = staging / sha[:2] / sha
-                if not content.is_file():
-                    return None
-            entries.append(FsEntry(path, EntryKind(kind), mode, size=size, linkname=linkname,
-                                   content=content))  # fmt: skip
-        return entries
+        return entries_from_rows(json.loads(data)["entries"], staging)
     except (ValueError, KeyError, TypeError):
         return None
 

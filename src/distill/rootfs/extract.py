@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO
 
 from distill import tempfiles
+from distill.cache import is_sha256
 from distill.debian.deb import iter_data
 from distill.errors import DistillError
 from distill.image.fsentry import EntryKind, FsEntry
@@ -114,6 +115,38 @@ def stage_stream(
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def staged_row(entry: FsEntry) -> list[object]:
+    """``entry`` as a row of a remembered record (the unpacked-package, installed-wheel and
+    jlink caches): its staged file by name, which is its content's sha256."""
+    name = entry.content.name if isinstance(entry.content, Path) else None
+    e = entry
+    return [e.path, str(e.kind), e.mode, e.uid, e.gid, e.size, e.linkname, name]
+
+
+def entries_from_rows(
+    rows: object, staging: Path, package: str | None = None
+) -> list[FsEntry] | None:
+    """Rows of ``staged_row`` back as entries whose content is the staged file; None when a
+    row is damaged or a staged file is gone (the caller then does the work again)."""
+    if not isinstance(rows, list):
+        return None
+    entries = []
+    try:
+        for path, kind, mode, uid, gid, size, linkname, sha in rows:
+            content = None
+            if sha is not None:
+                if not (isinstance(sha, str) and is_sha256(sha)):
+                    return None
+                content = staging / sha[:2] / sha
+                if not content.is_file():
+                    return None
+            kind = EntryKind(kind)
+            entries.append(FsEntry(path, kind, mode, uid, gid, size, linkname, content, package))
+    except (ValueError, TypeError):
+        return None
+    return entries
 
 
 def stage_member(stream: IO[bytes], size: int, staging: Path, name: str, deb: Path) -> Path:
