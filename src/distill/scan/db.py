@@ -239,19 +239,10 @@ class VulnDB:
             )
             self._typed(rows, _DEBIAN_ROW, "a Debian advisory holds values")
             out.extend(
-                DebianAdvisory(
-                    vuln_id=vuln_id,
-                    source_package=package,
-                    release=release,
-                    status=status,
-                    fixed_version=fixed,
-                    urgency=urgency,
-                    nodsa=bool(nodsa),
-                    nodsa_reason=reason,
-                    description=description,
-                    origin=Origin.TRACKER,
+                tracker.advisory(
+                    package, (vuln_id, release, status, fixed, urgency, nodsa, reason), text
                 )
-                for vuln_id, package, status, fixed, urgency, nodsa, reason, description in rows
+                for vuln_id, package, status, fixed, urgency, nodsa, reason, text in rows
             )
         return out
 
