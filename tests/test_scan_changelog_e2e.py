@@ -132,7 +132,7 @@ def test_bookworm_pocket_image_has_the_security_changelogs_cves(tmp_path: Path) 
     assert set(UPDATED) <= set(installed)
 
     report = _scan_cli(image, tmp_path)
-    assert report["release"] == "bookworm" and report["notes"] == []
+    assert report["release"] == "bookworm" and _checked_all(report["notes"])
     for name in UPDATED:
         candidate = _security_candidate(name, cache)
         pkg = installed[name]
@@ -154,7 +154,7 @@ def test_bookworm_pocket_image_has_the_security_changelogs_cves(tmp_path: Path) 
     again = _scan(packages, release, cache)
     assert again.opened == 0 and again.unchecked == ()
     offline = _scan_cli(image, tmp_path, "--offline")
-    assert offline["findings"] == report["findings"] and offline["notes"] == []
+    assert offline["findings"] == report["findings"] and _checked_all(offline["notes"])
 
     wide = _build(tmp_path, "wide", "")
     clean = _scan_cli(wide, tmp_path)
@@ -165,3 +165,11 @@ def test_bookworm_pocket_image_has_the_security_changelogs_cves(tmp_path: Path) 
     sources = set(UPDATED.values())
     assert not [f for f in clean["findings"] if f["package"]["source_name"] in sources]
     assert not [f for f in clean["findings"] if f["package"]["name"] in UPDATED]
+
+
+def _checked_all(notes: list[str]) -> bool:
+    """Every package was checked: the one note is that, without a DB, open issues are not
+    known (the changelogs only name what newer packages fixed)."""
+    return [n.split(" (")[0] for n in notes] == [
+        "only issues fixed in newer Debian packages can be found"
+    ]

@@ -196,6 +196,13 @@ def audit_contents(
             f"no advisories for Debian {release}: {why} at {db_path}, and the mirror's "
             f"changelog source is {off}; {_DB_HINT}"
         )
+    elif release and debs and not any(s.origin is Origin.TRACKER for s in sources):
+        # Changelogs only know what a newer package fixed: open issues need the tracker.
+        why = "no DB" if db is None else f"the DB has no data for {release}"
+        notes.append(
+            f"only issues fixed in newer Debian packages can be found ({why}); issues still "
+            f"open are not: {_DB_HINT}"
+        )
     findings += match_debian(debs, advisories)
     by_origin: dict[Origin, list[DebianAdvisory]] = {}
     for advisory in advisories:
