@@ -64,3 +64,22 @@ def oci_config(layout: Path) -> dict[str, Any]:
 
 def layer_digests(layout: Path) -> list[str]:
     return [layer["digest"] for layer in oci_manifest(layout)["layers"]]
+
+
+def http_get(url: str, proc: subprocess.Popen[bytes] | None = None, tries: int = 300) -> str:
+    """The body at ``url``, retried while the server starts (bounded by ``tries``); gives up
+    at once if ``proc``, the server, has exited."""
+    import time
+    import urllib.request
+
+    last: Exception | None = None
+    for _ in range(tries):
+        if proc is not None and proc.poll() is not None:
+            break
+        try:
+            with urllib.request.urlopen(url, timeout=5) as answer:
+                return str(answer.read().decode())
+        except OSError as exc:
+            last = exc
+            time.sleep(0.1)
+    raise AssertionError(f"no answer from {url}: {last}")

@@ -12,8 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -22,7 +20,7 @@ from distill.cache import BlobCache
 from distill.package.libraries import ARCHES, PackageFinder, expected_package_names
 from distill.rootfs.accounts import NONROOT
 from elf_fixtures import HOST_ARCH, compile_c, needs_gcc
-from package_checks import assert_no_tools, inspect_json
+from package_checks import assert_no_tools, http_get, inspect_json
 from registry_fixtures import Registry, free_port, registry  # noqa: F401
 
 pytestmark = [pytest.mark.network, pytest.mark.container, needs_gcc]
@@ -66,20 +64,6 @@ int main(int argc, char **argv) {
 """
 
 
-def _http_get(url: str, proc: subprocess.Popen[bytes] | None = None, tries: int = 300) -> str:
-    last: Exception | None = None
-    for _ in range(tries):
-        if proc is not None and proc.poll() is not None:
-            break
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                return str(answer.read().decode())
-        except OSError as exc:
-            last = exc
-            time.sleep(0.1)
-    raise AssertionError(f"no answer from {url}: {last}")
-
-
 def _distill(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "distill", *args],
@@ -110,7 +94,7 @@ def _host_answer(program: Path) -> str:
     port = free_port()
     proc = subprocess.Popen([str(program), str(port)])
     try:
-        return _http_get(f"http://127.0.0.1:{port}/", proc)
+        return http_get(f"http://127.0.0.1:{port}/", proc)
     finally:
         proc.terminate()
         proc.wait(30)
@@ -151,7 +135,7 @@ def test_curl_server_packaged_pushed_pulled_and_run(tmp_path: Path, registry: Re
         run, env=env, check=True, capture_output=True, text=True, timeout=300
     ).stdout.strip()
     try:
-        answer = _http_get(f"http://127.0.0.1:{port}/")
+        answer = http_get(f"http://127.0.0.1:{port}/")
         # Same libcurl work as on the host; the image runs it as distroless's nonroot user.
         assert answer.split(" uid=")[0] == on_host.split(" uid=")[0]
         assert answer == f"distill%20elf%2Fok uid={NONROOT.uid}\n"

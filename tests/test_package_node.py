@@ -24,7 +24,7 @@ from distill.errors import DistillError
 from distill.image.fsentry import EntryKind
 from distill.package.node import NodePlanner, infer_entrypoint
 from distill.package.plan import AppKind, AppOptions, BaseFacts, PlanContext
-from package_checks import assert_no_tools, inspect_json, layer_digests
+from package_checks import assert_no_tools, http_get, inspect_json, layer_digests
 from registry_fixtures import Registry, free_port, registry  # noqa: F401
 
 NODE_HEADERS = Path("/usr/include/node/node_api.h")
@@ -349,24 +349,6 @@ def host_library(soname: str) -> Path | None:
         if (Path(directory) / soname).exists():
             return Path(directory) / soname
     return None
-
-
-def http_get(url: str, proc: subprocess.Popen[bytes] | None = None, tries: int = 300) -> str:
-    """The body at ``url``, retried while the server starts (bounded by ``tries``)."""
-    import time
-    import urllib.request
-
-    last: Exception | None = None
-    for _ in range(tries):
-        if proc is not None and proc.poll() is not None:
-            break
-        try:
-            with urllib.request.urlopen(url, timeout=5) as answer:
-                return str(answer.read().decode())
-        except OSError as exc:
-            last = exc
-            time.sleep(0.1)
-    raise AssertionError(f"no answer from {url}: {last}")
 
 
 def distill(*args: str) -> subprocess.CompletedProcess[str]:
