@@ -8,8 +8,12 @@ class name, and each dependency jar carries the ``pom.properties`` a Maven build
 
 from __future__ import annotations
 
+import atexit
+import functools
+import hashlib
 import shutil
 import subprocess
+import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,14 +47,33 @@ def need_javac() -> None:
 
 
 def javac(out: Path, *sources: Path, classpath: list[Path] | None = None) -> Path:
-    out.mkdir(parents=True, exist_ok=True)
-    cp = ["-cp", ":".join(map(str, classpath))] if classpath else []
-    subprocess.run(
-        ["javac", "--release", "17", "-d", str(out), *cp, *map(str, sources)],
-        check=True,
-        capture_output=True,
-    )
+    """``sources`` compiled into ``out``. javac's output depends only on its inputs, so a
+    test process compiles each set of sources (and classpath jars) once and copies the
+    classes after that: a JVM start per compile was most of these tests' time."""
+    digest = hashlib.sha256(b"--release 17\0")
+    for path in [*sources, *(classpath or [])]:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+    done = _compiled_dir() / digest.hexdigest()
+    if not done.is_dir():
+        work = done.with_name(done.name + ".tmp")
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir()
+        cp = ["-cp", ":".join(map(str, classpath))] if classpath else []
+        subprocess.run(
+            ["javac", "--release", "17", "-d", str(work), *cp, *map(str, sources)],
+            check=True,
+            capture_output=True,
+        )
+        work.rename(done)
+    shutil.copytree(done, out, dirs_exist_ok=True)
     return out
+
+
+@functools.cache
+def _compiled_dir() -> Path:
+    path = tempfile.mkdtemp(prefix="distill-javac-")
+    atexit.register(shutil.rmtree, path, True)
+    return Path(path)
 
 
 def _pom(artifact: str) -> tuple[str, bytes]:
